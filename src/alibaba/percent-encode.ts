@@ -1,0 +1,17 @@
+/**
+ * RFC 3986 percent-encoding exactly as Alibaba Cloud's RPC signatures require
+ * (reference §2.3; alibabacloud.com/help/doc-detail/30563.htm): only `A-Z a-z 0-9 - _ . ~` stay as they are,
+ * every other UTF-8 byte becomes `%XY` with upper-case hex. Space is `%20`, `*` is `%2A`, `~` stays.
+ */
+export function percentEncode(value: string): string {
+  // encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) unescaped; escape the five RFC 3986 reserves too.
+  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** `k=v&k=v` of percent-encoded pairs, sorted by name in code-point order (the SDK's `Array.sort()`). */
+export function canonicalQuery(params: Readonly<Record<string, string>>): string {
+  return Object.keys(params)
+    .sort()
+    .map((k) => `${percentEncode(k)}=${percentEncode(params[k] ?? '')}`)
+    .join('&');
+}

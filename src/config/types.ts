@@ -1,0 +1,91 @@
+/**
+ * The compiled configuration: every duration is a number of milliseconds (`*Ms`), every default filled,
+ * frozen. Produced by `compileConfig` (src/config/compile.ts) from the YAML file (DESIGN.md §2).
+ */
+
+export type SignatureVersion = 'v1' | 'v3';
+export type CredentialsMode = 'env' | 'chain';
+export type Until = 'created' | 'checked';
+
+export interface PollingPolicy {
+  /** @default 2000 */
+  initialDelayMs: number;
+  /** @default 60000 */
+  maxDelayMs: number;
+  /** @default 2 */
+  multiplier: number;
+  /** @default 900000 (15m) */
+  stalledAfterMs: number;
+  /** @default 86400000 (24h) */
+  timeoutMs: number;
+  /** @default 300000 (5m) */
+  awaitingRegistrationDelayMs: number;
+}
+
+export interface AlibabaConfig {
+  regionId: string;
+  /** Resolved: the override, or https://iot.<regionId>.aliyuncs.com */
+  endpoint: string;
+  iotInstanceId: string | null;
+  /** @default 'v3' */
+  signatureVersion: SignatureVersion;
+  /** @default 10000 */
+  requestTimeoutMs: number;
+  /** @default 'env' */
+  credentials: CredentialsMode;
+}
+
+export interface RateLimitConfig {
+  /** @default 5 */
+  statusQps: number;
+  /** @default 5 */
+  pageQps: number;
+  /** @default 8 */
+  concurrency: number;
+}
+
+export interface WebhookConfig {
+  url: string;
+  /** Name of the env variable holding the HMAC key. @default 'IBW_WEBHOOK_SECRET' */
+  secretEnv: string;
+  /** @default 5000 */
+  timeoutMs: number;
+}
+
+export interface BatchConfig {
+  /** Always a string (a Long must survive beyond 2^53). */
+  applyId: string;
+  productKey: string;
+  /** `${productKey}/${applyId}` */
+  key: string;
+  name: string | null;
+  /** @default 'created' */
+  until: Until;
+  /** @default false */
+  register: boolean;
+  iotInstanceId: string | null;
+  regionId: string;
+  /** The endpoint for this batch's region. */
+  endpoint: string;
+  labels: Record<string, string>;
+  polling: PollingPolicy;
+  /** Hash of the batch's YAML entry as written: a change re-arms a parked batch. */
+  entryHash: string;
+  /** Where the entry is in the file, for messages. */
+  source: { file: string; line: number; col: number } | null;
+}
+
+export interface CompiledConfig {
+  /** Absolute path of the file this came from, or null for programmatic configs. */
+  file: string | null;
+  alibaba: AlibabaConfig;
+  polling: PollingPolicy;
+  rateLimit: RateLimitConfig;
+  devices: { fetch: boolean; includeSecrets: boolean };
+  state: { dir: string };
+  output: { resultsDir: string; eventsFile: string | null; webhook: WebhookConfig | null };
+  /** `null` when listen is "off". */
+  http: { listen: { host: string; port: number } | null };
+  housekeeping: { reloadConfig: string; summary: string; prune: string; retentionMs: number };
+  batches: BatchConfig[];
+}

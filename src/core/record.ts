@@ -1,0 +1,82 @@
+/**
+ * What the daemon knows about one batch. This is what the ledger stores (DESIGN.md §5). Times are epoch ms.
+ * It never holds device secrets: those go only to the result file.
+ */
+import type { Outcome, WatcherEvent } from '../events.js';
+
+/**
+ * Lifecycle of a batch record:
+ *
+ *   pending ──(final status / timeout)──► fetching ──(devices fetched or not needed, result written)──► settled
+ *      │                                     │
+ *      ├──(batch-fatal API error)──► parked (outcome rejected; re-armed → pending when its YAML entry changes)
+ *      └──(removed from YAML)──► settled (outcome cancelled)
+ *
+ * `fetching` covers the time between knowing the outcome and having written the result file (device paging
+ * with retries); it survives restarts, so a crash there re-fetches and rewrites idempotently.
+ */
+export type BatchState = 'pending' | 'fetching' | 'settled' | 'parked';
+
+export interface InvalidDetail {
+  deviceName: string;
+  errors: string[];
+  nickName: string | null;
+}
+
+export interface StatusSample {
+  status: string;
+  at: number;
+}
+
+export interface BatchRecord {
+  /** `${productKey}/${applyId}` */
+  key: string;
+  applyId: string;
+  productKey: string;
+  name: string | null;
+  labels: Record<string, string>;
+  /** The YAML entry hash this record was armed with. */
+  entryHash: string;
+  state: BatchState;
+  /** Last status seen, or null before the first answer. */
+  status: string | null;
+  /** Backoff position within the current phase (0 = next poll is the first of the phase). */
+  attempt: number;
+  /** Successful and failed polls of the status API. */
+  polls: number;
+  firstSeenAt: number;
+  /** When the current phase (CHECK, CREATE, awaiting registration...) was first seen. */
+  phaseStartedAt: number;
+  nextDueAt: number;
+  /** batch.stalled already emitted for the current phase. */
+  stalledWarned: boolean;
+  /** BatchRegisterDeviceWithApplyId: `intent` is journaled before the call, `done`/`failed` after. */
+  registration: { state: 'intent' | 'done' | 'failed'; at: number; error: string | null } | null;
+  lastError: { code: string; message: string; at: number } | null;
+  history: StatusSample[];
+  validNames: string[];
+  invalidNames: string[];
+  invalidDetails: InvalidDetail[];
+  outcome: Outcome | null;
+  settledAt: number | null;
+  /** Why it settled this way when the status alone does not tell (rejected, timed_out, cancelled, fetch failure). */
+  reason: string | null;
+  /** Result file written for this outcome (relative to nothing: absolute path), and its device count. */
+  resultFile: string | null;
+  deviceCount: number | null;
+  /** Device fetch attempts while `fetching`; the last failure is in lastError. */
+  fetchAttempts: number;
+  /** Number of events emitted for this batch so far; makes event ids stable and unique. */
+  eventSeq: number;
+}
+
+/** A pending delivery of one event to the sinks; removed once every sink acknowledged it. */
+export interface OutboxEntry {
+  event: WatcherEvent;
+  /** Sink names that have acknowledged the event. */
+  acked: string[];
+}
+
+export function batchKey(productKey: string, applyId: string): string {
+  return `${productKey}/${applyId}`;
+}

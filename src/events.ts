@@ -1,0 +1,63 @@
+/**
+ * The event contract (DESIGN.md §4). The same object goes to every sink: the log line's `event` field,
+ * one line of `eventsFile`, the webhook body and the library's typed emitter. Events never carry secrets.
+ */
+
+export const EVENT_TYPES = [
+  'batch.added',
+  'batch.status_changed',
+  'batch.awaiting_registration',
+  'batch.registration_requested',
+  'batch.stalled',
+  'batch.unexpected_status',
+  'batch.settled',
+  'batch.rejected',
+  'batch.cancelled',
+] as const;
+
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** Final outcomes of a batch (DESIGN.md §3). */
+export const OUTCOMES = [
+  'checked',
+  'check_failed',
+  'created',
+  'create_failed',
+  'timed_out',
+  'rejected',
+  'cancelled',
+] as const;
+
+export type Outcome = (typeof OUTCOMES)[number];
+
+export interface WatcherEvent {
+  /** Stable for the same fact: `<applyId>:<discriminator>:<seq>`; consumers de-duplicate on it. */
+  id: string;
+  type: EventType;
+  /** ISO-8601 time the fact was observed. */
+  at: string;
+  applyId: string;
+  productKey: string;
+  name: string | null;
+  labels: Record<string, string>;
+  /** Last status seen from the API, or null before the first answer. */
+  status: string | null;
+  /** Set on batch.settled (and the rejected/cancelled events that settle a batch). */
+  outcome?: Outcome;
+  /** The previous status, on batch.status_changed. */
+  previousStatus?: string | null;
+  /** Why: the error code and message on rejected, the timeout on timed_out, etc. */
+  reason?: string;
+  /** Polls so far. */
+  polls?: number;
+  /** For batch.settled: where the result file is, and how many devices it holds. */
+  resultFile?: string | null;
+  deviceCount?: number | null;
+  validNames?: string[];
+  invalidNames?: string[];
+  /** For batch.stalled: how long the current phase has lasted. */
+  phaseMs?: number;
+}
+
+/** Typed listener map for the library emitter (`createWatcher(...).on(type, listener)`). */
+export type WatcherEventMap = { [K in EventType]: (event: WatcherEvent & { type: K }) => void };
