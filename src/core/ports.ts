@@ -142,3 +142,21 @@ export interface BatchResult {
 export interface ResultWriter {
   write(result: BatchResult): Promise<string>;
 }
+
+/** A pino-compatible logger, as the core sees it (the core does not import pino). */
+export interface Log {
+  trace(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  fatal(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): Log;
+  isLevelEnabled?(level: string): boolean;
+}
+
+/** Where journaled events go for delivery (the outbox in src/sinks/outbox.ts). */
+export interface EventPublisher {
+  /** The entry's `{t:'event'}` record is already durable in the ledger. */
+  enqueue(entry: OutboxEntry): void;
+}

@@ -63,3 +63,38 @@ describe('known-answer vectors (reference §2.4, §2.5)', () => {
     );
   });
 });
+
+describe('known-answer vectors (c): this project\'s shape (reference §2.4 c)', () => {
+  const params = {
+    Action: 'QueryBatchRegisterDeviceStatus',
+    Format: 'json',
+    Version: '2018-01-20',
+    Timestamp: '2024-01-02T03:04:05Z',
+    SignatureNonce: 'fixed-nonce-0001',
+    ApplyId: '1295006',
+    ProductKey: 'a1BwAGVxxxx',
+    IotInstanceId: 'iot-cn-abc123',
+    RegionId: 'cn-shanghai',
+    SignatureMethod: 'HMAC-SHA1',
+    SignatureVersion: '1.0',
+    AccessKeyId: 'testid',
+  };
+
+  it('POST, with the exact string to sign', () => {
+    const out = signV1(params, 'POST', 'testsecret');
+    expect(out.stringToSign).toBe(
+      'POST&%2F&AccessKeyId%3Dtestid%26Action%3DQueryBatchRegisterDeviceStatus%26ApplyId%3D1295006%26Format%3Djson%26IotInstanceId%3Diot-cn-abc123%26ProductKey%3Da1BwAGVxxxx%26RegionId%3Dcn-shanghai%26SignatureMethod%3DHMAC-SHA1%26SignatureNonce%3Dfixed-nonce-0001%26SignatureVersion%3D1.0%26Timestamp%3D2024-01-02T03%253A04%253A05Z%26Version%3D2018-01-20',
+    );
+    expect(out.signature).toBe('16kJG5JOv7VWqnUu+6LoAR6G4DM=');
+  });
+
+  it('GET (same params)', () => {
+    expect(signV1(params, 'GET', 'testsecret').signature).toBe('R+vqseQzAeNcACKUHmmMT1mS5s0=');
+  });
+
+  it('special characters, GET', () => {
+    expect(signV1({ A: 'a b+c*d~e/f:g', B: '中文', C: "!'()" }, 'GET', 'testsecret').signature).toBe(
+      'SJEcT3OuOGbrNSH8FL0hQ6ZzESg=',
+    );
+  });
+});

@@ -1,0 +1,161 @@
+/**
+ * AccessKey credentials behind one small interface (DESIGN.md §6).
+ *
+ * - `env` (default): `ALIBABA_CLOUD_ACCESS_KEY_ID`, `ALIBABA_CLOUD_ACCESS_KEY_SECRET`, optional
+ *   `ALIBABA_CLOUD_SECURITY_TOKEN` (STS), each also as `<NAME>_FILE` (a path; the file's content is trimmed).
+ *   Read and checked once, at creation, so a missing credential is a start-up error naming the variables.
+ * - `chain`: the official `@alicloud/credentials` default chain (profile file, RAM role, OIDC...). Loaded and
+ *   constructed lazily on the first `get()`; never used in tests.
+ */
+import { readFileSync } from 'node:fs';
+
+import { DaemonError } from '../errors.js';
+
+/** One set of credentials. `securityToken` is non-null only for STS credentials. */
+export interface Credentials {
+  accessKeyId: string;
+  accessKeySecret: string;
+  securityToken: string | null;
+}
+
+/** Source of credentials; called before every request attempt (so rotating providers work). */
+export interface CredentialsProvider {
+  get(): Promise<Credentials>;
+}
+
+/** The environment variable names read by {@link createEnvCredentials}. */
+export const CREDENTIAL_ENV_VARS = Object.freeze({
+  accessKeyId: 'ALIBABA_CLOUD_ACCESS_KEY_ID',
+  accessKeySecret: 'ALIBABA_CLOUD_ACCESS_KEY_SECRET',
+  securityToken: 'ALIBABA_CLOUD_SECURITY_TOKEN',
+});
+
+export interface EnvCredentialsOptions {
+  /** Reads a `*_FILE` path. @default fs.readFileSync(path, 'utf8') */
+  readFile?: (path: string) => string;
+}
+
+/**
+ * Reads the credentials from `env` now (not on `get()`), and throws a `DaemonError`
+ * (`kind: 'config'`, `scope: 'process'`) when they are missing (`CredentialsMissing`), set both directly and
+ * as `_FILE` (`CredentialsConflict`), or a file cannot be read (`CredentialsFileUnreadable`). Messages name
+ * the variables and paths, never a value.
+ */
+export function createEnvCredentials(
+  env: Readonly<Record<string, string | undefined>>,
+  options: EnvCredentialsOptions = {},
+): CredentialsProvider {
+  const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
+  const accessKeyId = readVar(env, CREDENTIAL_ENV_VARS.accessKeyId, readFile);
+  const accessKeySecret = readVar(env, CREDENTIAL_ENV_VARS.accessKeySecret, readFile);
+  const securityToken = readVar(env, CREDENTIAL_ENV_VARS.securityToken, readFile);
+  const missing: string[] = [];
+  if (accessKeyId === null) missing.push(CREDENTIAL_ENV_VARS.accessKeyId);
+  if (accessKeySecret === null) missing.push(CREDENTIAL_ENV_VARS.accessKeySecret);
+  if (accessKeyId === null || accessKeySecret === null) {
+    throw new DaemonError(
+      `Alibaba Cloud credentials missing: set ${missing.map((n) => `${n} (or ${n}_FILE)`).join(' and ')}; ` +
+        `${CREDENTIAL_ENV_VARS.securityToken} (or ${CREDENTIAL_ENV_VARS.securityToken}_FILE) is optional, for STS. ` +
+        `Or configure alibaba.credentials: chain.`,
+      { kind: 'config', scope: 'process', code: 'CredentialsMissing' },
+    );
+  }
+  const creds: Credentials = Object.freeze({ accessKeyId, accessKeySecret, securityToken });
+  return { get: () => Promise.resolve(creds) };
+}
+
+function readVar(
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+  readFile: (path: string) => string,
+): string | null {
+  const direct = env[name];
+  const filePath = env[`${name}_FILE`];
+  const hasDirect = direct !== undefined && direct !== '';
+  const hasFile = filePath !== undefined && filePath !== '';
+  if (hasDirect && hasFile) {
+    throw new DaemonError(`both ${name} and ${name}_FILE are set; set only one`, {
+      kind: 'config',
+      scope: 'process',
+      code: 'CredentialsConflict',
+    });
+  }
+  if (hasFile) {
+    let content: string;
+    try {
+      content = readFile(filePath);
+    } catch (err) {
+      const reason = (err as { code?: unknown }).code;
+      throw new DaemonError(
+        `cannot read ${name}_FILE (${filePath})${typeof reason === 'string' ? `: ${reason}` : ''}`,
+        { kind: 'config', scope: 'process', code: 'CredentialsFileUnreadable' },
+      );
+    }
+    const trimmed = content.trim();
+    return trimmed === '' ? null : trimmed;
+  }
+  if (hasDirect) {
+    const trimmed = direct.trim();
+    return trimmed === '' ? null : trimmed;
+  }
+  return null;
+}
+
+/** The part of `@alicloud/credentials`' `Credential` we use. */
+export interface ChainCredentialClient {
+  getCredential(): Promise<{ accessKeyId?: string; accessKeySecret?: string; securityToken?: string }>;
+}
+
+export interface ChainCredentialsOptions {
+  /**
+   * Creates the chain client. Called once, on the first `get()`.
+   * @default dynamic import of `@alicloud/credentials` and `new Credential()` (the default chain)
+   */
+  load?: () => Promise<ChainCredentialClient>;
+}
+
+/**
+ * Wraps the official default credential chain. Nothing is imported, constructed or contacted until the first
+ * `get()`; the chain itself caches and refreshes (RAM role / OIDC tokens). A chain answer without an
+ * AccessKey pair throws a process-fatal `DaemonError` (`kind: 'auth'`, code `CredentialsMissing`).
+ */
+export function createChainCredentials(options: ChainCredentialsOptions = {}): CredentialsProvider {
+  const load = options.load ?? loadDefaultChain;
+  let client: Promise<ChainCredentialClient> | null = null;
+  return {
+    async get() {
+      client ??= load();
+      let c: ChainCredentialClient;
+      try {
+        c = await client;
+      } catch (err) {
+        client = null;
+        throw new DaemonError('cannot load the Alibaba Cloud default credential chain', {
+          kind: 'config',
+          scope: 'process',
+          code: 'CredentialsChainUnavailable',
+          cause: err,
+        });
+      }
+      const m = await c.getCredential();
+      if (!m.accessKeyId || !m.accessKeySecret) {
+        throw new DaemonError('the Alibaba Cloud default credential chain returned no AccessKey pair', {
+          kind: 'auth',
+          scope: 'process',
+          code: 'CredentialsMissing',
+        });
+      }
+      return { accessKeyId: m.accessKeyId, accessKeySecret: m.accessKeySecret, securityToken: m.securityToken || null };
+    },
+  };
+}
+
+async function loadDefaultChain(): Promise<ChainCredentialClient> {
+  // NOTE: a CommonJS module compiled from TS: the class is `module.exports.default`, which Node's ESM
+  // interop exposes as `default.default`.
+  const mod = (await import('@alicloud/credentials')) as unknown as {
+    default: { default: new () => ChainCredentialClient };
+  };
+  const Credential = mod.default.default;
+  return new Credential();
+}

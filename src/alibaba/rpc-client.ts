@@ -1,0 +1,592 @@
+/**
+ * The signed, retrying RPC transport for Alibaba Cloud IoT Platform (API version 2018-01-20), on undici.
+ *
+ * One call = up to `maxAttempts` attempts. Each attempt:
+ *   beforeAttempt hook (rate limiter) → credentials.get() → fresh nonce + timestamp → sign (V3 default, or V1)
+ *   → POST on the endpoint's keep-alive pool → read the body under a size cap → classify → onAttempt hook
+ *   → exactly one debug log line.
+ * Only errors whose table scope is `attempt` are retried (p-retry), with capped exponential backoff and
+ * jitter drawn from the injected Random and waited with the injected Clock, within `maxRetryTimeMs`.
+ * Throttling is reported through `onAttempt` on every occurrence and, if retries run out, as an `ApiError`
+ * with `kind: 'throttled'`; it is never absorbed silently.
+ *
+ * Non-idempotent actions (`idempotent: false`: BatchCheckDeviceNames, BatchRegisterDevice) are retried only
+ * when the service cannot have acted on the request (throttled, ServiceUnavailable, SignatureNonceUsed,
+ * connection refused / connect timeout, or an explicit Success:false answer); a timeout or reset after
+ * sending is surfaced to the caller instead of risking a second batch.
+ *
+ * Response shapes (reference §3): HTTP 4xx/5xx → gateway `{Code, Message, RequestId, HostId, Recommend}`;
+ * 2xx with `Success:false` → IoT business error `{Code, ErrorMessage}`; 2xx with `Success` true or absent → ok.
+ * Anything else (not JSON, truncated, too large, wrong types) is an `ApiError` with a `Response.*` or
+ * `Transport.*` code, never a crash.
+ */
+import pRetry, { AbortError } from 'p-retry';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+
+import { nextDelayMs } from '../core/backoff.js';
+import type { Clock, Random } from '../core/clock.js';
+import { systemClock, systemRandom } from '../core/clock.js';
+import type { ApiAction } from '../core/ports.js';
+import { AbortedError, DaemonError, coerceError } from '../errors.js';
+import type { Credentials, CredentialsProvider } from './credentials.js';
+import type { AttemptOutcome } from './error-codes.js';
+import { outcomeOf } from './error-codes.js';
+import type { ApiErrorSource } from './errors.js';
+import { ApiError, scrubSecrets } from './errors.js';
+import { parseJsonLossless } from './lossless-json.js';
+import { canonicalQuery } from './percent-encode.js';
+import { formatTimestamp, signV1, v1CommonParams } from './sign-v1.js';
+import { EMPTY_SHA256, signV3, v3Headers } from './sign-v3.js';
+
+/** The IoT Platform API version. */
+export const IOT_API_VERSION = '2018-01-20';
+
+/** What `onAttempt` receives after every attempt (for metrics). */
+export interface AttemptInfo {
+  action: ApiAction;
+  outcome: AttemptOutcome;
+  /** null when no HTTP response arrived. */
+  httpStatus: number | null;
+  durationMs: number;
+  requestId: string | null;
+  /** The error code, or null on success. */
+  code: string | null;
+  /** 1-based attempt number within the call. */
+  attempt: number;
+}
+
+export interface RpcClientOptions {
+  /** Default endpoint URL, e.g. `https://iot.cn-shanghai.aliyuncs.com`. `http:` only for loopback hosts. */
+  endpoint: string;
+  credentials: CredentialsProvider;
+  /** API version. @default '2018-01-20' */
+  version?: string;
+  /** `v3` = ACS3-HMAC-SHA256 (what the official SDK sends), `v1` = HMAC-SHA1. @default 'v3' */
+  signatureVersion?: 'v1' | 'v3';
+  /** Headers timeout and body (inactivity) timeout of each attempt, in ms. @default 10000 */
+  requestTimeoutMs?: number;
+  /** TCP/TLS connect timeout, in ms. @default requestTimeoutMs */
+  connectTimeoutMs?: number;
+  /** Largest response body accepted, in bytes; more → `Response.TooLarge`. @default 8388608 (8 MiB) */
+  maxBodyBytes?: number;
+  /** Attempts per call, including the first. @default 4 */
+  maxAttempts?: number;
+  /** No retry starts once this much time (by the injected clock) has passed since the call began. @default 60000 */
+  maxRetryTimeMs?: number;
+  /** Backoff floor before the first retry, in ms. @default 200 */
+  retryBaseDelayMs?: number;
+  /** Backoff cap, in ms. @default 10000 */
+  retryMaxDelayMs?: number;
+  /** Keep-alive connections per endpoint origin. @default 16 */
+  connectionsPerEndpoint?: number;
+  /** Idle keep-alive socket lifetime, in ms. @default 4000 */
+  keepAliveTimeoutMs?: number;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default systemRandom */
+  random?: Random;
+  /** Receives one debug line per attempt and a warning per unknown error code. @default a disabled logger */
+  logger?: Logger;
+  /** Awaited before every attempt (the daemon's rate limiter takes a token here). */
+  beforeAttempt?: (action: ApiAction, signal?: AbortSignal) => Promise<void>;
+  /** Called after every attempt that was not aborted by the caller (metrics). Must not throw. */
+  onAttempt?: (info: AttemptInfo) => void;
+  /** `user-agent` header. @default 'iot-batch-watcher' */
+  userAgent?: string;
+}
+
+export interface RpcCallOptions {
+  signal?: AbortSignal;
+  /** Endpoint override for this call (per-batch region). */
+  endpoint?: string;
+  /** False for actions that create something; see the module comment. @default true */
+  idempotent?: boolean;
+  /** Overrides the client's `maxAttempts` for this call. */
+  maxAttempts?: number;
+}
+
+export interface RpcResponse {
+  /** The parsed JSON object; integer `ApplyId` values are strings (lossless). */
+  body: Record<string, unknown>;
+  httpStatus: number;
+  requestId: string | null;
+  /** Attempts this call took. */
+  attempts: number;
+}
+
+/** A signed, retrying RPC client. */
+export interface RpcClient {
+  /** Calls `action` with RPC parameters (already flattened: `DeviceName.1` …). Rejects with `ApiError`, `AbortedError` or a config `DaemonError`. */
+  call(action: ApiAction, params: Readonly<Record<string, string>>, options?: RpcCallOptions): Promise<RpcResponse>;
+  /** Closes every pool (waits for requests in flight). */
+  close(): Promise<void>;
+}
+
+const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
+
+/** True for `localhost`, `127.0.0.0/8` and `::1`. */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
+  return m !== null && m.slice(1).every((p) => Number(p) <= 255);
+}
+
+/**
+ * Parses and checks an endpoint: `https:` anywhere, `http:` only on a loopback host, no path, query or
+ * credentials. Throws a `DaemonError` (`kind: 'config'`, `scope: 'process'`, code `EndpointInvalid` or
+ * `EndpointInsecure`); never connects.
+ */
+export function parseEndpoint(endpoint: string): URL {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new DaemonError(`endpoint ${JSON.stringify(endpoint)} is not a URL`, {
+      kind: 'config',
+      scope: 'process',
+      code: 'EndpointInvalid',
+    });
+  }
+  const bad = (why: string, code = 'EndpointInvalid'): DaemonError =>
+    new DaemonError(`endpoint ${url.origin}: ${why}`, { kind: 'config', scope: 'process', code });
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw bad(`expected https:, got ${url.protocol}`);
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    throw bad('https is required unless the host is loopback (127.0.0.0/8, ::1, localhost)', 'EndpointInsecure');
+  }
+  if (url.username !== '' || url.password !== '') throw bad('must not contain user info');
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') {
+    throw bad('must not have a path, query or fragment');
+  }
+  return url;
+}
+
+interface BuiltRequest {
+  path: string;
+  headers: Record<string, string>;
+  signature: string;
+}
+
+/** Builds the signed request of one attempt. Exported for tests. */
+export function buildSignedRequest(input: {
+  signatureVersion: 'v1' | 'v3';
+  action: string;
+  version: string;
+  params: Readonly<Record<string, string>>;
+  host: string;
+  credentials: Credentials;
+  timestamp: string;
+  nonce: string;
+  userAgent: string;
+}): BuiltRequest {
+  const { credentials: c } = input;
+  if (input.signatureVersion === 'v1') {
+    const all: Record<string, string> = {
+      ...input.params,
+      ...v1CommonParams({
+        action: input.action,
+        version: input.version,
+        accessKeyId: c.accessKeyId,
+        timestamp: input.timestamp,
+        nonce: input.nonce,
+        securityToken: c.securityToken,
+      }),
+    };
+    const { signature } = signV1(all, 'POST', c.accessKeySecret);
+    all.Signature = signature;
+    return {
+      path: `/?${canonicalQuery(all)}`,
+      headers: {
+        host: input.host,
+        'x-acs-action': input.action,
+        'x-acs-version': input.version,
+        accept: 'application/json',
+        'user-agent': input.userAgent,
+      },
+      signature,
+    };
+  }
+  const headers = v3Headers({
+    host: input.host,
+    action: input.action,
+    version: input.version,
+    date: input.timestamp,
+    nonce: input.nonce,
+    bodySha256: EMPTY_SHA256,
+    securityToken: c.securityToken,
+    accessKeyId: c.accessKeyId,
+  });
+  const signed = signV3({
+    method: 'POST',
+    path: '/',
+    query: input.params,
+    headers,
+    bodySha256: EMPTY_SHA256,
+    accessKeyId: c.accessKeyId,
+    accessKeySecret: c.accessKeySecret,
+  });
+  const query = canonicalQuery(input.params);
+  return {
+    path: query === '' ? '/' : `/?${query}`,
+    headers: { ...headers, authorization: signed.authorization, accept: 'application/json', 'user-agent': input.userAgent },
+    signature: signed.signature,
+  };
+}
+
+/** Codes after which the service cannot have acted on the request (safe to resend a non-idempotent call). */
+const NOT_PROCESSED_CODES: ReadonlySet<string> = new Set([
+  'ServiceUnavailable',
+  'SignatureNonceUsed',
+  'Transport.ConnectionRefused',
+  'Transport.ConnectTimeout',
+  'Transport.DnsError',
+]);
+
+function safeToResend(err: ApiError): boolean {
+  return err.kind === 'throttled' || err.source === 'business' || NOT_PROCESSED_CODES.has(err.code);
+}
+
+/** Creates the client. Throws a config `DaemonError` when `endpoint` is not acceptable. */
+export function createRpcClient(options: RpcClientOptions): RpcClient {
+  const defaultEndpoint = parseEndpoint(options.endpoint);
+  const version = options.version ?? IOT_API_VERSION;
+  const signatureVersion = options.signatureVersion ?? 'v3';
+  const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+  const connectTimeoutMs = options.connectTimeoutMs ?? requestTimeoutMs;
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  const maxAttempts = options.maxAttempts ?? 4;
+  const maxRetryTimeMs = options.maxRetryTimeMs ?? 60_000;
+  const backoff = {
+    initialDelayMs: options.retryBaseDelayMs ?? 200,
+    maxDelayMs: options.retryMaxDelayMs ?? 10_000,
+    multiplier: 2,
+  };
+  const clock = options.clock ?? systemClock;
+  const random = options.random ?? systemRandom;
+  const logger = options.logger ?? pino({ enabled: false });
+  const userAgent = options.userAgent ?? 'iot-batch-watcher';
+  const pools = new Map<string, Pool>();
+  const warnedCodes = new Set<string>();
+  let closed = false;
+
+  const poolFor = (url: URL): Pool => {
+    let pool = pools.get(url.origin);
+    if (pool === undefined) {
+      pool = new Pool(url.origin, {
+        connections: options.connectionsPerEndpoint ?? 16,
+        keepAliveTimeout: options.keepAliveTimeoutMs ?? 4_000,
+        connectTimeout: connectTimeoutMs,
+        headersTimeout: requestTimeoutMs,
+        bodyTimeout: requestTimeoutMs,
+      });
+      pools.set(url.origin, pool);
+    }
+    return pool;
+  };
+
+  const attemptOnce = async (
+    action: ApiAction,
+    params: Readonly<Record<string, string>>,
+    url: URL,
+    attempt: number,
+    signal: AbortSignal | undefined,
+  ): Promise<RpcResponse> => {
+    if (options.beforeAttempt) await options.beforeAttempt(action, signal);
+    signal?.throwIfAborted();
+    const creds = await options.credentials.get();
+    const req = buildSignedRequest({
+      signatureVersion,
+      action,
+      version,
+      params,
+      host: url.host,
+      credentials: creds,
+      timestamp: formatTimestamp(clock.now()),
+      nonce: random.nonce(),
+      userAgent,
+    });
+    const secrets = [creds.accessKeySecret, creds.securityToken, req.signature];
+    const started = clock.now();
+    let httpStatus: number | null = null;
+    let requestId: string | null = null;
+    let failure: unknown = null;
+    try {
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await poolFor(url).request({
+          path: req.path,
+          method: 'POST',
+          headers: req.headers,
+          headersTimeout: requestTimeoutMs,
+          bodyTimeout: requestTimeoutMs,
+          signal: signal ?? null,
+        });
+      } catch (err) {
+        throw transportError(action, err, secrets);
+      }
+      httpStatus = res.statusCode;
+      requestId = headerValue(res.headers['x-acs-request-id']);
+      const text = await readBody(action, res, maxBodyBytes, secrets);
+      const body = interpret(action, res.statusCode, text, requestId, secrets);
+      requestId = stringField(body.RequestId) ?? requestId;
+      return { body, httpStatus: res.statusCode, requestId, attempts: attempt };
+    } catch (err) {
+      if (err instanceof ApiError) requestId = err.requestId ?? requestId;
+      failure = err;
+      if (signal?.aborted) throw new AbortedError(`${action}: aborted`);
+      throw err;
+    } finally {
+      const durationMs = Math.max(0, clock.now() - started);
+      const aborted = signal?.aborted === true && !(failure === null);
+      const apiErr = failure instanceof ApiError ? failure : null;
+      const outcome: AttemptOutcome | 'aborted' | 'error' =
+        failure === null ? 'success' : aborted ? 'aborted' : apiErr ? outcomeOf(apiErr, apiErr.source === 'business') : 'error';
+      logger.debug(
+        { action, attempt, httpStatus, requestId, durationMs, outcome, code: apiErr?.code ?? null },
+        'alibaba api request',
+      );
+      if (apiErr && !apiErr.known && !warnedCodes.has(apiErr.code)) {
+        warnedCodes.add(apiErr.code);
+        logger.warn(
+          { action, code: apiErr.code, httpStatus, requestId },
+          'unknown Alibaba error code; treating it as transient (add it to src/alibaba/error-codes.ts)',
+        );
+      }
+      if (options.onAttempt && outcome !== 'aborted' && outcome !== 'error') {
+        try {
+          options.onAttempt({ action, outcome, httpStatus, durationMs, requestId, code: apiErr?.code ?? null, attempt });
+        } catch (hookErr) {
+          logger.warn({ err: hookErr, action }, 'onAttempt hook threw');
+        }
+      }
+    }
+  };
+
+  return {
+    async call(action, params, callOptions = {}) {
+      if (closed) {
+        throw new DaemonError('RPC client is closed', { kind: 'internal', scope: 'process', code: 'ClientClosed' });
+      }
+      const url = callOptions.endpoint === undefined ? defaultEndpoint : parseEndpoint(callOptions.endpoint);
+      const signal = callOptions.signal;
+      const attempts = Math.max(1, Math.floor(callOptions.maxAttempts ?? maxAttempts));
+      const idempotent = callOptions.idempotent ?? true;
+      const startedAt = clock.now();
+      try {
+        return await pRetry(
+          async (attemptNumber) => {
+            try {
+              return await attemptOnce(action, params, url, attemptNumber, signal);
+            } catch (err) {
+              if (err instanceof ApiError && err.scope === 'attempt' && (idempotent || safeToResend(err))) throw err;
+              // Not retryable (batch/process scope, aborted, a bug): p-retry rejects with the original error.
+              throw new AbortError(coerceError(err));
+            }
+          },
+          {
+            retries: attempts - 1,
+            // NOTE: p-retry waits with real timers; we wait in shouldRetry with the injected clock instead.
+            minTimeout: 0,
+            factor: 1,
+            signal,
+            shouldRetry: async ({ attemptNumber }) => {
+              const delay = nextDelayMs(backoff, attemptNumber, random);
+              if (clock.now() - startedAt + delay >= maxRetryTimeMs) return false;
+              await clock.sleep(delay, signal);
+              return true;
+            },
+          },
+        );
+      } catch (err) {
+        if (err instanceof DaemonError) throw err;
+        if (signal?.aborted) throw new AbortedError(`${action}: aborted`);
+        throw err;
+      }
+    },
+    async close() {
+      closed = true;
+      const all = [...pools.values()];
+      pools.clear();
+      await Promise.all(all.map((p) => p.close()));
+    },
+  };
+}
+
+function headerValue(v: string | string[] | undefined): string | null {
+  if (Array.isArray(v)) return v[0] ?? null;
+  return v === undefined || v === '' ? null : v;
+}
+
+function stringField(v: unknown): string | null {
+  return typeof v === 'string' && v !== '' ? v : null;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function errCode(err: unknown): string | undefined {
+  const c = (err as { code?: unknown } | null)?.code;
+  return typeof c === 'string' ? c : undefined;
+}
+
+function transportError(action: string, err: unknown, secrets: readonly (string | null)[]): ApiError {
+  const code = errCode(err) ?? errCode((err as { cause?: unknown } | null)?.cause);
+  let ours: string;
+  switch (code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      ours = 'Transport.ConnectTimeout';
+      break;
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+    case 'ETIMEDOUT':
+      ours = 'Transport.Timeout';
+      break;
+    case 'ECONNREFUSED':
+      ours = 'Transport.ConnectionRefused';
+      break;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      ours = 'Transport.DnsError';
+      break;
+    case 'UND_ERR_SOCKET':
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_CLOSED':
+      ours = 'Transport.ConnectionReset';
+      break;
+    default:
+      ours = 'Transport.Error';
+  }
+  return apiError(action, ours, 'transport', describe(err, secrets), null, err);
+}
+
+function describe(err: unknown, secrets: readonly (string | null)[]): string {
+  const e = coerceError(err);
+  return scrubSecrets(`${e.name}${errCode(e) ? ` ${errCode(e)}` : ''}: ${e.message}`, secrets);
+}
+
+function apiError(
+  action: string,
+  code: string,
+  source: ApiErrorSource,
+  message: string,
+  httpStatus: number | null,
+  cause?: unknown,
+): ApiError {
+  return new ApiError({ action, code, source, message, httpStatus, cause });
+}
+
+/** Stops reading a body we do not want; dump() destroys it at once past the limit and swallows the abort. */
+async function discard(res: Dispatcher.ResponseData): Promise<void> {
+  await res.body.dump({ limit: 1 }).catch(() => undefined);
+}
+
+async function readBody(
+  action: string,
+  res: Dispatcher.ResponseData,
+  maxBytes: number,
+  secrets: readonly (string | null)[],
+): Promise<string> {
+  const declared = Number(headerValue(res.headers['content-length']) ?? NaN);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await discard(res);
+    throw apiError(action, 'Response.TooLarge', 'response', `content-length ${declared} exceeds ${maxBytes} bytes`, res.statusCode);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of res.body) {
+      const buf = chunk as Buffer;
+      total += buf.length;
+      if (total > maxBytes) {
+        await discard(res);
+        throw apiError(action, 'Response.TooLarge', 'response', `body exceeds ${maxBytes} bytes`, res.statusCode);
+      }
+      chunks.push(buf);
+    }
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    const timeout = errCode(err) === 'UND_ERR_BODY_TIMEOUT';
+    throw apiError(
+      action,
+      timeout ? 'Transport.Timeout' : 'Response.Truncated',
+      timeout ? 'transport' : 'response',
+      `body read failed after ${total} bytes: ${describe(err, secrets)}`,
+      res.statusCode,
+      err,
+    );
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks, total));
+  } catch (err) {
+    throw apiError(action, 'Response.Malformed', 'response', 'body is not valid UTF-8', res.statusCode, err);
+  }
+}
+
+function interpret(
+  action: string,
+  status: number,
+  text: string,
+  headerRequestId: string | null,
+  secrets: readonly (string | null)[],
+): Record<string, unknown> {
+  let parsed: unknown;
+  let parseOk = true;
+  try {
+    parsed = parseJsonLossless(text);
+  } catch {
+    parseOk = false;
+  }
+  const obj = isRecord(parsed) ? parsed : null;
+  const requestId = stringField(obj?.RequestId) ?? headerRequestId;
+  const scrub = (s: string): string => scrubSecrets(s, secrets);
+  if (status < 200 || status > 299) {
+    const code = stringField(obj?.Code) ?? `Http.${status}`;
+    const message =
+      stringField(obj?.Message) ?? stringField(obj?.ErrorMessage) ?? (obj ? 'no message' : `HTTP ${status} without a JSON body`);
+    throw new ApiError({
+      action,
+      code,
+      source: 'gateway',
+      message: scrub(message),
+      httpStatus: status,
+      requestId,
+      hostId: stringField(obj?.HostId),
+      recommend: stringField(obj?.Recommend),
+    });
+  }
+  if (obj === null) {
+    const why = !parseOk
+      ? text.trim() === ''
+        ? 'empty body'
+        : `body is not valid JSON (${text.length} chars)`
+      : `body is JSON ${Array.isArray(parsed) ? 'array' : parsed === null ? 'null' : typeof parsed}, expected an object`;
+    throw new ApiError({ action, code: 'Response.Malformed', source: 'response', message: why, httpStatus: status, requestId });
+  }
+  const success = obj.Success;
+  if (success === false || success === 'false') {
+    throw new ApiError({
+      action,
+      code: stringField(obj.Code) ?? 'Business.NoCode',
+      source: 'business',
+      message: scrub(stringField(obj.ErrorMessage) ?? stringField(obj.Message) ?? 'Success:false without a message'),
+      httpStatus: status,
+      requestId,
+    });
+  }
+  if (success !== undefined && success !== true && success !== 'true') {
+    throw new ApiError({
+      action,
+      code: 'Response.Malformed',
+      source: 'response',
+      message: `Success has type ${success === null ? 'null' : typeof success}, expected boolean`,
+      httpStatus: status,
+      requestId,
+    });
+  }
+  return obj;
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env node
+/**
+ * The `iot-batch-watcher` executable. All logic is in main.ts; this only binds it to the real process.
+ */
+import { main, processIo } from './main.js';
+
+const code = await main(processIo());
+process.exitCode = code;
+// NOTE: keep-alive sockets or a stuck sink must not keep a finished command alive.
+setTimeout(() => process.exit(code), 2000).unref();

@@ -1,0 +1,284 @@
+/**
+ * raw → validated → compiled (style guide rule 5: load → compile → freeze).
+ *
+ * `validateAndCompile` is the one pipeline both entry points share: `load.ts` (YAML text, with file positions)
+ * and `compileConfigObject` (programmatic configs, positions `<object>:0:0`). It collects every issue from the
+ * zod schema and from the cross-key rules, then either throws one ConfigError with all of them or returns the
+ * CompiledConfig: every duration in `*Ms`, every default filled, paths absolute, deeply frozen.
+ */
+
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+
+import type { z } from 'zod';
+
+import { ConfigError } from '../errors.js';
+import type { ConfigIssue } from '../errors.js';
+import { type ConfigPath, type IssueAnchor, type PathIssue, crossCheck, formatPath } from './cross-checks.js';
+import { parseDuration } from './duration.js';
+import { type RawBatch, type RawConfig, allowedKeysAt, configSchema, parseListen } from './schema.js';
+import type { BatchConfig, CompiledConfig, PollingPolicy } from './types.js';
+
+/** Options of {@link compileConfigObject}. */
+export interface CompileOptions {
+  /**
+   * Directory that relative paths (`state.dir`, `output.resultsDir`, `output.eventsFile`) resolve against.
+   * @default process.cwd()
+   */
+  cwd?: string;
+}
+
+/** How the pipeline learns positions; `load.ts` implements it over the YAML document. */
+export interface SourceMap {
+  /** Shown as ConfigIssue.file: the path as the user gave it, or `<object>`. */
+  displayFile: string;
+  /** CompiledConfig.file: the absolute path, or null for programmatic configs. */
+  absoluteFile: string | null;
+  /** 1-based line and column of `path` (0:0 when unknown). */
+  position(path: ConfigPath, anchor: IssueAnchor): { line: number; col: number };
+  /** Names another location in messages: `batches[0] (line 12)`. */
+  describe(path: ConfigPath): string;
+  /** Whether positions are real (YAML) or all 0:0 (objects); BatchConfig.source is null for the latter. */
+  hasPositions: boolean;
+}
+
+/** The SourceMap of a programmatic config: no positions, file `<object>`. */
+export const OBJECT_SOURCE: SourceMap = {
+  displayFile: '<object>',
+  absoluteFile: null,
+  position: () => ({ line: 0, col: 0 }),
+  describe: (p) => formatPath(p),
+  hasPositions: false,
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Issues
+
+function closest(word: string, candidates: readonly string[]): string | null {
+  const lower = word.toLowerCase();
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const d = candidate.toLowerCase() === lower ? 0 : editDistance(lower, candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(1, Math.floor(word.length / 4)) ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i += 1) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j += 1) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+const SECRET_LIKE = /secret|password|token|accesskey/i;
+
+/** The message of an unknown key: the allowed keys, a suggestion, and a word about secrets where fitting. */
+export function unknownKeyMessage(parent: ConfigPath, key: string): string {
+  const allowed = allowedKeysAt(parent) ?? [];
+  let message = `unknown key, expected one of: ${allowed.join(', ')}`;
+  const suggestion = closest(key, allowed);
+  if (suggestion !== null) message += ` (did you mean "${suggestion}"?)`;
+  if (SECRET_LIKE.test(key)) {
+    message += '; secrets never live in this file: set ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET or *_FILE in the environment';
+  }
+  return message;
+}
+
+function pathOf(issue: z.core.$ZodIssue): (string | number)[] {
+  return issue.path.filter((p): p is string | number => typeof p === 'string' || typeof p === 'number');
+}
+
+/** Converts zod issues to PathIssues: one per unknown key, missing keys anchored at their mapping. */
+export function fromZodIssues(issues: readonly z.core.$ZodIssue[]): PathIssue[] {
+  const out: PathIssue[] = [];
+  for (const issue of issues) {
+    const p = pathOf(issue);
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) out.push({ path: [...p, key], anchor: 'key', message: unknownKeyMessage(p, key) });
+    } else {
+      const missing = issue.code === 'invalid_type' && issue.input === undefined && p.length > 0;
+      out.push({ path: p, anchor: missing ? 'parent' : 'value', message: issue.message });
+    }
+  }
+  return out;
+}
+
+function toConfigIssues(issues: readonly PathIssue[], source: SourceMap): ConfigIssue[] {
+  const seen = new Set<string>();
+  const out: ConfigIssue[] = [];
+  for (const issue of issues) {
+    const dotted = formatPath(issue.path);
+    const key = `${dotted}\u0000${issue.message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const { line, col } = source.position(issue.path, issue.anchor);
+    out.push({ file: source.displayFile, line, col, path: dotted, message: issue.message });
+  }
+  return out;
+}
+
+/** Sorts issues by position; stable, so issues on the same position keep the order they were found in. */
+export function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
+  return issues.sort((a, b) => a.line - b.line || a.col - b.col);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Compile
+
+/** Sorted-key JSON, so reordering the keys of an entry does not change its hash. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v)).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.keys(value)
+      .sort()
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(',')}}`;
+  }
+  if (typeof value === 'bigint') return value.toString();
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** sha256 (hex) of the canonical JSON of a batch entry as written. */
+export function hashBatchEntry(entry: unknown): string {
+  return createHash('sha256').update(canonicalJson(entry)).digest('hex');
+}
+
+function defaultEndpoint(regionId: string): string {
+  return `https://iot.${regionId}.aliyuncs.com`;
+}
+
+function pollingMs(p: Partial<Record<keyof RawConfig['polling'], string | number>>, base: PollingPolicy): PollingPolicy {
+  const ms = (v: string | number | undefined, fallback: number): number => (v === undefined ? fallback : parseDuration(v));
+  return {
+    initialDelayMs: ms(p.initialDelay, base.initialDelayMs),
+    maxDelayMs: ms(p.maxDelay, base.maxDelayMs),
+    multiplier: typeof p.multiplier === 'number' ? p.multiplier : base.multiplier,
+    stalledAfterMs: ms(p.stalledAfter, base.stalledAfterMs),
+    timeoutMs: ms(p.timeout, base.timeoutMs),
+    awaitingRegistrationDelayMs: ms(p.awaitingRegistrationDelay, base.awaitingRegistrationDelayMs),
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+function compileValid(data: RawConfig, rawBatches: readonly unknown[], source: SourceMap, cwd: string): CompiledConfig {
+  const a = data.alibaba;
+  const endpoint = a.endpoint === undefined ? defaultEndpoint(a.regionId) : new URL(a.endpoint).origin;
+  const polling = pollingMs(data.polling, {
+    initialDelayMs: 0,
+    maxDelayMs: 0,
+    multiplier: 1,
+    stalledAfterMs: 0,
+    timeoutMs: 0,
+    awaitingRegistrationDelayMs: 0,
+  });
+  const listen = data.http.listen === 'off' ? null : parseListen(data.http.listen);
+  const webhook = data.output.webhook;
+
+  const batches = data.batches.map((b: RawBatch, index): BatchConfig => {
+    const applyId = String(b.applyId);
+    const regionId = b.regionId ?? a.regionId;
+    const position = source.position(['batches', index], 'value');
+    return {
+      applyId,
+      productKey: b.productKey,
+      key: `${b.productKey}/${applyId}`,
+      name: b.name ?? null,
+      until: b.until,
+      register: b.register,
+      iotInstanceId: b.iotInstanceId ?? a.iotInstanceId ?? null,
+      regionId,
+      // NOTE: a batch in another region talks to that region's public endpoint, even when alibaba.endpoint
+      // overrides the endpoint of the main region (the override is per region by nature).
+      endpoint: regionId === a.regionId ? endpoint : defaultEndpoint(regionId),
+      labels: { ...(b.labels ?? {}) },
+      polling: pollingMs(b.polling ?? {}, polling),
+      entryHash: hashBatchEntry(rawBatches[index]),
+      source: source.hasPositions ? { file: source.displayFile, line: position.line, col: position.col } : null,
+    };
+  });
+
+  const compiled: CompiledConfig = {
+    file: source.absoluteFile,
+    alibaba: {
+      regionId: a.regionId,
+      endpoint,
+      iotInstanceId: a.iotInstanceId ?? null,
+      signatureVersion: a.signatureVersion,
+      requestTimeoutMs: parseDuration(a.requestTimeout),
+      credentials: a.credentials,
+    },
+    polling,
+    rateLimit: { ...data.rateLimit },
+    devices: { ...data.devices },
+    state: { dir: path.resolve(cwd, data.state.dir) },
+    output: {
+      resultsDir: path.resolve(cwd, data.output.resultsDir),
+      eventsFile: data.output.eventsFile === undefined ? null : path.resolve(cwd, data.output.eventsFile),
+      webhook:
+        webhook === undefined ? null : { url: webhook.url, secretEnv: webhook.secretEnv, timeoutMs: parseDuration(webhook.timeout) },
+    },
+    http: { listen },
+    housekeeping: {
+      reloadConfig: data.housekeeping.reloadConfig,
+      summary: data.housekeeping.summary,
+      prune: data.housekeeping.prune,
+      retentionMs: parseDuration(data.housekeeping.retention),
+    },
+    batches,
+  };
+  return deepFreeze(compiled);
+}
+
+/**
+ * Validates a raw configuration and compiles it, or throws a ConfigError carrying every issue.
+ * Shared by `load.ts` (with a YAML source map) and {@link compileConfigObject}.
+ *
+ * @param raw - the parsed document; safe integers as numbers, unsafe ones may be bigints.
+ * @param source - positions and names for issues.
+ * @param cwd - base directory of relative paths.
+ * @param earlierIssues - issues found before validation (YAML warnings, duplicate keys), reported with the rest.
+ * @throws ConfigError with all issues, sorted by position.
+ */
+export function validateAndCompile(
+  raw: unknown,
+  source: SourceMap,
+  cwd: string,
+  earlierIssues: readonly ConfigIssue[] = [],
+): CompiledConfig {
+  const parsed = configSchema.safeParse(raw, { reportInput: true });
+  const issues = [...(parsed.success ? [] : fromZodIssues(parsed.error.issues)), ...crossCheck(raw, (p) => source.describe(p))];
+  if (issues.length > 0 || earlierIssues.length > 0 || !parsed.success) {
+    throw new ConfigError(sortIssues([...earlierIssues, ...toConfigIssues(issues, source)]));
+  }
+  const rawBatches = (raw as { batches?: unknown[] }).batches ?? [];
+  return compileValid(parsed.data, rawBatches, source, cwd);
+}
+
+/**
+ * Compiles a configuration given as a JavaScript object (for library users). Same rules and messages as the
+ * YAML file; issues carry file `<object>`, line 0 and col 0, and BatchConfig.source is null.
+ *
+ * @example compileConfigObject({ alibaba: { regionId: 'cn-shanghai' }, batches: [{ applyId: '1295006', productKey: 'a1B' }] })
+ * @throws ConfigError with every issue.
+ */
+export function compileConfigObject(raw: unknown, options: CompileOptions = {}): CompiledConfig {
+  return validateAndCompile(raw, OBJECT_SOURCE, options.cwd ?? process.cwd());
+}

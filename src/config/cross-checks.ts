@@ -1,0 +1,163 @@
+/**
+ * Configuration rules that involve more than one key. They run on the raw input next to the zod schema
+ * (which skips object refinements once a child failed), so every issue is reported in one pass. Each rule
+ * looks only at values that are valid on their own, so nothing is reported twice.
+ */
+
+import { describeValue } from './describe.js';
+import { formatDuration, tryParseDuration } from './duration.js';
+import { RAW_DEFAULTS, batchSchema, positiveDurationSchema } from './schema.js';
+
+/** A key path as zod reports it: `['batches', 1, 'polling', 'maxDelay']`. */
+export type ConfigPath = readonly (string | number)[];
+
+/** Where an issue points in the source: at the value, at the key, or at the mapping that holds the key. */
+export type IssueAnchor = 'value' | 'key' | 'parent';
+
+/** An issue before it has a file position. */
+export interface PathIssue {
+  path: ConfigPath;
+  message: string;
+  anchor: IssueAnchor;
+}
+
+/** Describes where a path is, for messages that refer to another place: `batches[0] (line 12)`. */
+export type DescribeLocation = (path: ConfigPath) => string;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function field(value: unknown, key: string): unknown {
+  return isRecord(value) && Object.hasOwn(value, key) ? value[key] : undefined;
+}
+
+/** The milliseconds of a valid positive duration, or null when absent or invalid. */
+function validDuration(value: unknown): number | null {
+  if (value === undefined || !positiveDurationSchema.safeParse(value).success) return null;
+  const parsed = tryParseDuration(value);
+  return parsed.ok ? parsed.ms : null;
+}
+
+interface Effective {
+  ms: number;
+  /** Where the value came from, for the message: `polling.maxDelay` or `the default`. */
+  from: string;
+}
+
+/** Formats `path` as in ConfigIssue.path. */
+export function formatPath(path: ConfigPath): string {
+  let out = '';
+  for (const segment of path) {
+    out += typeof segment === 'number' ? `[${segment}]` : out === '' ? segment : `.${segment}`;
+  }
+  return out;
+}
+
+/**
+ * Checks initialDelay ≤ maxDelay where at least one of them is set at `prefix` (a polling mapping), taking the
+ * other from `inherited`.
+ */
+function checkDelays(
+  polling: unknown,
+  prefix: ConfigPath,
+  inherited: { initialDelay: Effective | null; maxDelay: Effective | null },
+  issues: PathIssue[],
+): void {
+  const ownInitial = field(polling, 'initialDelay');
+  const ownMax = field(polling, 'maxDelay');
+  const initialMs = ownInitial === undefined ? inherited.initialDelay?.ms : validDuration(ownInitial);
+  const maxMs = ownMax === undefined ? inherited.maxDelay?.ms : validDuration(ownMax);
+  if (initialMs === undefined || initialMs === null || maxMs === undefined || maxMs === null) return;
+  if (initialMs <= maxMs) return;
+  if (ownInitial !== undefined) {
+    const maxFrom = ownMax !== undefined ? formatPath([...prefix, 'maxDelay']) : (inherited.maxDelay?.from ?? '');
+    issues.push({
+      path: [...prefix, 'initialDelay'],
+      anchor: 'value',
+      message: `expected a duration ≤ maxDelay (${formatDuration(maxMs)}, from ${maxFrom}), got ${describeValue(ownInitial)}`,
+    });
+  } else if (ownMax !== undefined) {
+    issues.push({
+      path: [...prefix, 'maxDelay'],
+      anchor: 'value',
+      message: `expected a duration ≥ initialDelay (${formatDuration(initialMs)}, from ${inherited.initialDelay?.from ?? ''}), got ${describeValue(ownMax)}`,
+    });
+  }
+}
+
+function effective(polling: unknown, key: 'initialDelay' | 'maxDelay', fallback: Effective): Effective | null {
+  const value = field(polling, key);
+  if (value === undefined) return fallback;
+  const ms = validDuration(value);
+  return ms === null ? null : { ms, from: `polling.${key}` };
+}
+
+/** The identity of a batch entry, `productKey/applyId`, when both are valid; else null. */
+export function batchIdentity(entry: unknown): string | null {
+  const applyId = field(entry, 'applyId');
+  const productKey = field(entry, 'productKey');
+  const applyOk = batchSchema.shape.applyId.safeParse(applyId).success;
+  const productOk = batchSchema.shape.productKey.safeParse(productKey).success;
+  if (!applyOk || !productOk) return null;
+  return `${String(productKey)}/${String(applyId)}`;
+}
+
+/**
+ * Runs every cross-key rule on the raw configuration.
+ *
+ * @param raw - the configuration as parsed from YAML (or given by a library user), not yet validated.
+ * @param where - describes another location for messages such as "already declared at batches[0] (line 12)".
+ */
+export function crossCheck(raw: unknown, where: DescribeLocation): PathIssue[] {
+  const issues: PathIssue[] = [];
+  const defaults = RAW_DEFAULTS.polling;
+  const defaultInitial: Effective = { ms: tryParseDurationMs(defaults.initialDelay), from: 'the default' };
+  const defaultMax: Effective = { ms: tryParseDurationMs(defaults.maxDelay), from: 'the default' };
+
+  const topPolling = field(raw, 'polling');
+  checkDelays(topPolling, ['polling'], { initialDelay: defaultInitial, maxDelay: defaultMax }, issues);
+  const inherited = {
+    initialDelay: effective(topPolling, 'initialDelay', defaultInitial),
+    maxDelay: effective(topPolling, 'maxDelay', defaultMax),
+  };
+
+  const batches = field(raw, 'batches');
+  if (!Array.isArray(batches)) return issues;
+  const seen = new Map<string, number>();
+  batches.forEach((entry: unknown, index) => {
+    if (!isRecord(entry)) return;
+    const polling = field(entry, 'polling');
+    if (isRecord(polling)) checkDelays(polling, ['batches', index, 'polling'], inherited, issues);
+
+    if (field(entry, 'register') === true && field(entry, 'until') === 'checked') {
+      issues.push({
+        path: ['batches', index, 'register'],
+        anchor: 'value',
+        message:
+          'expected register: false with until: checked, got `true` (boolean): a batch watched until checked ' +
+          'stops at CHECK_SUCCESS, before any registration, so it cannot also register',
+      });
+    }
+
+    const identity = batchIdentity(entry);
+    if (identity === null) return;
+    const first = seen.get(identity);
+    if (first === undefined) {
+      seen.set(identity, index);
+    } else {
+      issues.push({
+        path: ['batches', index],
+        anchor: 'value',
+        message: `duplicate batch ${identity}: the same productKey and applyId are already declared at ${where(['batches', first])}`,
+      });
+    }
+  });
+  return issues;
+}
+
+function tryParseDurationMs(value: string): number {
+  const parsed = tryParseDuration(value);
+  if (!parsed.ok) throw new Error(`bad built-in default ${value}`);
+  return parsed.ms;
+}

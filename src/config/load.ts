@@ -1,0 +1,236 @@
+/**
+ * Reads the YAML configuration with positions kept, so every issue names file:line:col (DESIGN.md §2).
+ *
+ * Steps: parse (YAML syntax errors are issues; when there are any, nothing else is checked, since the
+ * structure is unreliable) → duplicate mapping keys → zod schema + cross-key rules (`compile.ts`) → compile.
+ * Integers are read as bigints first so an ApplyId beyond 2^53 is seen exactly (and refused with advice to quote
+ * it) instead of being silently rounded; every safe integer becomes a number again before validation.
+ */
+
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { type Document, LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yaml';
+
+import { ConfigError } from '../errors.js';
+import type { ConfigIssue } from '../errors.js';
+import { type SourceMap, validateAndCompile } from './compile.js';
+import { type ConfigPath, type IssueAnchor, formatPath } from './cross-checks.js';
+import type { CompiledConfig } from './types.js';
+
+// Re-exported so the loader is one import for callers that also need the env overrides.
+export { DEFAULT_CONFIG_PATH, resolveConfigPath, resolveLogSettings } from './env.js';
+
+
+/** Options of {@link loadConfigFile} and {@link parseConfigText}. */
+export interface LoadOptions {
+  /**
+   * The environment. Reserved for checks that depend on it; the file itself never reads variables
+   * (secrets are resolved by their owners, see docs/configuration.md).
+   * @default process.env
+   */
+  env?: Record<string, string | undefined>;
+  /**
+   * Base directory of relative paths in the file (`state.dir`, `output.resultsDir`, `output.eventsFile`) and of
+   * a relative `file` argument.
+   * @default process.cwd()
+   */
+  cwd?: string;
+}
+
+type YamlDoc = Document.Parsed;
+
+function keyText(key: unknown): string {
+  if (isScalar(key)) return String(key.value);
+  return String(key);
+}
+
+function startOf(node: unknown): number | null {
+  if (node !== null && typeof node === 'object' && 'range' in node) {
+    const range = (node as { range?: readonly number[] | null }).range;
+    if (Array.isArray(range) && typeof range[0] === 'number') return range[0];
+  }
+  return null;
+}
+
+interface Walked {
+  /** The node at the deepest resolved segment (the value). */
+  node: unknown;
+  /** The key node of the last resolved mapping segment, if any. */
+  key: unknown;
+  /** The collection holding `node`. */
+  parent: unknown;
+  /** How many segments were resolved. */
+  depth: number;
+}
+
+function walk(doc: YamlDoc, segments: ConfigPath): Walked {
+  let node: unknown = doc.contents;
+  let key: unknown = null;
+  let parent: unknown = null;
+  let depth = 0;
+  for (const segment of segments) {
+    const collection: unknown = isAlias(node) ? node.resolve(doc) : node;
+    if (isMap(collection)) {
+      const pair = collection.items.find((p) => keyText(p.key) === String(segment));
+      if (pair === undefined) break;
+      parent = collection;
+      key = pair.key;
+      node = pair.value;
+    } else if (isSeq(collection) && typeof segment === 'number' && segment < collection.items.length) {
+      parent = collection;
+      key = null;
+      node = collection.items[segment];
+    } else {
+      break;
+    }
+    depth += 1;
+  }
+  return { node, key, parent, depth };
+}
+
+/** A SourceMap over a parsed YAML document. */
+function yamlSource(doc: YamlDoc, lines: LineCounter, displayFile: string, absoluteFile: string | null): SourceMap {
+  const at = (offset: number | null): { line: number; col: number } => {
+    if (offset === null) return { line: 1, col: 1 };
+    const { line, col } = lines.linePos(offset);
+    return { line, col };
+  };
+  const position = (p: ConfigPath, anchor: IssueAnchor): { line: number; col: number } => {
+    if (anchor === 'parent') {
+      const w = walk(doc, p.slice(0, -1));
+      return at(startOf(w.node) ?? startOf(w.key) ?? startOf(w.parent) ?? startOf(doc.contents));
+    }
+    const w = walk(doc, p);
+    if (w.depth < p.length) {
+      // The path does not exist in the file (a default, or a key zod reports below a missing one).
+      return at(startOf(w.node) ?? startOf(w.key) ?? startOf(doc.contents));
+    }
+    const emptyValue = isScalar(w.node) && w.node.value === null && w.node.range?.[0] === w.node.range?.[1];
+    // An empty value (`key:`) has a zero-length range after the colon: the key is the better place then.
+    const order = anchor === 'key' || emptyValue ? [w.key, w.node] : [w.node, w.key];
+    return at(startOf(order[0]) ?? startOf(order[1]) ?? startOf(w.parent) ?? startOf(doc.contents));
+  };
+  return {
+    displayFile,
+    absoluteFile,
+    hasPositions: true,
+    position,
+    describe: (p) => `${formatPath(p)} (line ${position(p, 'value').line})`,
+  };
+}
+
+/** Reports keys that appear twice in one mapping, at the second occurrence. */
+function duplicateKeys(doc: YamlDoc, lines: LineCounter, file: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const visit = (node: unknown, p: (string | number)[]): void => {
+    if (isMap(node)) {
+      const first = new Map<string, unknown>();
+      for (const pair of node.items) {
+        const name = keyText(pair.key);
+        const earlier = first.get(name);
+        if (earlier === undefined) {
+          first.set(name, pair.key);
+          visit(pair.value, [...p, name]);
+        } else {
+          const firstLine = lines.linePos(startOf(earlier) ?? 0).line;
+          const { line, col } = lines.linePos(startOf(pair.key) ?? 0);
+          issues.push({ file, line, col, path: formatPath([...p, name]), message: `duplicate key, first defined at line ${firstLine}` });
+        }
+      }
+    } else if (isSeq(node)) {
+      node.items.forEach((item, index) => visit(item, [...p, index]));
+    }
+  };
+  visit(doc.contents, []);
+  return issues;
+}
+
+/** Turns safe bigints back into numbers, in place; unsafe ones stay bigints for the ApplyId message. */
+function normalizeIntegers(value: unknown, seen = new WeakSet<object>()): unknown {
+  if (typeof value === 'bigint') {
+    return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+  }
+  if (typeof value !== 'object' || value === null || seen.has(value)) return value;
+  seen.add(value);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i += 1) value[i] = normalizeIntegers(value[i], seen);
+  } else {
+    const record = value as Record<string, unknown>;
+    for (const k of Object.keys(record)) record[k] = normalizeIntegers(record[k], seen);
+  }
+  return value;
+}
+
+function issueAt(file: string, lines: LineCounter, offset: number, message: string): ConfigIssue {
+  const { line, col } = lines.linePos(offset);
+  return { file, line, col, path: '', message };
+}
+
+/**
+ * Parses, validates and compiles configuration text.
+ *
+ * @param text - the YAML text.
+ * @param file - the file name shown in issues (and resolved against `cwd` for CompiledConfig.file).
+ * @throws ConfigError with every issue, each with file:line:col.
+ */
+export function parseConfigText(text: string, file: string, options: LoadOptions = {}): CompiledConfig {
+  const cwd = options.cwd ?? process.cwd();
+  const lines = new LineCounter();
+  const doc = parseDocument(text, {
+    lineCounter: lines,
+    prettyErrors: false,
+    uniqueKeys: false,
+    intAsBigInt: true,
+  });
+
+  const yamlIssues = [...doc.errors, ...doc.warnings].map((e) =>
+    issueAt(file, lines, e.pos[0], `${doc.errors.includes(e) ? 'YAML syntax error' : 'YAML problem'}: ${e.message}`),
+  );
+  if (doc.errors.length > 0) throw new ConfigError(yamlIssues.sort((a, b) => a.line - b.line || a.col - b.col));
+
+  if (doc.contents === null) {
+    throw new ConfigError([
+      ...yamlIssues,
+      { file, line: 1, col: 1, path: '', message: 'expected a mapping of configuration sections (alibaba, polling, batches, …), got an empty file' },
+    ]);
+  }
+
+  let raw: unknown;
+  try {
+    raw = normalizeIntegers(doc.toJS({ maxAliasCount: 100 }));
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new ConfigError([...yamlIssues, issueAt(file, lines, startOf(doc.contents) ?? 0, `YAML problem: ${message}`)]);
+  }
+
+  const absoluteFile = path.resolve(cwd, file);
+  const source = yamlSource(doc, lines, file, absoluteFile);
+  return validateAndCompile(raw, source, cwd, [...yamlIssues, ...duplicateKeys(doc, lines, file)]);
+}
+
+/**
+ * Reads, validates and compiles a configuration file.
+ *
+ * @param file - path of the YAML file, relative to `options.cwd` or absolute. Shown as given in issues.
+ * @throws ConfigError with every issue (an unreadable file is one issue at line 0).
+ */
+export async function loadConfigFile(file: string, options: LoadOptions = {}): Promise<CompiledConfig> {
+  const cwd = options.cwd ?? process.cwd();
+  let text: string;
+  try {
+    text = await readFile(path.resolve(cwd, file), 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
+    throw new ConfigError([{ file, line: 0, col: 0, path: '', message: `expected a readable YAML file, got an error: ${why}` }]);
+  }
+  return parseConfigText(text, file, { ...options, cwd });
+}
+
+/** Exported for tests: the positions of a path in YAML text (1-based), as issues would show them. */
+export function locateInYaml(text: string, p: ConfigPath, anchor: IssueAnchor = 'value'): { line: number; col: number } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, intAsBigInt: true });
+  return yamlSource(doc, lines, '<text>', null).position(p, anchor);
+}

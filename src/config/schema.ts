@@ -1,0 +1,494 @@
+/**
+ * The configuration schema (DESIGN.md §2), in zod 4. It is the single source of truth for:
+ * - validation of the YAML file and of programmatic configs (`load.ts`, `compile.ts`);
+ * - the JSON Schema editors use (`json-schema.ts` → `config/watcher.schema.json`);
+ * - the list of documented keys (`listSchemaKeys`, checked against docs/configuration.md by a test).
+ *
+ * Every object is strict (unknown keys are errors). Every leaf carries its own message of the shape
+ * ``expected <what>, got <found>`` so issues read well without further mapping. Defaults are written in
+ * their user-facing form (`"2s"`); `compile.ts` turns them into `*Ms` numbers.
+ *
+ * Rules that involve two keys (initialDelay ≤ maxDelay, register vs until, duplicate batches) are not here:
+ * zod skips refinements of objects whose children failed, and we want every issue at once, so they live in
+ * `cross-checks.ts`, which runs on the raw input next to this schema.
+ */
+
+import { validateDetailed } from 'node-cron';
+import { z } from 'zod';
+
+import { expectedGot, quote } from './describe.js';
+import { DURATION_EXPECTED, DURATION_PATTERN, tryParseDuration } from './duration.js';
+
+/** Alibaba's per-account limit for QueryBatchRegisterDeviceStatus, in requests per second. */
+export const STATUS_QPS_LIMIT = 30;
+/** Alibaba's per-account limit for QueryPageByApplyId, in requests per second. */
+export const PAGE_QPS_LIMIT = 50;
+/** Largest `rateLimit.concurrency`. */
+export const MAX_CONCURRENCY = 256;
+/** Largest ApplyId: a Java Long. */
+export const MAX_APPLY_ID = 9_223_372_036_854_775_807n;
+
+/** Defaults of DESIGN.md §2, in the form a user would write them. */
+export const RAW_DEFAULTS = {
+  alibaba: { signatureVersion: 'v3', requestTimeout: '10s', credentials: 'env' },
+  polling: {
+    initialDelay: '2s',
+    maxDelay: '60s',
+    multiplier: 2,
+    stalledAfter: '15m',
+    timeout: '24h',
+    awaitingRegistrationDelay: '5m',
+  },
+  rateLimit: { statusQps: 5, pageQps: 5, concurrency: 8 },
+  devices: { fetch: true, includeSecrets: true },
+  state: { dir: './data/state' },
+  output: { resultsDir: './data/results' },
+  webhook: { secretEnv: 'IBW_WEBHOOK_SECRET', timeout: '5s' },
+  http: { listen: '127.0.0.1:9464' },
+  housekeeping: { reloadConfig: '*/1 * * * *', summary: '*/15 * * * *', prune: '0 3 * * *', retention: '30d' },
+  batch: { until: 'created', register: false },
+} as const;
+
+// ---------------------------------------------------------------------------------------------------------
+// Messages
+
+interface ErrorInput {
+  code?: string;
+  input?: unknown;
+}
+
+/** A zod `error` option whose message is ``expected <what>, got <found>``. */
+function expect(what: string): { error: (issue: ErrorInput) => string | undefined } {
+  return {
+    // unrecognized_keys are turned into one issue per key by compile.ts, with the list of allowed keys.
+    error: (issue) => (issue.code === 'unrecognized_keys' ? undefined : expectedGot(what, issue.input)),
+  };
+}
+
+const MAPPING = 'a mapping';
+
+// ---------------------------------------------------------------------------------------------------------
+// Leaf schemas
+
+function durationSchema(positive: boolean) {
+  const what = positive ? DURATION_EXPECTED.replace('a duration', 'a duration > 0') : DURATION_EXPECTED;
+  return z
+    .union(
+      [
+        z.string(expect(what)).regex(DURATION_PATTERN, expect(what)),
+        z.number(expect(what)).int(expect(what)).min(positive ? 1 : 0, expect(what)),
+      ],
+      expect(what),
+    )
+    .superRefine((value, ctx) => {
+      // NOTE: zod runs this even after the regex failed (a continuable issue); that case is already reported.
+      if (typeof value !== 'string' || !DURATION_PATTERN.test(value)) return;
+      const parsed = tryParseDuration(value);
+      if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.message, input: value });
+      else if (positive && parsed.ms === 0) ctx.addIssue({ code: 'custom', message: expectedGot(what, value), input: value });
+    });
+}
+
+/** A duration (string or integer milliseconds) that must be greater than zero. */
+export const positiveDurationSchema = durationSchema(true);
+
+const LOOPBACK_NAMES = new Set(['localhost', '::1', '[::1]']);
+
+/**
+ * True for hosts that never leave the machine: `localhost`, `::1` and 127.0.0.0/8.
+ * Accepts a URL hostname (IPv6 in brackets) or a bare host.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  if (LOOPBACK_NAMES.has(h)) return true;
+  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
+  return m !== null && m.slice(1).every((part) => Number(part) <= 255);
+}
+
+/** Checks an http(s) URL; returns a problem description or null. `originOnly` refuses paths, queries and fragments. */
+function urlProblem(value: string, originOnly: boolean): string | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'not a URL';
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `the scheme ${url.protocol} is not http: or https:`;
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    return 'http:// is allowed only for a loopback host (127.0.0.0/8, ::1, localhost); use https://';
+  }
+  if (url.username !== '' || url.password !== '') return 'credentials in the URL are not allowed';
+  if (originOnly && ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '')) {
+    return 'a path, query or fragment is not allowed';
+  }
+  return null;
+}
+
+function urlSchema(what: string, originOnly: boolean) {
+  return z.string(expect(what)).superRefine((value, ctx) => {
+    const problem = urlProblem(value, originOnly);
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: `${expectedGot(what, value)}: ${problem}`, input: value });
+  });
+}
+
+/** `host:port` as written in `http.listen`, parsed. IPv6 hosts are written in brackets and returned without. */
+export function parseListen(value: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)):(\d{1,5})$/.exec(value);
+  if (m === null) return null;
+  const port = Number(m[3]);
+  if (port > 65_535) return null;
+  const host = m[1] ?? m[2];
+  if (host === undefined) return null;
+  if (m[1] !== undefined && !m[1].includes(':')) return null;
+  return { host, port };
+}
+
+const LISTEN_EXPECTED = '"host:port" (port 0 to 65535, IPv6 in brackets) or "off"';
+const listenSchema = z.string(expect(LISTEN_EXPECTED)).superRefine((value, ctx) => {
+  if (value !== 'off' && parseListen(value) === null) {
+    ctx.addIssue({ code: 'custom', message: expectedGot(LISTEN_EXPECTED, value), input: value });
+  }
+});
+
+const CRON_EXPECTED = 'a cron expression like "*/15 * * * *" (minute hour day-of-month month day-of-week)';
+const cronSchema = z.string(expect(CRON_EXPECTED)).superRefine((value, ctx) => {
+  const result = validateDetailed(value);
+  if (!result.valid) {
+    const why = result.errors.map((e) => e.message).join('; ');
+    ctx.addIssue({ code: 'custom', message: `${expectedGot(CRON_EXPECTED, value)}: ${why}`, input: value });
+  }
+});
+
+const APPLY_ID_EXPECTED = 'an ApplyId: a positive integer, or a string of digits';
+/** Decimal digits without a leading zero (the JSON Schema pattern of a string ApplyId). */
+export const APPLY_ID_PATTERN = /^[1-9][0-9]*$/;
+
+function applyIdMessage(issue: ErrorInput): string {
+  const input = issue.input;
+  const big =
+    typeof input === 'bigint' || (typeof input === 'number' && Number.isInteger(input) && !Number.isSafeInteger(input));
+  if (big) {
+    const digits = typeof input === 'bigint' ? input.toString() : BigInt(input).toString();
+    return (
+      `${expectedGot(APPLY_ID_EXPECTED, input)}: integers beyond 2^53 (9007199254740991) lose precision, ` +
+      `so write this ApplyId as a quoted string, "${digits}"`
+    );
+  }
+  return expectedGot(APPLY_ID_EXPECTED, input);
+}
+
+const applyIdError = { error: (issue: ErrorInput) => applyIdMessage(issue) };
+const applyIdSchema = z
+  .union([z.string(applyIdError).regex(APPLY_ID_PATTERN, applyIdError), z.number(applyIdError).int(applyIdError).min(1, applyIdError)], applyIdError)
+  .superRefine((value, ctx) => {
+    if (typeof value === 'string' && APPLY_ID_PATTERN.test(value) && BigInt(value) > MAX_APPLY_ID) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${expectedGot(APPLY_ID_EXPECTED, value)}: the largest ApplyId is ${MAX_APPLY_ID.toString()} (a Long)`,
+        input: value,
+      });
+    }
+  });
+
+const PRODUCT_KEY_EXPECTED = 'a ProductKey (letters, digits, "_" or "-")';
+const productKeySchema = z.string(expect(PRODUCT_KEY_EXPECTED)).regex(/^[A-Za-z0-9_-]+$/, expect(PRODUCT_KEY_EXPECTED));
+
+const REGION_EXPECTED = 'a region id like "cn-shanghai"';
+const regionSchema = z.string(expect(REGION_EXPECTED)).regex(/^[a-z0-9]+(?:-[a-z0-9]+)*$/, expect(REGION_EXPECTED));
+
+const INSTANCE_EXPECTED = 'an IotInstanceId like "iot-060a0b1c" (no spaces)';
+const instanceSchema = z.string(expect(INSTANCE_EXPECTED)).regex(/^\S+$/, expect(INSTANCE_EXPECTED));
+
+function nonEmptyString(what: string) {
+  return z.string(expect(what)).min(1, expect(what));
+}
+
+const ENV_NAME_EXPECTED = 'the name of an environment variable (letters, digits and "_", not starting with a digit)';
+const envNameSchema = z.string(expect(ENV_NAME_EXPECTED)).superRefine((value, ctx) => {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(value)) {
+    // NOTE: the value is not echoed: someone may have pasted the secret itself here.
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected ${ENV_NAME_EXPECTED}, got a string of ${value.length} characters that is not one (not shown: it may be a secret)`,
+      input: value,
+    });
+  }
+});
+
+function booleanSchema() {
+  return z.boolean(expect('true or false'));
+}
+
+function enumSchema<const T extends readonly [string, ...string[]]>(values: T) {
+  const what = values.map((v) => quote(v)).join(' or ');
+  return z.enum(values, expect(what));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sections
+
+/** The polling keys, with or without their defaults (per-batch overrides have none). */
+function pollingShape(withDefaults: boolean) {
+  const d = RAW_DEFAULTS.polling;
+  const leaf = <S extends z.ZodType>(schema: S, def: unknown, description: string) =>
+    withDefaults ? schema.default(def as never).describe(description) : schema.optional().describe(description);
+  return {
+    initialDelay: leaf(positiveDurationSchema, d.initialDelay, 'Lowest delay between polls; the first poll is immediate.'),
+    maxDelay: leaf(positiveDurationSchema, d.maxDelay, 'Cap of the exponential backoff between polls.'),
+    multiplier: leaf(
+      z.number(expect('a number ≥ 1')).min(1, expect('a number ≥ 1')),
+      d.multiplier,
+      'Growth factor of the backoff cap per poll.',
+    ),
+    stalledAfter: leaf(positiveDurationSchema, d.stalledAfter, 'A phase longer than this emits batch.stalled once.'),
+    timeout: leaf(positiveDurationSchema, d.timeout, 'From first sight of the batch; then the outcome is timed_out.'),
+    awaitingRegistrationDelay: leaf(
+      positiveDurationSchema,
+      d.awaitingRegistrationDelay,
+      'Poll cap while waiting in CHECK_SUCCESS for someone else to register.',
+    ),
+  };
+}
+
+const alibabaSchema = z
+  .strictObject(
+    {
+      regionId: regionSchema.describe('Region of the IoT Platform, e.g. cn-shanghai.'),
+      endpoint: urlSchema('an https:// URL without a path', true)
+        .optional()
+        .describe('Override of https://iot.<regionId>.aliyuncs.com; http:// only for loopback hosts.'),
+      iotInstanceId: instanceSchema.optional().describe('Default IotInstanceId for every batch.'),
+      signatureVersion: enumSchema(['v1', 'v3'] as const)
+        .default(RAW_DEFAULTS.alibaba.signatureVersion)
+        .describe('v3 = ACS3-HMAC-SHA256, v1 = HMAC-SHA1.'),
+      requestTimeout: positiveDurationSchema.default(RAW_DEFAULTS.alibaba.requestTimeout).describe('Timeout of one API request.'),
+      credentials: enumSchema(['env', 'chain'] as const)
+        .default(RAW_DEFAULTS.alibaba.credentials)
+        .describe('env: ALIBABA_CLOUD_* variables (or *_FILE); chain: the official default credential chain.'),
+    },
+    expect(MAPPING),
+  )
+  .describe('The IoT Platform account and how to reach it.');
+
+const pollingSchema = z.strictObject(pollingShape(true), expect(MAPPING)).prefault({}).describe('Polling defaults for every batch.');
+
+const qps = (limit: number, action: string) => {
+  const what = `a number > 0 and ≤ ${limit} (Alibaba's account limit for ${action} is ${limit} QPS)`;
+  return z.number(expect(what)).gt(0, expect(what)).max(limit, expect(what));
+};
+const CONCURRENCY_EXPECTED = `an integer from 1 to ${MAX_CONCURRENCY}`;
+
+const rateLimitSchema = z
+  .strictObject(
+    {
+      statusQps: qps(STATUS_QPS_LIMIT, 'QueryBatchRegisterDeviceStatus')
+        .default(RAW_DEFAULTS.rateLimit.statusQps)
+        .describe('Requests per second for QueryBatchRegisterDeviceStatus, whole process.'),
+      pageQps: qps(PAGE_QPS_LIMIT, 'QueryPageByApplyId')
+        .default(RAW_DEFAULTS.rateLimit.pageQps)
+        .describe('Requests per second for QueryPageByApplyId, whole process.'),
+      concurrency: z
+        .number(expect(CONCURRENCY_EXPECTED))
+        .int(expect(CONCURRENCY_EXPECTED))
+        .min(1, expect(CONCURRENCY_EXPECTED))
+        .max(MAX_CONCURRENCY, expect(CONCURRENCY_EXPECTED))
+        .default(RAW_DEFAULTS.rateLimit.concurrency)
+        .describe('Requests in flight at once.'),
+    },
+    expect(MAPPING),
+  )
+  .prefault({})
+  .describe('One API budget for the whole process.');
+
+const devicesSchema = z
+  .strictObject(
+    {
+      fetch: booleanSchema().default(RAW_DEFAULTS.devices.fetch).describe('Page QueryPageByApplyId when a batch settles with created devices.'),
+      includeSecrets: booleanSchema()
+        .default(RAW_DEFAULTS.devices.includeSecrets)
+        .describe('Write DeviceSecret into result files (then mode 0600).'),
+    },
+    expect(MAPPING),
+  )
+  .prefault({})
+  .describe('What to fetch about created devices.');
+
+const PATH_EXPECTED = 'a file system path';
+
+const stateSchema = z
+  .strictObject(
+    { dir: nonEmptyString(PATH_EXPECTED).default(RAW_DEFAULTS.state.dir).describe('Directory of the durable ledger.') },
+    expect(MAPPING),
+  )
+  .prefault({})
+  .describe('Durable state.');
+
+const webhookSchema = z
+  .strictObject(
+    {
+      url: urlSchema('an https:// URL', false).describe('Receives every event as a POST; http:// only for loopback hosts.'),
+      secretEnv: envNameSchema.default(RAW_DEFAULTS.webhook.secretEnv).describe('Env variable holding the HMAC key.'),
+      timeout: positiveDurationSchema.default(RAW_DEFAULTS.webhook.timeout).describe('Timeout of one delivery.'),
+    },
+    expect(MAPPING),
+  )
+  .describe('Optional webhook sink.');
+
+const outputSchema = z
+  .strictObject(
+    {
+      resultsDir: nonEmptyString(PATH_EXPECTED)
+        .default(RAW_DEFAULTS.output.resultsDir)
+        .describe('Result files go to <resultsDir>/<productKey>/<applyId>.json.'),
+      eventsFile: nonEmptyString(PATH_EXPECTED).optional().describe('Append every event as one JSON line.'),
+      webhook: webhookSchema.optional(),
+    },
+    expect(MAPPING),
+  )
+  .prefault({})
+  .describe('Where results and events go.');
+
+const httpSchema = z
+  .strictObject(
+    {
+      listen: listenSchema
+        .default(RAW_DEFAULTS.http.listen)
+        .describe('host:port of /healthz /readyz /metrics /v1/batches; "off" disables.'),
+    },
+    expect(MAPPING),
+  )
+  .prefault({})
+  .describe('The operations HTTP server.');
+
+const housekeepingSchema = z
+  .strictObject(
+    {
+      reloadConfig: cronSchema.default(RAW_DEFAULTS.housekeeping.reloadConfig).describe('When to re-read this file (UTC).'),
+      summary: cronSchema.default(RAW_DEFAULTS.housekeeping.summary).describe('When to log one summary line (UTC).'),
+      prune: cronSchema.default(RAW_DEFAULTS.housekeeping.prune).describe('When to drop old settled batches from the ledger (UTC).'),
+      retention: positiveDurationSchema
+        .default(RAW_DEFAULTS.housekeeping.retention)
+        .describe('How long settled batches stay in the ledger.'),
+    },
+    expect(MAPPING),
+  )
+  .prefault({})
+  .describe('Periodic jobs, as node-cron expressions.');
+
+const LABELS_EXPECTED = 'a mapping of label names to strings';
+const labelsSchema = z.record(
+  z.string().min(1),
+  z.string(expect('a string (quote numbers and booleans)')),
+  {
+    error: (issue: ErrorInput) =>
+      issue.code === 'invalid_key' ? expectedGot('a non-empty label name', issue.input) : expectedGot(LABELS_EXPECTED, issue.input),
+  },
+);
+
+/** One entry of `batches`, as written. */
+export const batchSchema = z
+  .strictObject(
+    {
+      applyId: applyIdSchema.describe('The ApplyId; quote ApplyIds of 2^53 and beyond.'),
+      productKey: productKeySchema.describe('The ProductKey the batch belongs to.'),
+      name: nonEmptyString('a non-empty string').optional().describe('Label for logs and results.'),
+      until: enumSchema(['created', 'checked'] as const)
+        .default(RAW_DEFAULTS.batch.until)
+        .describe('created: watch through CREATE; checked: stop at CHECK_SUCCESS.'),
+      register: booleanSchema()
+        .default(RAW_DEFAULTS.batch.register)
+        .describe('On CHECK_SUCCESS, call BatchRegisterDeviceWithApplyId once ourselves.'),
+      iotInstanceId: instanceSchema.optional().describe('Overrides alibaba.iotInstanceId.'),
+      regionId: regionSchema.optional().describe('Overrides alibaba.regionId (and uses that region\'s default endpoint).'),
+      labels: labelsSchema.optional().describe('Copied into events and results.'),
+      polling: z.strictObject(pollingShape(false), expect(MAPPING)).optional().describe('Overrides of any polling key.'),
+    },
+    expect('a mapping with at least applyId and productKey'),
+  )
+  .describe('One batch registration to watch.');
+
+/** The whole configuration file. */
+export const configSchema = z
+  .strictObject(
+    {
+      alibaba: alibabaSchema,
+      polling: pollingSchema,
+      rateLimit: rateLimitSchema,
+      devices: devicesSchema,
+      state: stateSchema,
+      output: outputSchema,
+      http: httpSchema,
+      housekeeping: housekeepingSchema,
+      batches: z.array(batchSchema, expect('a list of batches')).default([]).describe('The batches to watch.'),
+    },
+    expect('a mapping of configuration sections (alibaba, polling, batches, …)'),
+  )
+  .describe('iot-batch-watcher configuration (see docs/configuration.md).');
+
+/** The configuration as a user writes it (durations as strings or integers, defaults optional). */
+export type RawConfigInput = z.input<typeof configSchema>;
+/** The configuration after validation: defaults filled, durations still as written. */
+export type RawConfig = z.output<typeof configSchema>;
+/** One batch entry after validation. */
+export type RawBatch = z.output<typeof batchSchema>;
+
+// ---------------------------------------------------------------------------------------------------------
+// Walking the schema (for unknown-key hints and the documentation test)
+
+type AnySchema = z.core.$ZodType;
+type Def = { type: string; innerType?: AnySchema; in?: AnySchema; shape?: Record<string, AnySchema>; element?: AnySchema };
+
+function defOf(schema: AnySchema): Def {
+  return schema._zod.def as unknown as Def;
+}
+
+function unwrap(schema: AnySchema): AnySchema {
+  let current = schema;
+  for (;;) {
+    const def = defOf(current);
+    if (def.innerType !== undefined) current = def.innerType;
+    else if (def.type === 'pipe' && def.in !== undefined) current = def.in;
+    else return current;
+  }
+}
+
+/**
+ * The keys allowed in the mapping at `path` (array indices may be any number), or null when `path` does not
+ * lead to a mapping of the schema.
+ */
+export function allowedKeysAt(path: readonly PropertyKey[]): string[] | null {
+  let current = unwrap(configSchema);
+  for (const segment of path) {
+    const def = defOf(current);
+    if (def.type === 'object' && def.shape !== undefined && typeof segment === 'string' && segment in def.shape) {
+      current = unwrap(def.shape[segment]!);
+    } else if (def.type === 'array' && def.element !== undefined && typeof segment === 'number') {
+      current = unwrap(def.element);
+    } else {
+      return null;
+    }
+  }
+  const def = defOf(current);
+  return def.type === 'object' && def.shape !== undefined ? Object.keys(def.shape) : null;
+}
+
+/**
+ * Every leaf key of the schema as a dotted path; entries of `batches` appear as `batches[].applyId`,
+ * `batches[].polling.maxDelay`, … A leaf is anything that is not a mapping with fixed keys (so `batches[].labels`
+ * is a leaf).
+ */
+export function listSchemaKeys(): string[] {
+  const out: string[] = [];
+  const walk = (schema: AnySchema, prefix: string): void => {
+    const def = defOf(unwrap(schema));
+    if (def.type === 'object' && def.shape !== undefined) {
+      for (const [key, child] of Object.entries(def.shape)) walk(child, prefix === '' ? key : `${prefix}.${key}`);
+    } else if (def.type === 'array' && def.element !== undefined && defOf(unwrap(def.element)).type === 'object') {
+      walk(def.element, `${prefix}[]`);
+    } else {
+      out.push(prefix);
+    }
+  };
+  walk(configSchema, '');
+  return out;
+}

@@ -1,0 +1,239 @@
+/**
+ * The shared API budget: one adaptive token bucket per API action (DESIGN.md §2 `rateLimit`, §3).
+ *
+ * Clock-only and deterministic: every method takes `now` (ms); nothing here owns a timer. The caller
+ * (the watcher loop) asks {@link AdaptiveTokenBucket.tryTake}; on a non-zero answer it sleeps that long,
+ * or until something else wakes it, and asks again. There is no reservation queue: a refused caller
+ * holds no place in line, so a wait never exceeds one token interval at the slowest rate
+ * (`1000 / minRatePerSec` ms) or one window (`windowMs`, one second by default), and the tail is never
+ * pushed out by minutes.
+ *
+ * How a take is decided (a GCRA-style token bucket plus a sliding-window guard):
+ * - Tokens are spaced `1000 / currentRate` ms apart; the bucket holds up to `burst` tokens and starts full.
+ * - Independently of floating-point drift in that spacing, the last `W = max(1, ⌊ratePerSec⌋) + burst − 1`
+ *   take times are kept, and a take is refused while the W-th last one is less than `windowMs` (default 1000)
+ *   ago. So in any half-open 1-second window at most W takes succeed; with `burst: 1` that is
+ *   `⌊ratePerSec⌋` (at least 1), which is what a server counting requests per second sees. A non-integer
+ *   rate above 1 therefore runs at its floor over any one second.
+ *
+ * Adaptation (AIMD): {@link AdaptiveTokenBucket.penalize} (a throttling answer) halves the current rate,
+ * not below `minRatePerSec`, and empties the bucket. The rate then recovers additively by
+ * `recoveryPerSec` per second without throttling, up to `ratePerSec`.
+ *
+ * Clock steps backwards (`now` smaller than a previous call's) shift the stored times by the same amount,
+ * so a wall-clock correction cannot stall the bucket for the length of the step.
+ */
+
+/** Options of one {@link AdaptiveTokenBucket}. */
+export interface AdaptiveRateOptions {
+  /** Requests per second at full speed (the configured `statusQps` / `pageQps`). */
+  ratePerSec: number;
+  /** Tokens the bucket can hold, i.e. requests allowed back to back. @default 1 */
+  burst?: number;
+  /** Floor of the adaptive rate. @default max(0.2, ratePerSec / 32), never above ratePerSec */
+  minRatePerSec?: number;
+  /** Additive recovery: rate units regained per second without throttling. @default ratePerSec / 20 */
+  recoveryPerSec?: number;
+  /**
+   * Penalties within this many ms of the previous one empty the bucket but do not halve the rate again,
+   * so one throttled wave of concurrent requests counts as one signal. @default 0 (every penalty halves)
+   */
+  penaltyCooldownMs?: number;
+  /**
+   * Length of the sliding window of the per-window guarantee. Raise it a little above one second (e.g. 1020)
+   * to keep a margin against network jitter when a server counts requests per second on arrival; the cost is
+   * a rate of `1000 / windowMs` of the configured one. Must be ≥ 1000. @default 1000
+   */
+  windowMs?: number;
+}
+
+/** One second: rates are per second. */
+const SECOND_MS = 1000;
+/** A caller that arrives less than this late (rounding of a returned wait) keeps its place in the schedule. */
+const GRACE_MS = 1;
+/** Float noise tolerated when rounding a wait up to whole ms. */
+const WAIT_EPSILON_MS = 1e-6;
+
+/** A deterministic adaptive token bucket for one API action. See the module comment. */
+export class AdaptiveTokenBucket {
+  /** The configured full rate (requests per second). */
+  readonly maxRate: number;
+  /** The floor of the adaptive rate. */
+  readonly minRate: number;
+  /** Tokens the bucket can hold. */
+  readonly burst: number;
+  /** Rate units regained per second without throttling. */
+  readonly recoveryPerSec: number;
+  /** At most this many takes succeed in any half-open window of {@link windowMs} (so of one second too). */
+  readonly maxPerWindow: number;
+  /** Length of the sliding window of the {@link maxPerWindow} guarantee (ms). */
+  readonly windowMs: number;
+  private readonly cooldownMs: number;
+
+  /** Rate right after the last penalty (or the max rate), and when that was. */
+  private baseRate: number;
+  private baseAt: number;
+  private lastPenaltyAt = -Infinity;
+  /** Theoretical arrival time of the next token (GCRA): a take is allowed once now ≥ tat − (burst−1)·interval. */
+  private tat: number;
+  /** Ring of the last `maxPerWindow` take times. */
+  private readonly ring: Float64Array;
+  private ringCount = 0;
+  private ringHead = 0;
+  private lastNow: number;
+
+  constructor(options: AdaptiveRateOptions, now: number) {
+    const rate = options.ratePerSec;
+    assertNumber('ratePerSec', rate, rate > 0 && Number.isFinite(rate), 'a finite number > 0');
+    const burst = options.burst ?? 1;
+    assertNumber('burst', burst, Number.isInteger(burst) && burst >= 1 && burst <= 1_000_000, 'an integer ≥ 1');
+    const minRate = options.minRatePerSec ?? Math.min(rate, Math.max(0.2, rate / 32));
+    assertNumber('minRatePerSec', minRate, minRate > 0 && minRate <= rate, `a number > 0 and ≤ ratePerSec (${rate})`);
+    const recovery = options.recoveryPerSec ?? rate / 20;
+    assertNumber('recoveryPerSec', recovery, recovery >= 0 && Number.isFinite(recovery), 'a finite number ≥ 0');
+    const cooldown = options.penaltyCooldownMs ?? 0;
+    assertNumber('penaltyCooldownMs', cooldown, cooldown >= 0 && Number.isFinite(cooldown), 'a finite number ≥ 0');
+    const windowMs = options.windowMs ?? SECOND_MS;
+    assertNumber('windowMs', windowMs, windowMs >= SECOND_MS && Number.isFinite(windowMs), 'a finite number ≥ 1000');
+    assertNumber('now', now, Number.isFinite(now), 'a finite number');
+
+    this.maxRate = rate;
+    this.minRate = minRate;
+    this.burst = burst;
+    this.recoveryPerSec = recovery;
+    this.cooldownMs = cooldown;
+    this.windowMs = windowMs;
+    this.maxPerWindow = Math.max(1, Math.floor(rate)) + burst - 1;
+    this.ring = new Float64Array(this.maxPerWindow);
+    this.baseRate = rate;
+    this.baseAt = now;
+    this.tat = now;
+    this.lastNow = now;
+  }
+
+  /**
+   * Takes a token: returns 0 when one was taken, otherwise the whole number of ms (≥ 1) until one will be
+   * available. A refusal takes nothing and reserves nothing.
+   */
+  tryTake(now: number): number {
+    this.observe(now);
+    const interval = SECOND_MS / this.rateAt(now);
+    const tokenWait = this.tat - (this.burst - 1) * interval - now;
+    let windowWait = 0;
+    if (this.ringCount === this.maxPerWindow) {
+      // NOTE: written as `now − oldest` on purpose: `oldest + windowMs − now` can round to 0 for a gap a hair
+      // under the window, while this is the very difference an observer of the take times computes.
+      const sinceOldest = now - (this.ring[this.ringHead] as number);
+      if (sinceOldest < this.windowMs) windowWait = Math.max(Number.MIN_VALUE, this.windowMs - sinceOldest);
+    }
+    const wait = Math.max(tokenWait, windowWait);
+    // NOTE: the epsilon keeps float noise (5000.000000000001) from adding a whole ms to the wait; a caller
+    // that wakes that hair too early is refused again with a 1 ms wait, and the take rules stay exact.
+    if (wait > 0) return Math.max(1, Math.ceil(wait - WAIT_EPSILON_MS));
+
+    // NOTE: a caller that slept a rounded-up wait arrives a fraction of a ms late; keeping the schedule
+    // anchored (instead of restarting it at `now`) stops that rounding from eroding the rate.
+    const base = now - this.tat >= GRACE_MS ? now : this.tat;
+    this.tat = base + interval;
+    this.record(now);
+    return 0;
+  }
+
+  /** A throttling answer: halve the current rate (not below the floor) and empty the bucket. */
+  penalize(now: number): void {
+    this.observe(now);
+    if (now - this.lastPenaltyAt >= this.cooldownMs) {
+      this.baseRate = Math.max(this.minRate, this.rateAt(now) / 2);
+      this.baseAt = now;
+      this.lastPenaltyAt = now;
+    }
+    const interval = SECOND_MS / this.rateAt(now);
+    // Empty: the next token is one interval away, with no burst credit left.
+    this.tat = Math.max(this.tat, now + this.burst * interval);
+  }
+
+  /** The adaptive rate at `now`: the post-penalty rate plus additive recovery since, capped at {@link maxRate}. */
+  currentRate(now: number): number {
+    this.observe(now);
+    return this.rateAt(now);
+  }
+
+  private rateAt(now: number): number {
+    const elapsedSec = Math.max(0, now - this.baseAt) / 1000;
+    return Math.min(this.maxRate, this.baseRate + this.recoveryPerSec * elapsedSec);
+  }
+
+  private record(now: number): void {
+    const slot = (this.ringHead + this.ringCount) % this.maxPerWindow;
+    if (this.ringCount === this.maxPerWindow) {
+      this.ring[this.ringHead] = now;
+      this.ringHead = (this.ringHead + 1) % this.maxPerWindow;
+    } else {
+      this.ring[slot] = now;
+      this.ringCount += 1;
+    }
+  }
+
+  /** Keeps time monotonic from the bucket's point of view (see the module comment). */
+  private observe(now: number): void {
+    if (Number.isNaN(now)) throw new RangeError('Expected `now` to be a number, got `NaN`');
+    if (now >= this.lastNow) {
+      this.lastNow = now;
+      return;
+    }
+    const shift = now - this.lastNow;
+    this.tat += shift;
+    this.baseAt += shift;
+    this.lastPenaltyAt += shift;
+    for (let i = 0; i < this.ringCount; i += 1) {
+      const slot = (this.ringHead + i) % this.maxPerWindow;
+      this.ring[slot] = (this.ring[slot] as number) + shift;
+    }
+    this.lastNow = now;
+  }
+}
+
+/** One {@link AdaptiveTokenBucket} per API action, e.g. `{ status: …, page: … }`. */
+export class RateLimiterSet<A extends string> {
+  private readonly buckets: Map<A, AdaptiveTokenBucket>;
+
+  constructor(rates: Record<A, AdaptiveRateOptions>, now: number) {
+    this.buckets = new Map();
+    for (const action of Object.keys(rates) as A[]) {
+      this.buckets.set(action, new AdaptiveTokenBucket(rates[action], now));
+    }
+  }
+
+  /** See {@link AdaptiveTokenBucket.tryTake}. */
+  tryTake(action: A, now: number): number {
+    return this.bucket(action).tryTake(now);
+  }
+
+  /** See {@link AdaptiveTokenBucket.penalize}. */
+  penalize(action: A, now: number): void {
+    this.bucket(action).penalize(now);
+  }
+
+  /** See {@link AdaptiveTokenBucket.currentRate}. */
+  currentRate(action: A, now: number): number {
+    return this.bucket(action).currentRate(now);
+  }
+
+  /** The configured actions, in insertion order. */
+  actions(): A[] {
+    return [...this.buckets.keys()];
+  }
+
+  /** The bucket of `action` (for metrics: `maxRate`, `minRate`). */
+  bucket(action: A): AdaptiveTokenBucket {
+    const b = this.buckets.get(action);
+    if (b === undefined) throw new RangeError(`Unknown rate-limited action \`${action}\``);
+    return b;
+  }
+}
+
+function assertNumber(name: string, value: number, ok: boolean, expected: string): void {
+  if (typeof value !== 'number' || !ok) {
+    throw new RangeError(`Expected \`${name}\` to be ${expected}, got \`${String(value)}\` (${typeof value})`);
+  }
+}

@@ -1,0 +1,457 @@
+/**
+ * The daemon: wires the watcher core to its adapters (API client, ledger, sinks, metrics, HTTP, housekeeping).
+ * This is the only module that knows the concrete classes. It reads no environment and installs no signal
+ * handlers itself: `main.ts` does that for the CLI, and library users call `start()`/`stop()`.
+ *
+ * Lifecycle: created ──start()──► running ──stop()──► stopped. Readiness (`/readyz`) is true from the end of
+ * start() (config and ledger loaded) until stop() begins, and while the ledger can be written.
+ */
+import { join } from 'node:path';
+
+import { createChainCredentials, createEnvCredentials, type CredentialsProvider } from './alibaba/credentials.js';
+import { createIotApi } from './alibaba/iot-api.js';
+import { createRpcClient, type AttemptInfo, type RpcClient } from './alibaba/rpc-client.js';
+import type { CompiledConfig } from './config/types.js';
+import { systemClock, systemRandom, type Clock, type Random } from './core/clock.js';
+import type { ApiAction, EventSink, LedgerStore, Log, ResultWriter } from './core/ports.js';
+import { RateLimiterSet } from './core/rate-limiter.js';
+import { type BudgetAction, type RunResult, Watcher } from './core/watcher.js';
+import { ConfigError, DaemonError, coerceError } from './errors.js';
+import { openFileLedger } from './ledger/file-ledger.js';
+import { startHousekeeping, watchConfigFile, type ConfigFileWatch, type CronScheduler, type Housekeeping } from './ops/housekeeping.js';
+import { startOpsServer, type OpsServer } from './ops/http-server.js';
+import type { Logger } from './ops/logger.js';
+import { createMetrics, type Metrics } from './ops/metrics.js';
+import { createEmitterSink, type EmitterSink } from './sinks/emitter.js';
+import { createEventsFileSink } from './sinks/events-file.js';
+import { createLogSink } from './sinks/log-sink.js';
+import { Outbox } from './sinks/outbox.js';
+import { createResultWriter } from './sinks/result-writer.js';
+import { createWebhookSink } from './sinks/webhook.js';
+
+export interface DaemonOptions {
+  config: CompiledConfig;
+  logger: Logger;
+  /** Environment for credentials and the webhook secret. */
+  env: Readonly<Record<string, string | undefined>>;
+  clock?: Clock;
+  random?: Random;
+  /** @default from `config.alibaba.credentials`: env variables or the official chain */
+  credentials?: CredentialsProvider;
+  /** @default a file ledger in `config.state.dir` */
+  ledger?: LedgerStore;
+  /** @default result files in `config.output.resultsDir` */
+  results?: ResultWriter;
+  /** Re-reads the configuration for hot reload (SIGHUP, file change, cron). @default none: reload is a no-op */
+  loadConfig?: () => Promise<CompiledConfig>;
+  /** Start the ops HTTP server when `config.http.listen` is set. @default true */
+  http?: boolean;
+  /** Run node-cron housekeeping and watch the config file. @default true */
+  housekeeping?: boolean;
+  /** Injected cron scheduler (tests). @default node-cron in UTC */
+  cronScheduler?: CronScheduler;
+  /** Debounce of config file changes. @default 500 */
+  watchDebounceMs?: number;
+  /** Grace period for requests in flight on stop. @default 5000 */
+  shutdownGraceMs?: number;
+  /** How long stop() waits for the sinks to drain. @default 3000 */
+  sinkFlushMs?: number;
+  /** Extra API client options (tests: short retry delays). */
+  rpc?: { retryBaseDelayMs?: number; retryMaxDelayMs?: number; maxAttempts?: number; connectTimeoutMs?: number };
+  /** Sink retry delays. */
+  outbox?: { retryInitialMs?: number; retryMaxMs?: number };
+}
+
+export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+const ACTION_BUDGET: Partial<Record<ApiAction, BudgetAction>> = {
+  QueryBatchRegisterDeviceStatus: 'status',
+  QueryPageByApplyId: 'page',
+};
+
+export class Daemon {
+  readonly emitter: EmitterSink;
+  readonly metrics: Metrics;
+  #state: DaemonState = 'created';
+  #config: CompiledConfig;
+  readonly #o: DaemonOptions;
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #log: Logger;
+  #watcher: Watcher | null = null;
+  #outbox: Outbox | null = null;
+  #ledger: LedgerStore | null = null;
+  #sinks: EventSink[] = [];
+  #rpcs: RpcClient[] = [];
+  #limiter: RateLimiterSet<BudgetAction> | null = null;
+  #http: OpsServer | null = null;
+  #housekeeping: Housekeeping | null = null;
+  #fileWatch: ConfigFileWatch | null = null;
+  #reloading: Promise<string> | null = null;
+  #stopping: Promise<RunResult> | null = null;
+
+  constructor(options: DaemonOptions) {
+    this.#o = options;
+    this.#config = options.config;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? systemRandom;
+    this.#log = options.logger;
+    this.emitter = createEmitterSink({
+      onListenerError: (err, event) => this.#log.warn({ err: coerceError(err), eventId: event.id }, 'event listener threw'),
+    });
+    this.metrics = createMetrics();
+  }
+
+  get state(): DaemonState {
+    return this.#state;
+  }
+
+  get config(): CompiledConfig {
+    return this.#config;
+  }
+
+  /** The watcher (after start). */
+  get watcher(): Watcher {
+    if (!this.#watcher) throw new Error('daemon not started');
+    return this.#watcher;
+  }
+
+  /** The ops server's URL, when it runs. */
+  get httpUrl(): string | null {
+    return this.#http?.url ?? null;
+  }
+
+  isReady(): boolean {
+    return this.#state === 'running' && (this.#watcher?.storeHealthy ?? false);
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'created') throw new Error(`Daemon.start() called in state ${this.#state}`);
+    this.#state = 'starting';
+    const config = this.#config;
+    const log = this.#log;
+    try {
+      const credentials = this.#o.credentials ?? (config.alibaba.credentials === 'chain' ? createChainCredentials() : createEnvCredentials(this.#o.env));
+      const webhookSecret = config.output.webhook ? this.#o.env[config.output.webhook.secretEnv] : undefined;
+      if (config.output.webhook && !webhookSecret) {
+        throw new DaemonError(`output.webhook is set but the env variable ${config.output.webhook.secretEnv} (output.webhook.secretEnv) is empty`, {
+          kind: 'config',
+          scope: 'process',
+          code: 'WebhookSecretMissing',
+        });
+      }
+
+      const now = this.#clock.now();
+      const limiter = new RateLimiterSet<BudgetAction>(
+        { status: { ratePerSec: config.rateLimit.statusQps }, page: { ratePerSec: config.rateLimit.pageQps } },
+        now,
+      );
+      this.#limiter = limiter;
+      const onAttempt = (info: AttemptInfo): void => {
+        this.metrics.recordApiAttempt({ action: info.action, outcome: info.outcome, durationMs: info.durationMs });
+        if (info.outcome === 'throttled') {
+          this.metrics.recordThrottle(info.action);
+          const budget = ACTION_BUDGET[info.action];
+          if (budget) {
+            limiter.penalize(budget, this.#clock.now());
+            this.metrics.setRateLimit(info.action, limiter.currentRate(budget, this.#clock.now()));
+            log.warn({ action: info.action, qps: limiter.currentRate(budget, this.#clock.now()) }, 'throttled by Alibaba Cloud; slowing down');
+          }
+        }
+      };
+      const common = {
+        endpoint: config.alibaba.endpoint,
+        credentials,
+        signatureVersion: config.alibaba.signatureVersion,
+        requestTimeoutMs: config.alibaba.requestTimeoutMs,
+        clock: this.#clock,
+        random: this.#random,
+        logger: log.child({ component: 'api' }),
+        onAttempt,
+        ...(this.#o.rpc?.connectTimeoutMs !== undefined ? { connectTimeoutMs: this.#o.rpc.connectTimeoutMs } : {}),
+        ...(this.#o.rpc?.retryBaseDelayMs !== undefined ? { retryBaseDelayMs: this.#o.rpc.retryBaseDelayMs } : {}),
+        ...(this.#o.rpc?.retryMaxDelayMs !== undefined ? { retryMaxDelayMs: this.#o.rpc.retryMaxDelayMs } : {}),
+      };
+      // Status polls: one attempt each (the loop took the token; the batch's backoff does the retrying).
+      const statusRpc = createRpcClient({ ...common, maxAttempts: 1 });
+      // Paging and registration: retries inside, each attempt waits for a token of its action's budget.
+      const retryRpc = createRpcClient({
+        ...common,
+        maxAttempts: this.#o.rpc?.maxAttempts ?? 4,
+        beforeAttempt: (action, signal) => this.#acquire(action, signal),
+      });
+      this.#rpcs = [statusRpc, retryRpc];
+      const statusApi = createIotApi({ rpc: statusRpc, defaultIotInstanceId: config.alibaba.iotInstanceId });
+      const api = createIotApi({ rpc: retryRpc, defaultIotInstanceId: config.alibaba.iotInstanceId });
+
+      const ledger = this.#o.ledger ?? (await openFileLedger({ dir: config.state.dir, logger: log.child({ component: 'ledger' }) }));
+      this.#ledger = ledger;
+      const results = this.#o.results ?? createResultWriter({ resultsDir: config.output.resultsDir, includeSecrets: config.devices.includeSecrets });
+
+      const sinks: EventSink[] = [createLogSink(log), this.emitter];
+      if (config.output.eventsFile) sinks.push(createEventsFileSink({ file: config.output.eventsFile }));
+      if (config.output.webhook && webhookSecret) {
+        sinks.push(
+          createWebhookSink({
+            url: config.output.webhook.url,
+            secret: webhookSecret,
+            timeoutMs: config.output.webhook.timeoutMs,
+            deadLetterFile: join(config.state.dir, 'dead-letter.jsonl'),
+            clock: this.#clock,
+            random: this.#random,
+            logger: log.child({ component: 'webhook' }),
+          }),
+        );
+      }
+      this.#sinks = sinks;
+      let watcherRef: Watcher | null = null;
+      const outbox = new Outbox({
+        sinks,
+        ledger: {
+          append: (records) => {
+            if (!watcherRef) return ledger.append(records);
+            return watcherRef.appendDelivery(records);
+          },
+        },
+        clock: this.#clock,
+        random: this.#random,
+        logger: log,
+        onDelivery: (info) => this.metrics.recordSinkDelivery(info.sink, info.outcome),
+        ...(this.#o.outbox ?? {}),
+      });
+      this.#outbox = outbox;
+      const watcher = new Watcher({
+        config,
+        statusApi,
+        api,
+        ledger,
+        publisher: outbox,
+        results,
+        limiter,
+        clock: this.#clock,
+        random: this.#random,
+        log: log as unknown as Log,
+        shutdownGraceMs: this.#o.shutdownGraceMs ?? 5000,
+        hooks: {
+          onSettled: (rec) => {
+            if (rec.outcome && rec.settledAt !== null) this.metrics.recordSettled(rec.outcome, Math.max(0, rec.settledAt - rec.firstSeenAt) / 1000);
+          },
+          onStoreHealth: (healthy, error) => {
+            if (healthy) log.info({}, 'state directory writable again; ready');
+            else log.error({ err: error ?? undefined, dir: config.state.dir }, 'cannot write the state directory; not ready until it recovers');
+          },
+        },
+      });
+      watcherRef = watcher;
+      this.#watcher = watcher;
+      await watcher.start();
+      outbox.start();
+
+      if (this.#o.http !== false && config.http.listen) {
+        this.#http = await startOpsServer({
+          host: config.http.listen.host,
+          port: config.http.listen.port,
+          metrics: this.#liveMetrics(),
+          isReady: () => this.isReady(),
+          listBatches: () => watcher.list(),
+          logger: log.child({ component: 'http' }),
+        });
+        log.info({ url: this.#http.url }, 'ops endpoints listening');
+      }
+      if (this.#o.housekeeping !== false) {
+        this.#housekeeping = startHousekeeping({
+          schedules: {
+            reloadConfig: config.housekeeping.reloadConfig,
+            summary: config.housekeeping.summary,
+            prune: config.housekeeping.prune,
+          },
+          tasks: {
+            reloadConfig: async () => {
+              await this.reload('cron');
+            },
+            summary: () => this.logSummary(),
+            prune: async () => {
+              const pruned = await watcher.prune();
+              log.info({ pruned }, 'ledger pruned by retention');
+            },
+          },
+          logger: log.child({ component: 'housekeeping' }),
+          ...(this.#o.cronScheduler ? { scheduler: this.#o.cronScheduler } : {}),
+          clock: this.#clock,
+        });
+        if (config.file && this.#o.loadConfig) {
+          this.#fileWatch = watchConfigFile({
+            file: config.file,
+            debounceMs: this.#o.watchDebounceMs ?? 500,
+            onChange: () => {
+              void this.reload('file change');
+            },
+            logger: log.child({ component: 'config-watch' }),
+            clock: this.#clock,
+          });
+        }
+      }
+      this.#state = 'running';
+      log.info(
+        { batches: config.batches.length, statusQps: config.rateLimit.statusQps, stateDir: config.state.dir, ...watcher.counts() },
+        'iot-batch-watcher running',
+      );
+    } catch (err) {
+      this.#state = 'stopping';
+      await this.#closeAll();
+      this.#state = 'stopped';
+      throw err;
+    }
+  }
+
+  /** Metrics whose batch and rate gauges are refreshed on every scrape. */
+  #liveMetrics(): Metrics {
+    const base = this.metrics;
+    const refresh = (): void => {
+      if (this.#watcher) base.setBatchCounts(this.#watcher.counts());
+      const limiter = this.#limiter;
+      if (limiter) {
+        const now = this.#clock.now();
+        base.setRateLimit('QueryBatchRegisterDeviceStatus', limiter.currentRate('status', now));
+        base.setRateLimit('QueryPageByApplyId', limiter.currentRate('page', now));
+      }
+    };
+    return Object.assign(Object.create(base) as Metrics, {
+      render: async () => {
+        refresh();
+        return base.render();
+      },
+    });
+  }
+
+  async #acquire(action: ApiAction, signal?: AbortSignal): Promise<void> {
+    const budget = ACTION_BUDGET[action];
+    const limiter = this.#limiter;
+    if (!budget || !limiter) return;
+    for (;;) {
+      const wait = limiter.tryTake(budget, this.#clock.now());
+      if (wait <= 0) return;
+      await this.#clock.sleep(wait, signal);
+    }
+  }
+
+  /** One info line with counts per state and outcome. */
+  logSummary(): void {
+    if (!this.#watcher) return;
+    this.#log.info(
+      { counts: this.#watcher.counts(), outcomes: this.#watcher.outcomes(), pendingDeliveries: this.#outbox?.pending() ?? 0 },
+      'summary',
+    );
+  }
+
+  /**
+   * Re-reads the configuration. An invalid file keeps the running config and logs every problem.
+   * Resolves with the outcome counted by `ibw_config_reloads_total`.
+   */
+  reload(reason: string): Promise<string> {
+    if (this.#reloading) return this.#reloading;
+    this.#reloading = this.#reload(reason).finally(() => {
+      this.#reloading = null;
+    });
+    return this.#reloading;
+  }
+
+  async #reload(reason: string): Promise<string> {
+    const loader = this.#o.loadConfig;
+    if (!loader || this.#state !== 'running' || !this.#watcher) return 'skipped';
+    let next: CompiledConfig;
+    try {
+      next = await loader();
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        for (const issue of err.issues) this.#log.warn({ issue }, `config reload rejected: ${issue.file}:${issue.line}:${issue.col}: ${issue.path}: ${issue.message}`);
+        this.#log.error({ reason, problems: err.issues.length }, 'new configuration is invalid; keeping the running one');
+        this.metrics.recordConfigReload('invalid');
+        return 'invalid';
+      }
+      this.#log.error({ err: coerceError(err), reason }, 'config reload failed; keeping the running one');
+      this.metrics.recordConfigReload('error');
+      return 'error';
+    }
+    try {
+      const restartOnly = (['alibaba', 'rateLimit', 'state', 'output', 'http', 'housekeeping', 'devices'] as const).filter(
+        (k) => JSON.stringify(next[k]) !== JSON.stringify(this.#config[k]),
+      );
+      if (restartOnly.length > 0) {
+        this.#log.warn({ sections: restartOnly }, 'changes to these sections take effect after a restart; batches and polling apply now');
+      }
+      const applied = { ...this.#config, polling: next.polling, batches: next.batches };
+      const stats = await this.#watcher.reload(applied);
+      this.#config = applied;
+      this.metrics.recordConfigReload('ok');
+      if (stats.added + stats.cancelled + stats.rearmed > 0 || reason !== 'cron') {
+        this.#log.info({ reason, ...stats, batches: next.batches.length }, 'configuration reloaded');
+      }
+      return 'ok';
+    } catch (err) {
+      this.#log.error({ err: coerceError(err), reason }, 'config reload failed; keeping the running one');
+      this.metrics.recordConfigReload('error');
+      return 'error';
+    }
+  }
+
+  /** Resolves when the watcher loop ends on its own (a process-fatal error) or after stop(). */
+  done(): Promise<RunResult> {
+    return this.watcher.done();
+  }
+
+  /** Whether every configured batch has settled. */
+  whenAllSettled(): Promise<void> {
+    return this.watcher.whenAllSettled();
+  }
+
+  /** Waits until every event so far reached every sink (or the timeout passed). */
+  async flushSinks(timeoutMs: number): Promise<boolean> {
+    return this.#outbox ? this.#outbox.flush(timeoutMs) : true;
+  }
+
+  /**
+   * Graceful stop: readiness off, scheduling stops, requests in flight finish (≤ grace), sinks drain
+   * (≤ sinkFlushMs; undelivered events stay in the ledger for the next start), ledger flushed and closed.
+   */
+  stop(): Promise<RunResult> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<RunResult> {
+    if (this.#state === 'created') {
+      this.#state = 'stopped';
+      return { reason: 'stopped', error: null };
+    }
+    this.#state = 'stopping';
+    this.#fileWatch?.close();
+    await this.#housekeeping?.stop().catch(() => undefined);
+    const result = this.#watcher ? await this.#watcher.stop() : { reason: 'stopped' as const, error: null };
+    if (this.#outbox) {
+      const drained = await this.#outbox.flush(this.#o.sinkFlushMs ?? 3000);
+      if (!drained) this.#log.warn({ pending: this.#outbox.pending() }, 'some deliveries are still pending; they resume at the next start');
+    }
+    await this.#closeAll();
+    this.#state = 'stopped';
+    return result;
+  }
+
+  async #closeAll(): Promise<void> {
+    const steps: [string, () => Promise<unknown>][] = [
+      ['outbox', async () => this.#outbox?.stop()],
+      ['sinks', async () => Promise.all(this.#sinks.map((s) => s.close()))],
+      ['compact', async () => this.#watcher && this.#watcher.state === 'stopped' && this.#watcher.storeHealthy && this.#watcher.compact()],
+      ['ledger', async () => this.#ledger?.close()],
+      ['http', async () => this.#http?.close()],
+      ['api', async () => Promise.all(this.#rpcs.map((r) => r.close()))],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        this.#log.warn({ err: coerceError(err), step: name }, 'error while shutting down');
+      }
+    }
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * On-disk formats of the file ledger (DESIGN.md §5).
+ *
+ * Journal line (one record, self-validating, always ends with `\n`):
+ *
+ *   {"s":<seq>,"r":<JournalRecord>,"c":"<crc32 hex of everything before `,"c":`>"}\n
+ *
+ * The checksum covers the exact UTF-8 bytes of the prefix `{"s":…,"r":…}` (without the closing brace), so a
+ * line is valid only when it is complete, terminated, its checksum matches and it parses as JSON. `seq` is
+ * global to the ledger and contiguous: the first record after a snapshot at seq N has seq N + 1.
+ *
+ * Snapshot (`snapshot.json`, replaced atomically):
+ *
+ *   {"v":1,"gen":<G>,"seq":<N>,"batches":[BatchRecord…],"outbox":[OutboxEntry…]}\n
+ *
+ * It holds the whole state after record N; journals with a generation ≥ G hold the records after it.
+ */
+import { crc32 } from 'node:zlib';
+
+import { DaemonError } from '../errors.js';
+import type { JournalRecord, LedgerSnapshot } from '../core/ports.js';
+import type { BatchRecord, OutboxEntry } from '../core/record.js';
+
+/** Current snapshot format version. */
+export const SNAPSHOT_VERSION = 1;
+
+const CRC_SUFFIX_LENGTH = ',"c":"00000000"}'.length;
+const NEWLINE = 0x0a;
+
+/** Journal file name for a generation. */
+export function journalFileName(gen: number): string {
+  return `journal.${gen}.jsonl`;
+}
+
+/** Generation of a journal file name, or null when the name is not a journal file. */
+export function parseJournalFileName(name: string): number | null {
+  const m = /^journal\.(\d{1,15})\.jsonl$/.exec(name);
+  return m?.[1] === undefined ? null : Number(m[1]);
+}
+
+export const SNAPSHOT_FILE = 'snapshot.json';
+export const SNAPSHOT_TEMP_PREFIX = 'snapshot.json.tmp-';
+export const LOCK_FILE = 'LOCK';
+
+function crcHex(text: string): string {
+  return crc32(text).toString(16).padStart(8, '0');
+}
+
+/** Encodes one journal line (with its trailing newline) from a record already serialised as JSON. */
+export function encodeJournalLine(seq: number, recordJson: string): string {
+  const prefix = `{"s":${seq},"r":${recordJson}`;
+  return `${prefix},"c":"${crcHex(prefix)}"}\n`;
+}
+
+/** Throws when `value` is not a well-formed journal record; returns it typed otherwise. */
+export function checkJournalRecord(value: unknown): JournalRecord {
+  const problem = journalRecordProblem(value);
+  if (problem !== null) {
+    throw new DaemonError(`invalid ledger record: ${problem}`, {
+      kind: 'internal',
+      scope: 'process',
+      code: 'LedgerInvalidRecord',
+    });
+  }
+  return value as JournalRecord;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function journalRecordProblem(value: unknown): string | null {
+  if (!isObject(value)) return 'expected an object';
+  switch (value.t) {
+    case 'batch':
+      return isObject(value.rec) && typeof value.rec.key === 'string' ? null : 'batch record without rec.key';
+    case 'forget':
+      return typeof value.key === 'string' ? null : 'forget record without key';
+    case 'event':
+      return outboxEntryProblem(value.entry);
+    case 'ack':
+      return typeof value.id === 'string' && typeof value.sink === 'string' ? null : 'ack record without id/sink';
+    case 'done':
+      return typeof value.id === 'string' ? null : 'done record without id';
+    default:
+      return `unknown record type ${JSON.stringify(value.t) ?? 'undefined'}`;
+  }
+}
+
+function outboxEntryProblem(entry: unknown): string | null {
+  if (!isObject(entry) || !isObject(entry.event) || typeof entry.event.id !== 'string') {
+    return 'outbox entry without event.id';
+  }
+  if (!Array.isArray(entry.acked) || !entry.acked.every((s) => typeof s === 'string')) {
+    return 'outbox entry without an acked string array';
+  }
+  return null;
+}
+
+/** One valid journal line. */
+export interface JournalEntry {
+  seq: number;
+  record: JournalRecord;
+  /** 1-based line number in its file. */
+  line: number;
+}
+
+/** The result of parsing one journal file. */
+export interface ParsedJournal {
+  entries: JournalEntry[];
+  /** Bytes up to and including the last valid line's newline. */
+  validBytes: number;
+  /** Total bytes of the file. */
+  totalBytes: number;
+  /** Set when the file ends with an incomplete or invalid tail (nothing valid after it): its first line number. */
+  tornTailLine: number | null;
+}
+
+/** Parses a journal line; null when it is not a complete, valid line. */
+function parseLine(text: string): { seq: number; record: JournalRecord } | null {
+  if (text.length <= CRC_SUFFIX_LENGTH || !text.endsWith('"}')) return null;
+  const cut = text.length - CRC_SUFFIX_LENGTH;
+  const suffix = text.slice(cut);
+  if (!suffix.startsWith(',"c":"')) return null;
+  const prefix = text.slice(0, cut);
+  if (crcHex(prefix) !== suffix.slice(6, 14)) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isObject(parsed)) return null;
+  const seq = parsed.s;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return null;
+  if (journalRecordProblem(parsed.r) !== null) return null;
+  return { seq, record: parsed.r as JournalRecord };
+}
+
+/**
+ * Parses a whole journal file. Only the tail may be invalid (a crash mid-write); an invalid line followed by a
+ * valid one is corruption of acknowledged data and throws `LedgerCorrupt` naming the file and line.
+ */
+export function parseJournal(buf: Buffer, file: string): ParsedJournal {
+  const entries: JournalEntry[] = [];
+  let pos = 0;
+  let line = 0;
+  let validBytes = 0;
+  let firstBad: number | null = null;
+  while (pos < buf.length) {
+    line += 1;
+    const nl = buf.indexOf(NEWLINE, pos);
+    const end = nl === -1 ? buf.length : nl;
+    // NOTE: an unterminated last segment is torn by definition, even when its text happens to be valid.
+    const parsed = nl === -1 ? null : parseLine(buf.toString('utf8', pos, end));
+    if (parsed === null) {
+      firstBad ??= line;
+    } else {
+      if (firstBad !== null) {
+        throw new DaemonError(
+          `ledger journal ${file} is corrupt at line ${firstBad}: the line is not a valid record, but valid records follow it (line ${line})`,
+          { kind: 'store', scope: 'process', code: 'LedgerCorrupt' },
+        );
+      }
+      entries.push({ ...parsed, line });
+      validBytes = end + 1;
+    }
+    pos = end + 1;
+  }
+  return { entries, validBytes, totalBytes: buf.length, tornTailLine: firstBad };
+}
+
+/**
+ * Serialises the state part of a snapshot (everything after the header), synchronously, so later changes to
+ * `state` do not leak into it.
+ */
+export function encodeSnapshotBody(state: LedgerSnapshot): string {
+  const batches: string[] = [];
+  for (const rec of state.batches.values()) batches.push(JSON.stringify(rec));
+  const outbox: string[] = [];
+  for (const entry of state.outbox.values()) outbox.push(JSON.stringify(entry));
+  return `"batches":[${batches.join(',')}],"outbox":[${outbox.join(',')}]}\n`;
+}
+
+/** The snapshot header that goes before {@link encodeSnapshotBody}. */
+export function encodeSnapshotHeader(gen: number, seq: number): string {
+  return `{"v":${SNAPSHOT_VERSION},"gen":${gen},"seq":${seq},`;
+}
+
+/** A parsed snapshot file. */
+export interface ParsedSnapshot {
+  gen: number;
+  seq: number;
+  state: LedgerSnapshot;
+}
+
+/** Parses `snapshot.json`; throws `LedgerCorrupt` naming the file when it is not a valid snapshot. */
+export function parseSnapshot(text: string, file: string): ParsedSnapshot {
+  const fail = (why: string): never => {
+    throw new DaemonError(`ledger snapshot ${file} is corrupt: ${why}`, {
+      kind: 'store',
+      scope: 'process',
+      code: 'LedgerCorrupt',
+    });
+  };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return fail(err instanceof Error ? err.message : 'not JSON');
+  }
+  if (!isObject(parsed)) return fail('expected an object');
+  if (parsed.v !== SNAPSHOT_VERSION) return fail(`unsupported version ${JSON.stringify(parsed.v) ?? 'undefined'}`);
+  const { gen, seq, batches, outbox } = parsed;
+  if (typeof gen !== 'number' || !Number.isSafeInteger(gen) || gen < 0) return fail('bad gen');
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return fail('bad seq');
+  if (!Array.isArray(batches) || !Array.isArray(outbox)) return fail('batches/outbox must be arrays');
+  const state: LedgerSnapshot = { batches: new Map(), outbox: new Map() };
+  batches.forEach((rec: unknown, i) => {
+    if (!isObject(rec) || typeof rec.key !== 'string') fail(`batches[${i}] has no key`);
+    const batch = rec as BatchRecord;
+    state.batches.set(batch.key, batch);
+  });
+  outbox.forEach((entry: unknown, i) => {
+    const problem = outboxEntryProblem(entry);
+    if (problem !== null) fail(`outbox[${i}]: ${problem}`);
+    const e = entry as OutboxEntry;
+    state.outbox.set(e.event.id, e);
+  });
+  return { gen, seq, state };
+}

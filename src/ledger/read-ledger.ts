@@ -1,0 +1,220 @@
+/**
+ * Reading a ledger directory: the last snapshot, then every journal of the same or a later generation, in
+ * generation order, applying the records whose seq is above the snapshot's. Used by the writer on open (which
+ * also repairs a torn tail) and by {@link readLedgerReadOnly} for `status` while the daemon runs.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { Logger } from 'pino';
+
+import { applyJournalRecord, emptySnapshot } from '../core/ledger-state.js';
+import type { LedgerSnapshot } from '../core/ports.js';
+import { DaemonError } from '../errors.js';
+import {
+  journalFileName,
+  parseJournal,
+  parseJournalFileName,
+  parseSnapshot,
+  SNAPSHOT_FILE,
+  SNAPSHOT_TEMP_PREFIX,
+} from './journal-format.js';
+import type { ParsedJournal } from './journal-format.js';
+import { errnoCode, storeError } from './ledger-fs.js';
+
+/** One live journal file as read. */
+export interface JournalFileInfo {
+  gen: number;
+  path: string;
+  /** Bytes of valid lines. */
+  validBytes: number;
+  totalBytes: number;
+  records: number;
+  /** First line of an ignored torn tail, or null. */
+  tornTailLine: number | null;
+}
+
+/** Everything known after reading a ledger directory. */
+export interface LedgerDirContents {
+  state: LedgerSnapshot;
+  snapshotGen: number;
+  snapshotSeq: number;
+  snapshotBytes: number;
+  /** Seq of the last record applied (the snapshot's when no journal record follows it). */
+  lastSeq: number;
+  /** Journals with generation ≥ the snapshot's, in order. */
+  journals: JournalFileInfo[];
+  /** Journals older than the snapshot (left by a crash during compaction): ignored, safe to delete. */
+  staleJournals: string[];
+  /** Leftover snapshot temp files (crash during compaction): ignored, safe to delete. */
+  tempFiles: string[];
+}
+
+/** Raised inside a read when a concurrent compaction changed the files under it; the caller retries. */
+class ConcurrentChangeError extends Error {
+  override name = 'ConcurrentChangeError';
+}
+
+/**
+ * Reads a ledger directory once. Throws `LedgerCorrupt` for corruption of acknowledged data, a store error for
+ * I/O failures, and (when `concurrent`) ConcurrentChangeError when a journal vanished or seqs do not line up.
+ */
+export async function readLedgerDir(
+  dir: string,
+  options: { logger?: Logger; concurrent?: boolean } = {},
+): Promise<LedgerDirContents> {
+  const { logger, concurrent = false } = options;
+  const snapshotPath = join(dir, SNAPSHOT_FILE);
+  let snapshotText: string | null = null;
+  try {
+    snapshotText = await readFile(snapshotPath, 'utf8');
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw storeError('read', snapshotPath, err);
+  }
+  const snap =
+    snapshotText === null ? { gen: 0, seq: 0, state: emptySnapshot() } : parseSnapshot(snapshotText, snapshotPath);
+
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    throw storeError('list', dir, err);
+  }
+  const gens: number[] = [];
+  const staleJournals: string[] = [];
+  const tempFiles: string[] = [];
+  for (const name of names) {
+    if (name.startsWith(SNAPSHOT_TEMP_PREFIX)) tempFiles.push(join(dir, name));
+    const gen = parseJournalFileName(name);
+    if (gen === null) continue;
+    if (gen < snap.gen) staleJournals.push(join(dir, name));
+    else gens.push(gen);
+  }
+  gens.sort((a, b) => a - b);
+
+  const parsedJournals: { gen: number; path: string; parsed: ParsedJournal }[] = [];
+  for (const gen of gens) {
+    const path = join(dir, journalFileName(gen));
+    let buf: Buffer;
+    try {
+      buf = await readFile(path);
+    } catch (err) {
+      if (concurrent && errnoCode(err) === 'ENOENT') throw new ConcurrentChangeError(`${path} vanished`);
+      throw storeError('read', path, err);
+    }
+    const parsed = parseJournal(buf, path);
+    if (parsed.tornTailLine !== null) {
+      logger?.warn(
+        { file: path, line: parsed.tornTailLine, ignoredBytes: parsed.totalBytes - parsed.validBytes },
+        'ledger journal ends with an incomplete record (interrupted write); ignoring it',
+      );
+    }
+    parsedJournals.push({ gen, path, parsed });
+  }
+
+  const state = snap.state;
+  let lastSeq = snap.seq;
+  const journals: JournalFileInfo[] = [];
+  parsedJournals.forEach(({ gen, path, parsed }, index) => {
+    // NOTE: the writer reuses a seq only when its earlier write failed and could not be cut off before a
+    // rotation; such leftovers sit at the end of the older journal, at or above where the next journal starts.
+    const nextStart = parsedJournals.slice(index + 1).find((j) => j.parsed.entries.length > 0)?.parsed.entries[0]?.seq;
+    let records = 0;
+    for (const entry of parsed.entries) {
+      if (nextStart !== undefined && entry.seq >= nextStart) {
+        logger?.warn(
+          { file: path, line: entry.line, seq: entry.seq },
+          'ignoring ledger records of a failed write superseded by a later journal',
+        );
+        break;
+      }
+      if (entry.seq <= lastSeq) {
+        if (entry.seq <= snap.seq) continue; // already in the snapshot
+        throw corrupt(`${path}:${entry.line}: seq ${entry.seq} does not follow ${lastSeq}`);
+      }
+      if (entry.seq !== lastSeq + 1) {
+        const why = `${path}:${entry.line}: seq ${entry.seq} follows ${lastSeq}; records ${lastSeq + 1}..${entry.seq - 1} are missing`;
+        if (concurrent) throw new ConcurrentChangeError(why);
+        throw corrupt(why);
+      }
+      applyJournalRecord(state, entry.record);
+      lastSeq = entry.seq;
+      records += 1;
+    }
+    journals.push({
+      gen,
+      path,
+      validBytes: parsed.validBytes,
+      totalBytes: parsed.totalBytes,
+      records,
+      tornTailLine: parsed.tornTailLine,
+    });
+  });
+  return {
+    state,
+    snapshotGen: snap.gen,
+    snapshotSeq: snap.seq,
+    snapshotBytes: snapshotText === null ? 0 : Buffer.byteLength(snapshotText),
+    lastSeq,
+    journals,
+    staleJournals,
+    tempFiles,
+  };
+}
+
+function corrupt(why: string): DaemonError {
+  return new DaemonError(`ledger is corrupt: ${why}`, { kind: 'store', scope: 'process', code: 'LedgerCorrupt' });
+}
+
+async function snapshotIdentity(dir: string): Promise<string> {
+  try {
+    const st = await stat(join(dir, SNAPSHOT_FILE));
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return 'none';
+    throw storeError('stat', join(dir, SNAPSHOT_FILE), err);
+  }
+}
+
+/** Options of {@link readLedgerReadOnly}. */
+export interface ReadLedgerOptions {
+  /** Warnings (torn tail, retries) go here. @default no logging */
+  logger?: Logger;
+  /** Reads to attempt when a concurrent compaction changes the files mid-read. @default 3 */
+  attempts?: number;
+}
+
+/**
+ * Reads the ledger without the lock and without changing any file, for `status` while the daemon runs.
+ * Tolerates a torn tail (a write in progress) and a concurrent compaction (retries when the snapshot changed or
+ * a journal vanished mid-read). A missing directory reads as an empty ledger.
+ */
+export async function readLedgerReadOnly(dir: string, options: ReadLedgerOptions = {}): Promise<LedgerSnapshot> {
+  const attempts = Math.max(1, options.attempts ?? 3);
+  try {
+    await stat(dir);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return emptySnapshot();
+    throw storeError('read', dir, err);
+  }
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= attempts; attempt += 1) {
+    const before = await snapshotIdentity(dir);
+    try {
+      const contents = await readLedgerDir(dir, {
+        concurrent: true,
+        ...(options.logger ? { logger: options.logger } : {}),
+      });
+      if ((await snapshotIdentity(dir)) === before) return contents.state;
+      lastError = new ConcurrentChangeError('snapshot replaced during the read');
+    } catch (err) {
+      if (!(err instanceof ConcurrentChangeError)) throw err;
+      lastError = err;
+    }
+    options.logger?.debug({ dir, attempt, err: lastError }, 'ledger changed while reading it; reading again');
+  }
+  throw new DaemonError(
+    `ledger ${dir} kept changing while reading it (${lastError instanceof Error ? lastError.message : 'unknown'})`,
+    { kind: 'store', scope: 'attempt', code: 'LedgerBusy', cause: lastError },
+  );
+}

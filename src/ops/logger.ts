@@ -1,0 +1,83 @@
+/**
+ * The process logger: pino JSON (default) or pino-pretty, with every secret field redacted by path
+ * (DESIGN.md §6: AccessKey secret, STS token, signatures, webhook secret and DeviceSecret never reach a log
+ * line). Redaction works on field names, so code must still never put a secret inside a message string.
+ */
+import { pino } from 'pino';
+import type { DestinationStream, Level, Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
+
+export type { Logger } from 'pino';
+
+/** Field names that hold secrets anywhere in our log objects. */
+export const SECRET_FIELD_NAMES: readonly string[] = Object.freeze([
+  'accessKeySecret',
+  'AccessKeySecret',
+  'access_key_secret',
+  'securityToken',
+  'SecurityToken',
+  'security_token',
+  'signature',
+  'Signature',
+  'authorization',
+  'Authorization',
+  'deviceSecret',
+  'DeviceSecret',
+  'secret',
+  'webhookSecret',
+  'password',
+  'x-acs-security-token',
+  'x-ibw-signature',
+  'X-IBW-Signature',
+]);
+
+const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+function segment(name: string): string {
+  return IDENT.test(name) ? `.${name}` : `["${name}"]`;
+}
+
+/**
+ * pino `redact` paths: each name in {@link SECRET_FIELD_NAMES} at the top level and one to three levels
+ * down (`name`, `*.name`, `*.*.name`, `*.*.*.name`), plus `headers.*` spellings.
+ */
+export const REDACT_PATHS: readonly string[] = Object.freeze(
+  SECRET_FIELD_NAMES.flatMap((name) => {
+    const s = segment(name);
+    const top = s.startsWith('.') ? s.slice(1) : s;
+    return [top, `*${s}`, `*.*${s}`, `*.*.*${s}`];
+  }),
+);
+
+export interface LoggerOptions {
+  /** Lowest level written. @default 'info' */
+  level?: Level | 'silent';
+  /** `json`: one JSON object per line; `pretty`: human-readable (pino-pretty). @default 'json' */
+  format?: 'json' | 'pretty';
+  /** Where lines go. @default stdout */
+  destination?: DestinationStream | NodeJS.WritableStream;
+  /** Extra fields on every line. @default {} (pino's pid/hostname are omitted) */
+  base?: Record<string, unknown>;
+}
+
+/** Creates the root logger (children per batch come from `logger.child({applyId, productKey})`). */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const config = {
+    level: options.level ?? 'info',
+    base: options.base ?? {},
+    redact: { paths: [...REDACT_PATHS], censor: '[REDACTED]' },
+    serializers: { err: pino.stdSerializers.err },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  };
+  if (options.format === 'pretty') {
+    const stream = pinoPretty({
+      destination: options.destination ?? 1,
+      colorize: false,
+      translateTime: 'SYS:standard',
+      ignore: 'pid,hostname',
+      sync: true,
+    });
+    return pino(config, stream);
+  }
+  return pino(config, options.destination ?? pino.destination({ dest: 1, sync: false }));
+}

@@ -1,0 +1,148 @@
+/**
+ * The JSON-lines events file sink (`output.eventsFile`, DESIGN.md §4): one event per line, appended.
+ *
+ * Group commit: `deliver` queues the line; one writer takes everything queued, writes it in one `write`, and
+ * fsyncs once. Lines queued while a write+fsync is in flight go into the next group. Before taking a group,
+ * the writer waits `groupCommitMs` so deliveries arriving within a few ms share one fsync. `deliver`
+ * resolves only after the fsync that covers its line (acknowledged = durable).
+ *
+ * If a previous process died in the middle of a line, the file does not end in `\n`; the first group after
+ * opening starts with a newline so the torn line cannot swallow the next event.
+ */
+import { mkdir, open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+
+import { systemClock } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
+import type { EventSink } from '../core/ports.js';
+import type { WatcherEvent } from '../events.js';
+import { AbortedError, DaemonError } from '../errors.js';
+
+/** Options of {@link createEventsFileSink}. */
+export interface EventsFileSinkOptions {
+  /** The file to append to; its parent directory is created (0700) when missing. */
+  file: string;
+  /**
+   * How long the writer waits for more lines before writing a group and fsyncing it.
+   * @default 5
+   */
+  groupCommitMs?: number;
+  /**
+   * Clock used for the group-commit wait.
+   * @default systemClock
+   */
+  clock?: Clock;
+  /**
+   * File mode when the file is created (events carry no secrets).
+   * @default 0o640
+   */
+  mode?: number;
+}
+
+/** The events-file sink, with a counter of fsyncs (useful for tests and metrics). */
+export interface EventsFileSink extends EventSink {
+  /** Number of write+fsync groups committed so far. */
+  commits(): number;
+}
+
+interface Waiter {
+  line: string;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** Creates the events-file sink (name `events_file`). */
+export function createEventsFileSink(options: EventsFileSinkOptions): EventsFileSink {
+  const file = path.resolve(options.file);
+  const groupCommitMs = options.groupCommitMs ?? 5;
+  const clock = options.clock ?? systemClock;
+  const mode = options.mode ?? 0o640;
+  if (!Number.isFinite(groupCommitMs) || groupCommitMs < 0) {
+    throw new TypeError(
+      `Expected \`groupCommitMs\` to be a finite number >= 0, got \`${String(groupCommitMs)}\` (${typeof groupCommitMs})`,
+    );
+  }
+
+  let queue: Waiter[] = [];
+  let writer: Promise<void> | null = null;
+  let handle: FileHandle | null = null;
+  let needsLeadingNewline = false;
+  let commitCount = 0;
+  let closed = false;
+
+  const openFile = async (): Promise<FileHandle> => {
+    if (handle !== null) return handle;
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    const h = await open(file, 'a+', mode);
+    const { size } = await h.stat();
+    if (size > 0) {
+      const last = Buffer.alloc(1);
+      await h.read(last, 0, 1, size - 1);
+      needsLeadingNewline = last[0] !== 0x0a;
+    }
+    handle = h;
+    return h;
+  };
+
+  const runWriter = async (): Promise<void> => {
+    while (queue.length > 0) {
+      if (groupCommitMs > 0) await clock.sleep(groupCommitMs);
+      const group = queue;
+      queue = [];
+      try {
+        const h = await openFile();
+        let text = group.map((w) => w.line).join('');
+        if (needsLeadingNewline) text = `\n${text}`;
+        await h.appendFile(text, 'utf8');
+        needsLeadingNewline = false;
+        await h.sync();
+        commitCount += 1;
+        for (const w of group) w.resolve();
+      } catch (err) {
+        const error = new DaemonError(`events file ${file}: append failed`, {
+          kind: 'sink',
+          scope: 'attempt',
+          code: 'EventsFileWriteFailed',
+          cause: err,
+        });
+        // A failed write may have left a partial line; the next group starts on a fresh line.
+        needsLeadingNewline = true;
+        for (const w of group) w.reject(error);
+      }
+    }
+  };
+
+  const kick = (): void => {
+    if (writer !== null) return;
+    writer = runWriter().finally(() => {
+      writer = null;
+      if (queue.length > 0) kick();
+    });
+  };
+
+  return {
+    name: 'events_file',
+    deliver(event: WatcherEvent, signal?: AbortSignal): Promise<void> {
+      if (closed) {
+        return Promise.reject(
+          new DaemonError('events file sink is closed', { kind: 'sink', scope: 'attempt', code: 'SinkClosed' }),
+        );
+      }
+      if (signal?.aborted) return Promise.reject(new AbortedError());
+      const line = `${JSON.stringify(event)}\n`;
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ line, resolve, reject });
+        kick();
+      });
+    },
+    async close(): Promise<void> {
+      closed = true;
+      while (writer !== null) await writer;
+      const h = handle;
+      handle = null;
+      await h?.close();
+    },
+    commits: () => commitCount,
+  };
+}

@@ -1,0 +1,54 @@
+import type { BatchConfig, CompiledConfig, PollingPolicy } from '../../src/config/types.js';
+
+export const testPolling: PollingPolicy = {
+  initialDelayMs: 1000,
+  maxDelayMs: 8000,
+  multiplier: 2,
+  stalledAfterMs: 60_000,
+  timeoutMs: 600_000,
+  awaitingRegistrationDelayMs: 30_000,
+};
+
+export function testBatch(over: Partial<BatchConfig> = {}): BatchConfig {
+  const applyId = over.applyId ?? '1295006';
+  const productKey = over.productKey ?? 'a1SimProduct1';
+  return {
+    applyId,
+    productKey,
+    key: `${productKey}/${applyId}`,
+    name: null,
+    until: 'created',
+    register: false,
+    iotInstanceId: null,
+    regionId: 'cn-shanghai',
+    endpoint: 'http://127.0.0.1:1',
+    labels: {},
+    polling: testPolling,
+    entryHash: 'h1',
+    source: null,
+    ...over,
+  };
+}
+
+export function testConfig(over: Partial<CompiledConfig> & { batches?: BatchConfig[] } = {}): CompiledConfig {
+  return {
+    file: null,
+    alibaba: {
+      regionId: 'cn-shanghai',
+      endpoint: 'http://127.0.0.1:1',
+      iotInstanceId: null,
+      signatureVersion: 'v3',
+      requestTimeoutMs: 2000,
+      credentials: 'env',
+    },
+    polling: testPolling,
+    rateLimit: { statusQps: 5, pageQps: 5, concurrency: 4 },
+    devices: { fetch: true, includeSecrets: true },
+    state: { dir: '/nonexistent' },
+    output: { resultsDir: '/nonexistent', eventsFile: null, webhook: null },
+    http: { listen: null },
+    housekeeping: { reloadConfig: '*/1 * * * *', summary: '*/15 * * * *', prune: '0 3 * * *', retentionMs: 30 * 86_400_000 },
+    batches: [],
+    ...over,
+  };
+}

@@ -1,0 +1,276 @@
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { createManualClock, createSeededRandom, type ManualClock } from '../../../src/core/clock.js';
+import { RateLimiterSet } from '../../../src/core/rate-limiter.js';
+import { type BudgetAction, Watcher } from '../../../src/core/watcher.js';
+import type { BatchConfig, CompiledConfig } from '../../../src/config/types.js';
+import { DaemonError } from '../../../src/errors.js';
+import { testBatch, testConfig } from '../../helpers/config.js';
+import { CapturePublisher, MemoryResults, MemoryStore, ScriptedApi, silentLog } from '../../helpers/fakes.js';
+
+const T0 = 1_800_000_000_000;
+
+interface Rig {
+  clock: ManualClock;
+  api: ScriptedApi;
+  store: MemoryStore;
+  publisher: CapturePublisher;
+  results: MemoryResults;
+  watcher: Watcher;
+}
+
+const running: Watcher[] = [];
+afterEach(async () => {
+  for (const w of running.splice(0)) if (w.state === 'running') await w.stop();
+});
+
+function rig(config: CompiledConfig, shared?: { clock?: ManualClock; api?: ScriptedApi; store?: MemoryStore }): Rig {
+  const clock = shared?.clock ?? createManualClock(T0);
+  const api = shared?.api ?? new ScriptedApi(() => clock.now());
+  const store = shared?.store ?? new MemoryStore();
+  const publisher = new CapturePublisher();
+  const results = new MemoryResults();
+  const limiter = new RateLimiterSet<BudgetAction>(
+    { status: { ratePerSec: config.rateLimit.statusQps }, page: { ratePerSec: config.rateLimit.pageQps } },
+    clock.now(),
+  );
+  const watcher = new Watcher({
+    config,
+    statusApi: api,
+    api,
+    ledger: store,
+    publisher,
+    results,
+    limiter,
+    clock,
+    random: createSeededRandom(1),
+    log: silentLog,
+    shutdownGraceMs: 100,
+  });
+  running.push(watcher);
+  return { clock, api, store, publisher, results, watcher };
+}
+
+async function runFor(r: Rig, ms: number, step = 250): Promise<void> {
+  for (let t = 0; t < ms; t += step) await r.clock.advance(step);
+}
+
+describe('Watcher', () => {
+  it('watches a register:true batch through CHECK → CREATE_SUCCESS, registering once, writing the result', async () => {
+    const batch = testBatch({ applyId: '9007199254740993', register: true, name: 'line-3', labels: { site: 'sh' } });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script(batch.applyId, ['CHECK', 'CHECK', 'CHECK_SUCCESS', 'CREATE', 'CREATE', 'CREATE_SUCCESS']);
+    r.api.devices.set(batch.applyId, [{ deviceName: 'd1', iotId: 'i1', deviceSecret: 's3cr3t' }]);
+    await r.watcher.start();
+    await runFor(r, 60_000);
+    expect(r.watcher.allSettled()).toBe(true);
+    expect(r.api.registrations.get(batch.applyId)).toBe(1);
+    const rec = r.watcher.record(batch.key)!;
+    expect(rec.outcome).toBe('created');
+    expect(rec.state).toBe('settled');
+    const result = r.results.files.get(`/results/${batch.productKey}/${batch.applyId}.json`)!;
+    expect(result.devices).toEqual([{ deviceName: 'd1', iotId: 'i1', deviceSecret: 's3cr3t' }]);
+    expect(result.history.map((h) => h.status)).toEqual(['CHECK', 'CHECK_SUCCESS', 'CREATE', 'CREATE_SUCCESS']);
+    const types = r.publisher.events.map((e) => e.type);
+    expect(types).toEqual([
+      'batch.added',
+      'batch.status_changed',
+      'batch.status_changed',
+      'batch.registration_requested',
+      'batch.status_changed',
+      'batch.status_changed',
+      'batch.settled',
+    ]);
+    const ids = r.publisher.events.map((e) => e.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(JSON.stringify(r.publisher.events)).not.toContain('s3cr3t');
+    expect(JSON.stringify(r.store.records)).not.toContain('s3cr3t');
+    expect(r.publisher.events.at(-1)!.applyId).toBe('9007199254740993');
+  });
+
+  it('keeps the status QPS under the budget in every 1-second window and serves batches in due order', async () => {
+    const batches: BatchConfig[] = Array.from({ length: 40 }, (_, i) => testBatch({ applyId: String(1000 + i) }));
+    const r = rig(testConfig({ batches, rateLimit: { statusQps: 5, pageQps: 5, concurrency: 4 } }));
+    for (const b of batches) r.api.script(b.applyId, ['CHECK', 'CHECK', 'CHECK_FAILED']);
+    await r.watcher.start();
+    await runFor(r, 60_000, 50);
+    expect(r.watcher.allSettled()).toBe(true);
+    const times = r.api.calls.filter((c) => c.action === 'status').map((c) => c.at);
+    expect(times.length).toBe(120);
+    for (let i = 0; i < times.length; i += 1) {
+      const inWindow = times.filter((t) => t >= times[i]! && t < times[i]! + 1000).length;
+      expect(inWindow).toBeLessThanOrEqual(5);
+    }
+    // The first polls go out in the order the batches were added (all due at once: FIFO).
+    const firstPolls = r.api.calls.filter((c) => c.action === 'status').slice(0, 40).map((c) => c.applyId);
+    expect(new Set(firstPolls).size).toBe(40);
+  });
+
+  it('never polls a batch more often than its backoff allows', async () => {
+    const batch = testBatch({ applyId: '77' });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script(batch.applyId, ['CHECK']);
+    await r.watcher.start();
+    await runFor(r, 120_000, 100);
+    const times = r.api.calls.filter((c) => c.applyId === '77').map((c) => c.at);
+    expect(times.length).toBeGreaterThan(10);
+    for (let i = 1; i < times.length; i += 1) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(1000);
+    expect(Math.max(...times.slice(1).map((t, i) => t - times[i]!))).toBeLessThanOrEqual(8000);
+  });
+
+  it('times out, and warns stalled once', async () => {
+    const batch = testBatch({
+      applyId: '55',
+      polling: { initialDelayMs: 1000, maxDelayMs: 4000, multiplier: 2, stalledAfterMs: 10_000, timeoutMs: 30_000, awaitingRegistrationDelayMs: 5000 },
+    });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script(batch.applyId, ['CHECK']);
+    await r.watcher.start();
+    await runFor(r, 40_000, 100);
+    expect(r.watcher.record(batch.key)?.outcome).toBe('timed_out');
+    expect(r.publisher.events.filter((e) => e.type === 'batch.stalled')).toHaveLength(1);
+    const settled = r.publisher.events.find((e) => e.type === 'batch.settled')!;
+    expect(settled.outcome).toBe('timed_out');
+    expect(settled.at).toBe(new Date(T0 + 30_000).toISOString());
+  });
+
+  it('rejects a batch on a batch-fatal error, keeps it parked, and re-arms it when its entry changes', async () => {
+    const batch = testBatch({ applyId: '404' });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script(batch.applyId, [
+      new DaemonError('not found', { kind: 'not-found', scope: 'batch', code: 'iot.device.DeviceApplyIsNotFound' }),
+      'CREATE_SUCCESS',
+    ]);
+    await r.watcher.start();
+    await runFor(r, 5000);
+    expect(r.watcher.record(batch.key)?.state).toBe('parked');
+    expect(r.watcher.record(batch.key)?.outcome).toBe('rejected');
+    await runFor(r, 30_000);
+    expect(r.api.calls.filter((c) => c.action === 'status')).toHaveLength(1);
+    // Same entry: stays parked. Changed entry: re-armed.
+    await r.watcher.reload(testConfig({ batches: [batch] }));
+    await runFor(r, 5000);
+    expect(r.watcher.record(batch.key)?.state).toBe('parked');
+    await r.watcher.reload(testConfig({ batches: [{ ...batch, entryHash: 'h2' }] }));
+    await runFor(r, 5000);
+    expect(r.watcher.record(batch.key)?.outcome).toBe('created');
+    expect(r.publisher.events.filter((e) => e.type === 'batch.settled')).toHaveLength(2);
+  });
+
+  it('cancels a batch removed from the configuration, with a result and a settled event', async () => {
+    const a = testBatch({ applyId: '1' });
+    const b = testBatch({ applyId: '2' });
+    const r = rig(testConfig({ batches: [a, b] }));
+    r.api.script('1', ['CHECK']);
+    r.api.script('2', ['CHECK']);
+    await r.watcher.start();
+    await runFor(r, 3000);
+    await r.watcher.reload(testConfig({ batches: [a] }));
+    await runFor(r, 3000);
+    expect(r.watcher.record(b.key)?.outcome).toBe('cancelled');
+    expect(r.results.files.get(`/results/${b.productKey}/2.json`)?.outcome).toBe('cancelled');
+    expect(r.publisher.events.filter((e) => e.type === 'batch.cancelled' && e.applyId === '2')).toHaveLength(1);
+    expect(r.watcher.record(a.key)?.state).toBe('pending');
+  });
+
+  it('stops on a process-fatal error', async () => {
+    const batch = testBatch({ applyId: '3' });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script('3', [new DaemonError('bad key', { kind: 'auth', scope: 'process', code: 'InvalidAccessKeyId.NotFound' })]);
+    await r.watcher.start();
+    await runFor(r, 1000);
+    const res = await r.watcher.done();
+    expect(res.reason).toBe('fatal');
+    expect(res.error?.code).toBe('InvalidAccessKeyId.NotFound');
+  });
+
+  it('resumes after a crash without registering twice', async () => {
+    const batch = testBatch({ applyId: '500', register: true });
+    const config = testConfig({ batches: [batch] });
+    const first = rig(config);
+    first.api.script('500', ['CHECK', 'CHECK_SUCCESS', 'CREATE', 'CREATE', 'CREATE', 'CREATE_SUCCESS']);
+    await first.watcher.start();
+    await runFor(first, 4000);
+    expect(first.api.registrations.get('500')).toBe(1);
+    // "crash": abandon the first watcher without stop(); a new one loads the same durable records.
+    await first.watcher.stop();
+    const before = first.store.records.length;
+    const second = rig(config, { clock: first.clock, api: first.api, store: first.store });
+    await second.watcher.start();
+    await runFor(second, 60_000);
+    expect(second.watcher.record(batch.key)?.outcome).toBe('created');
+    expect(first.api.registrations.get('500')).toBe(1);
+    expect(first.store.records.length).toBeGreaterThan(before);
+    expect(second.publisher.events.filter((e) => e.type === 'batch.added')).toHaveLength(0);
+  });
+
+  it('with a registration intent on record but no answer, re-calls only if the status is still CHECK_SUCCESS', async () => {
+    const batch = testBatch({ applyId: '600', register: true });
+    const config = testConfig({ batches: [batch] });
+    const store = new MemoryStore();
+    const first = rig(config, { store });
+    first.api.script('600', ['CHECK_SUCCESS']);
+    // The call "hangs": fail with a transient error, leaving the intent on record.
+    first.api.registerResult = () => new DaemonError('timeout', { kind: 'transient', scope: 'attempt', code: 'Transport.Timeout' });
+    await first.watcher.start();
+    await first.clock.advance(10);
+    await first.watcher.stop();
+    expect(first.watcher.record(batch.key)?.registration?.state).toBe('intent');
+    const calls = first.api.registrations.get('600');
+    expect(calls).toBe(1);
+    // Restart where the first call actually landed: the status moved on, no second call.
+    const second = rig(config, { store, clock: first.clock });
+    second.api.script('600', ['CREATE', 'CREATE_SUCCESS']);
+    await second.watcher.start();
+    await runFor(second, 30_000);
+    expect(second.api.registrations.get('600') ?? 0).toBe(0);
+    expect(second.watcher.record(batch.key)?.outcome).toBe('created');
+  });
+
+  it('spreads overdue polls over a window on restart instead of bursting', async () => {
+    const batches = Array.from({ length: 20 }, (_, i) => testBatch({ applyId: String(700 + i) }));
+    const config = testConfig({ batches, rateLimit: { statusQps: 10, pageQps: 5, concurrency: 8 } });
+    const store = new MemoryStore();
+    const first = rig(config, { store });
+    for (const b of batches) first.api.script(b.applyId, ['CHECK']);
+    await first.watcher.start();
+    await runFor(first, 5000);
+    await first.watcher.stop();
+    await first.clock.advance(300_000); // down for 5 minutes: everything is overdue
+    const second = rig(config, { store, clock: first.clock });
+    for (const b of batches) second.api.script(b.applyId, ['CHECK']);
+    await second.watcher.start();
+    const starts = second.clock.now();
+    await runFor(second, 3000, 50);
+    const first_ = new Map<string, number>();
+    for (const c of second.api.calls) if (!first_.has(c.applyId)) first_.set(c.applyId, c.at - starts);
+    const times = [...first_.values()];
+    expect(times.length).toBe(20);
+    expect(Math.max(...times)).toBeLessThan(3000);
+    expect(Math.max(...times)).toBeGreaterThan(1000);
+  });
+
+  it('does not act on a transition the ledger could not record, and recovers', async () => {
+    const batch = testBatch({ applyId: '800', register: true });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.scripts.set('800', (n) => ({
+      status: n === 0 ? 'CHECK' : r.api.registrations.has('800') ? 'CREATE_SUCCESS' : 'CHECK_SUCCESS',
+      validNames: [],
+      invalidNames: [],
+      invalidDetails: [],
+      requestId: null,
+    }));
+    await r.watcher.start();
+    await r.clock.advance(10);
+    expect(r.api.calls).toHaveLength(1);
+    r.store.failWith = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    await runFor(r, 5000);
+    expect(r.api.registrations.get('800') ?? 0).toBe(0);
+    expect(r.watcher.storeHealthy).toBe(false);
+    r.store.failWith = null;
+    await runFor(r, 30_000);
+    expect(r.watcher.storeHealthy).toBe(true);
+    expect(r.api.registrations.get('800')).toBe(1);
+    expect(r.watcher.record(batch.key)?.outcome).toBe('created');
+  });
+});
