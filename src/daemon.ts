@@ -6,6 +6,7 @@
  * Lifecycle: created ──start()──► running ──stop()──► stopped. Readiness (`/readyz`) is true from the end of
  * start() (config and ledger loaded) until stop() begins, and while the ledger can be written.
  */
+import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 
 import { createChainCredentials, createEnvCredentials, type CredentialsProvider } from './alibaba/credentials.js';
@@ -143,7 +144,11 @@ export class Daemon {
 
       const now = this.#clock.now();
       const limiter = new RateLimiterSet<BudgetAction>(
-        { status: { ratePerSec: config.rateLimit.statusQps }, page: { ratePerSec: config.rateLimit.pageQps } },
+        // NOTE: a 1020 ms window keeps a margin against network jitter: Alibaba counts requests per second on arrival.
+        {
+          status: { ratePerSec: config.rateLimit.statusQps, windowMs: 1020, penaltyCooldownMs: 1000 },
+          page: { ratePerSec: config.rateLimit.pageQps, windowMs: 1020, penaltyCooldownMs: 1000 },
+        },
         now,
       );
       this.#limiter = limiter;
@@ -244,6 +249,8 @@ export class Daemon {
       });
       watcherRef = watcher;
       this.#watcher = watcher;
+      // NOTE: every request in flight listens on this one signal; more than 10 is normal, not a leak.
+      setMaxListeners(config.rateLimit.concurrency * 4 + 16, watcher.requestSignal);
       await watcher.start();
       outbox.start();
 

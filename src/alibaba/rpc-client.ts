@@ -121,8 +121,10 @@ export interface RpcResponse {
 export interface RpcClient {
   /** Calls `action` with RPC parameters (already flattened: `DeviceName.1` …). Rejects with `ApiError`, `AbortedError` or a config `DaemonError`. */
   call(action: ApiAction, params: Readonly<Record<string, string>>, options?: RpcCallOptions): Promise<RpcResponse>;
-  /** Closes every pool (waits for requests in flight). */
+  /** Closes every pool, letting requests in flight finish. Later calls reject. */
   close(): Promise<void>;
+  /** Closes every pool at once, failing requests in flight (forceful shutdown). */
+  destroy(): Promise<void>;
 }
 
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
@@ -272,7 +274,11 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
   const warnedCodes = new Set<string>();
   let closed = false;
 
+  const closedError = (): DaemonError =>
+    new DaemonError('RPC client is closed', { kind: 'internal', scope: 'process', code: 'ClientClosed' });
+
   const poolFor = (url: URL): Pool => {
+    if (closed) throw closedError();
     let pool = pools.get(url.origin);
     if (pool === undefined) {
       pool = new Pool(url.origin, {
@@ -296,6 +302,8 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
   ): Promise<RpcResponse> => {
     if (options.beforeAttempt) await options.beforeAttempt(action, signal);
     signal?.throwIfAborted();
+    // NOTE: a retry after close()/destroy() must not open a new pool (poolFor throws ClientClosed).
+    const pool = poolFor(url);
     const creds = await options.credentials.get();
     const req = buildSignedRequest({
       signatureVersion,
@@ -316,7 +324,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
     try {
       let res: Dispatcher.ResponseData;
       try {
-        res = await poolFor(url).request({
+        res = await pool.request({
           path: req.path,
           method: 'POST',
           headers: req.headers,
@@ -367,9 +375,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
 
   return {
     async call(action, params, callOptions = {}) {
-      if (closed) {
-        throw new DaemonError('RPC client is closed', { kind: 'internal', scope: 'process', code: 'ClientClosed' });
-      }
+      if (closed) throw closedError();
       const url = callOptions.endpoint === undefined ? defaultEndpoint : parseEndpoint(callOptions.endpoint);
       const signal = callOptions.signal;
       const attempts = Math.max(1, Math.floor(callOptions.maxAttempts ?? maxAttempts));
@@ -393,6 +399,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
             factor: 1,
             signal,
             shouldRetry: async ({ attemptNumber }) => {
+              if (closed) return false;
               const delay = nextDelayMs(backoff, attemptNumber, random);
               if (clock.now() - startedAt + delay >= maxRetryTimeMs) return false;
               await clock.sleep(delay, signal);
@@ -411,6 +418,12 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
       const all = [...pools.values()];
       pools.clear();
       await Promise.all(all.map((p) => p.close()));
+    },
+    async destroy() {
+      closed = true;
+      const all = [...pools.values()];
+      pools.clear();
+      await Promise.all(all.map((p) => p.destroy()));
     },
   };
 }

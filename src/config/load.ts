@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { type Document, LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yaml';
+import { type Document, LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, visit } from 'yaml';
 
 import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
@@ -162,6 +162,21 @@ function normalizeIntegers(value: unknown, seen = new WeakSet<object>()): unknow
   return value;
 }
 
+/** Offset of the first alias whose anchor is not defined before it, if any. */
+function unresolvedAlias(doc: YamlDoc): number | null {
+  let found: number | null = null;
+  visit(doc, {
+    Alias(_key, node) {
+      if (node.resolve(doc) === undefined) {
+        found = startOf(node);
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
+}
+
 function issueAt(file: string, lines: LineCounter, offset: number, message: string): ConfigIssue {
   const { line, col } = lines.linePos(offset);
   return { file, line, col, path: '', message };
@@ -201,7 +216,7 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
     raw = normalizeIntegers(doc.toJS({ maxAliasCount: 100 }));
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    throw new ConfigError([...yamlIssues, issueAt(file, lines, startOf(doc.contents) ?? 0, `YAML problem: ${message}`)]);
+    throw new ConfigError([...yamlIssues, issueAt(file, lines, unresolvedAlias(doc) ?? startOf(doc.contents) ?? 0, `YAML problem: ${message}`)]);
   }
 
   const absoluteFile = path.resolve(cwd, file);

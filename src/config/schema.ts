@@ -159,7 +159,7 @@ const cronSchema = z.string(expect(CRON_EXPECTED)).superRefine((value, ctx) => {
   }
 });
 
-const APPLY_ID_EXPECTED = 'an ApplyId: a positive integer, or a string of digits';
+const APPLY_ID_EXPECTED = 'an ApplyId: a positive integer, or a string of digits without leading zeros';
 /** Decimal digits without a leading zero (the JSON Schema pattern of a string ApplyId). */
 export const APPLY_ID_PATTERN = /^[1-9][0-9]*$/;
 
@@ -170,7 +170,7 @@ function applyIdMessage(issue: ErrorInput): string {
   if (big) {
     const digits = typeof input === 'bigint' ? input.toString() : BigInt(input).toString();
     return (
-      `${expectedGot(APPLY_ID_EXPECTED, input)}: integers beyond 2^53 (9007199254740991) lose precision, ` +
+      `${expectedGot(APPLY_ID_EXPECTED, input)}: integers above 9007199254740991 (2^53 - 1) lose precision, ` +
       `so write this ApplyId as a quoted string, "${digits}"`
     );
   }

@@ -131,6 +131,11 @@ export class Watcher {
     return this.#state;
   }
 
+  /** Aborted when requests in flight must give up (shutdown past the grace period). Shared by every request. */
+  get requestSignal(): AbortSignal {
+    return this.#requestAbort.signal;
+  }
+
   get storeHealthy(): boolean {
     return this.#storeHealthy;
   }
@@ -384,15 +389,19 @@ export class Watcher {
     }
   }
 
+  /** Waits for `p`, or until woken or stopped; leaves no listener behind. */
   async #race(p: Promise<void>): Promise<void> {
     const wake = new AbortController();
     this.#wake = wake;
-    const stopped = new Promise<void>((resolve) => {
-      wake.signal.addEventListener('abort', () => resolve(), { once: true });
-      this.#loopAbort.signal.addEventListener('abort', () => resolve(), { once: true });
-    });
-    await Promise.race([p, stopped]);
-    if (this.#wake === wake) this.#wake = null;
+    const onStop = (): void => wake.abort();
+    this.#loopAbort.signal.addEventListener('abort', onStop, { once: true });
+    const woken = new Promise<void>((resolve) => wake.signal.addEventListener('abort', () => resolve(), { once: true }));
+    try {
+      await Promise.race([p, woken]);
+    } finally {
+      this.#loopAbort.signal.removeEventListener('abort', onStop);
+      if (this.#wake === wake) this.#wake = null;
+    }
   }
 
   #afterTask(key: string): void {

@@ -40,15 +40,17 @@ import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import type { JournalRecord, LedgerSnapshot, LedgerStore } from '../core/ports.js';
 import { DaemonError } from '../errors.js';
+import type { SnapshotCapture } from './journal-format.js';
 import {
+  captureSnapshot,
   checkJournalRecord,
   encodeJournalLine,
-  encodeSnapshotBody,
   encodeSnapshotHeader,
   journalFileName,
   parseJournalFileName,
   SNAPSHOT_FILE,
   SNAPSHOT_TEMP_PREFIX,
+  snapshotBodyChunks,
 } from './journal-format.js';
 import type { LedgerFs } from './ledger-fs.js';
 import { errnoCode, nodeLedgerFs, storeError } from './ledger-fs.js';
@@ -316,12 +318,9 @@ class FileLedgerImpl implements FileLedger {
 
   compact(state: LedgerSnapshot): Promise<void> {
     if (this.state !== 'open') return Promise.reject(closedError());
-    let body: string;
-    try {
-      body = encodeSnapshotBody(state);
-    } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-    }
+    // NOTE: captured now (cheap: references), serialised later in chunks between writes, so a big ledger does
+    // not block the event loop for the whole encoding.
+    const capture = captureSnapshot(state);
     this.initial = null;
     // NOTE: the barrier is queued now, so appends called before compact() land at or below its seq and appends
     // called after it land above, matching what `state` contains.
@@ -331,7 +330,7 @@ class FileLedgerImpl implements FileLedger {
     });
     const run = this.compactChain.then(async () => {
       const at = await barrier;
-      await this.writeSnapshot(at.gen, at.seq, body);
+      await this.writeSnapshot(at.gen, at.seq, capture);
     });
     this.compactChain = run.catch(() => undefined);
     return run;
@@ -494,16 +493,27 @@ class FileLedgerImpl implements FileLedger {
 
   // ---- compaction ----
 
-  private async writeSnapshot(gen: number, seq: number, body: string): Promise<void> {
+  private async writeSnapshot(gen: number, seq: number, capture: SnapshotCapture): Promise<void> {
     if (gen <= this.snapshotGen) return; // a newer snapshot already exists
     this.tempCounter += 1;
     const temp = join(this.dir, `${SNAPSHOT_TEMP_PREFIX}${process.pid}-${this.tempCounter}`);
     const target = join(this.dir, SNAPSHOT_FILE);
-    const data = Buffer.from(encodeSnapshotHeader(gen, seq) + body, 'utf8');
+    let bytes = 0;
     let handle: FileHandle | null = null;
     try {
       handle = await this.fs.open(temp, 'w', 0o600);
+      let pending = encodeSnapshotHeader(gen, seq);
+      for (const chunk of snapshotBodyChunks(capture)) {
+        pending += chunk;
+        if (pending.length < 1 << 20) continue;
+        const data = Buffer.from(pending, 'utf8');
+        await this.fs.write(handle, data);
+        bytes += data.length;
+        pending = '';
+      }
+      const data = Buffer.from(pending, 'utf8');
       await this.fs.write(handle, data);
+      bytes += data.length;
       if (this.fsync) await this.fs.sync(handle);
       await handle.close();
       handle = null;
@@ -519,7 +529,7 @@ class FileLedgerImpl implements FileLedger {
     const reclaimed = this.journalBytes();
     this.snapshotGen = gen;
     this.snapshotSeq = seq;
-    this.snapshotBytes = data.length;
+    this.snapshotBytes = bytes;
     this.counters.compactions += 1;
     for (const g of [...this.genBytes.keys()]) {
       if (g < gen) {
@@ -529,7 +539,7 @@ class FileLedgerImpl implements FileLedger {
     }
     await this.deleteJournalsBefore(gen);
     this.logger?.debug(
-      { generation: gen, seq, snapshotBytes: data.length, journalBytesBefore: reclaimed, journalBytes: this.journalBytes() },
+      { generation: gen, seq, snapshotBytes: bytes, journalBytesBefore: reclaimed, journalBytes: this.journalBytes() },
       'ledger compacted',
     );
   }

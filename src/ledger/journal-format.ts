@@ -171,15 +171,42 @@ export function parseJournal(buf: Buffer, file: string): ParsedJournal {
 }
 
 /**
- * Serialises the state part of a snapshot (everything after the header), synchronously, so later changes to
- * `state` do not leak into it.
+ * The entries of a state, captured synchronously: later `set`/`delete` on the maps and `ack` pushes onto an
+ * outbox entry do not reach it. Batch records are kept by reference (the watcher replaces them, never edits).
  */
+export interface SnapshotCapture {
+  batches: BatchRecord[];
+  outbox: OutboxEntry[];
+}
+
+export function captureSnapshot(state: LedgerSnapshot): SnapshotCapture {
+  return {
+    batches: [...state.batches.values()],
+    outbox: [...state.outbox.values()].map((e) => ({ event: e.event, acked: [...e.acked] })),
+  };
+}
+
+/**
+ * The state part of a snapshot (everything after the header), in pieces of about `chunkSize` records so a
+ * writer can interleave them with I/O instead of blocking the event loop on one huge string.
+ */
+export function* snapshotBodyChunks(capture: SnapshotCapture, chunkSize = 1000): Generator<string> {
+  yield '"batches":[';
+  for (let i = 0; i < capture.batches.length; i += chunkSize) {
+    const part = capture.batches.slice(i, i + chunkSize).map((rec) => JSON.stringify(rec));
+    yield (i === 0 ? '' : ',') + part.join(',');
+  }
+  yield '],"outbox":[';
+  for (let i = 0; i < capture.outbox.length; i += chunkSize) {
+    const part = capture.outbox.slice(i, i + chunkSize).map((entry) => JSON.stringify(entry));
+    yield (i === 0 ? '' : ',') + part.join(',');
+  }
+  yield ']}\n';
+}
+
+/** The whole state part of a snapshot as one string. */
 export function encodeSnapshotBody(state: LedgerSnapshot): string {
-  const batches: string[] = [];
-  for (const rec of state.batches.values()) batches.push(JSON.stringify(rec));
-  const outbox: string[] = [];
-  for (const entry of state.outbox.values()) outbox.push(JSON.stringify(entry));
-  return `"batches":[${batches.join(',')}],"outbox":[${outbox.join(',')}]}\n`;
+  return [...snapshotBodyChunks(captureSnapshot(state))].join('');
 }
 
 /** The snapshot header that goes before {@link encodeSnapshotBody}. */

@@ -240,8 +240,8 @@ export interface WatchConfigFileOptions {
   file: string;
   /** Quiet time after the last change before `onChange` runs. */
   debounceMs: number;
-  /** Called once per burst of changes. A throw is logged, not propagated. */
-  onChange: () => void;
+  /** Called once per burst of changes. A throw or a rejection is logged, not propagated. */
+  onChange: () => unknown;
   /** Logger for watch errors. */
   logger: Logger;
   /**
@@ -272,10 +272,13 @@ export function watchConfigFile(options: WatchConfigFileOptions): ConfigFileWatc
   let closed = false;
 
   const fire = (): void => {
-    try {
-      onChange();
-    } catch (error) {
+    const report = (error: unknown): void => {
       logger.warn({ err: coerceError(error), file }, 'config change handler failed');
+    };
+    try {
+      void Promise.resolve(onChange()).catch(report);
+    } catch (error) {
+      report(error);
     }
   };
 

@@ -37,6 +37,9 @@ export class FaultInjector {
   pick(action: string, applyId: string | null): FaultKind | null {
     const roll = this.random.float();
     const flip = this.random.float();
+    // NOTE: every matching rule counts the request, even when an earlier rule already fired, so each rule's
+    // `nth` refers to its own matching requests regardless of the others.
+    let scripted: FaultKind | null = null;
     for (const rule of this.rules) {
       const { spec } = rule;
       if (spec.action !== undefined && spec.action !== action) continue;
@@ -44,8 +47,9 @@ export class FaultInjector {
       rule.seen += 1;
       const first = spec.nth ?? 1;
       const times = spec.times ?? 1;
-      if (rule.seen >= first && rule.seen < first + times) return spec.fault;
+      if (scripted === null && rule.seen >= first && rule.seen < first + times) scripted = spec.fault;
     }
+    if (scripted !== null) return scripted;
     let acc = 0;
     for (const kind of rateKinds) {
       acc += this.rates[kind] ?? 0;

@@ -243,7 +243,7 @@ describe('QueryPageByApplyId and listAllDevicesByApplyId', () => {
     server.setDefault((req, res) => {
       const page = Number(req.query.CurrentPage);
       const rows = devices(60).slice((page - 1) * 50, page * 50);
-      json(200, { Success: true, Page: page, PageCount: 99, Total: 60, ApplyDeviceList: { ApplyDeviceInfo: rows } })(req, res, undefined as never);
+      void json(200, { Success: true, Page: page, PageCount: 99, Total: 60, ApplyDeviceList: { ApplyDeviceInfo: rows } })(req, res, undefined as never);
     });
     const all = await api.listAllDevicesByApplyId({ applyId: '1' });
     expect(all.devices).toHaveLength(60);

@@ -28,7 +28,7 @@ const echoStringToSign: Handler = (req, res) => {
     .map(([k, v]) => `${percentEncode(k)}=${percentEncode(v)}`)
     .sort()
     .join('&');
-  json(400, {
+  void json(400, {
     RequestId: 'sig',
     Code: 'SignatureDoesNotMatch',
     Message: `Specified signature is not matched with our calculation. server string to sign is:POST&%2F&${percentEncode(q)} ` +

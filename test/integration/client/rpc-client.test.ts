@@ -5,13 +5,18 @@ import { createRpcClient, isLoopbackHost, parseEndpoint } from '../../../src/ali
 import type { RpcClient } from '../../../src/alibaba/rpc-client.js';
 import { createManualClock, createSeededRandom } from '../../../src/core/clock.js';
 import { AbortedError, DaemonError } from '../../../src/errors.js';
-import type { FakeServer } from './fake-server.js';
+import type { FakeServer, Handler } from './fake-server.js';
 import { chunked, hang, json, raw, reset, sdkV1Signature, sdkV3Authorization, startFakeServer, truncated } from './fake-server.js';
 import { AK_ID, AK_SECRET, STS_TOKEN, captureLogger, staticCredentials, testOptions } from './helpers.js';
 
 const ACTION = 'QueryBatchRegisterDeviceStatus' as const;
 const PARAMS = { ProductKey: 'a1BwAGVxxxx', ApplyId: '1295006', IotInstanceId: 'iot-cn-abc123' };
 const OK = { RequestId: 'req-ok', Success: true, Data: { Status: 'CREATE' } };
+
+const invalidUtf8: Handler = (_q, res) => {
+  res.writeHead(200, { 'content-length': 3 });
+  res.end(Buffer.from([0x7b, 0xff, 0x7d]));
+};
 
 let server: FakeServer;
 let client: RpcClient | null = null;
@@ -71,7 +76,7 @@ describe('signing on the wire (checked with the official SDK functions)', () => 
     const req = server.requests[0]!;
     expect(req.method).toBe('POST');
     expect(req.body).toBe('');
-    expect(req.headers['content-length'] ?? '0').toBe('0');
+    expect(req.headers['content-length']).toBe('0');
     expect(req.query).toMatchObject({
       ...PARAMS,
       Action: ACTION,
@@ -204,7 +209,7 @@ describe('response shapes', () => {
     ['JSON null', raw(200, 'null'), 'Response.Malformed'],
     ['Success of the wrong type', json(200, { Success: 'maybe' }), 'Response.Malformed'],
     ['truncated JSON (complete HTTP body)', raw(200, '{"RequestId":"x","Succ'), 'Response.Malformed'],
-    ['invalid UTF-8', (_q, res) => { res.writeHead(200, { 'content-length': 3 }); res.end(Buffer.from([0x7b, 0xff, 0x7d])); }, 'Response.Malformed'],
+    ['invalid UTF-8', invalidUtf8, 'Response.Malformed'],
     ['a body cut short by the connection', truncated('{"RequestId":"x",', 500), 'Response.Truncated'],
   ] as const)('%s → ApiError %s (transient), never a crash', async (_name, handler, code) => {
     client = createRpcClient(testOptions(server.url, { maxAttempts: 1 }));
@@ -489,5 +494,28 @@ describe('endpoints', () => {
     } finally {
       await other.close();
     }
+  });
+});
+
+describe('lifecycle', () => {
+  it('close() lets a request in flight finish; destroy() fails it; later calls reject', async () => {
+    client = createRpcClient(testOptions(server.url, { maxAttempts: 1 }));
+    server.enqueue((req, res) => {
+      setTimeout(() => void json(200, OK)(req, res, undefined as never), 50);
+    });
+    const inFlight = client.call(ACTION, PARAMS);
+    while (server.requests.length === 0) await new Promise((r) => setTimeout(r, 2));
+    await client.close();
+    expect((await inFlight).requestId).toBe('req-ok');
+    await expect(client.call(ACTION, PARAMS)).rejects.toMatchObject({ code: 'ClientClosed' });
+
+    client = createRpcClient(testOptions(server.url, { maxAttempts: 3 }));
+    server.enqueue(hang);
+    const doomed = rejection(client.call(ACTION, PARAMS));
+    while (server.requests.length < 2) await new Promise((r) => setTimeout(r, 2));
+    await client.destroy();
+    const err = await doomed;
+    expect(err).toBeInstanceOf(ApiError);
+    expect(server.requests).toHaveLength(2); // not retried after destroy
   });
 });

@@ -122,6 +122,20 @@ describe('watchConfigFile', () => {
     expect((line?.err as { message: string }).message).toBe('reload blew up');
   });
 
+  it('logs a rejecting async onChange', async () => {
+    const file = join(dir, 'watcher.yaml');
+    await writeFile(file, 'a: 0\n');
+    const { logger, lines } = createCaptureLogger();
+    watches.push(
+      watchConfigFile({ file, debounceMs: DEBOUNCE_MS, logger, onChange: () => Promise.reject(new Error('async reload failed')) }),
+    );
+    await writeFile(file, 'a: 1\n');
+    await vi.waitFor(
+      () => expect(lines.some((l) => (l.err as { message?: string } | undefined)?.message === 'async reload failed')).toBe(true),
+      { timeout: 3000, interval: 10 },
+    );
+  });
+
   it('a directory that does not exist gives a logged warning and a no-op watch', () => {
     const { logger, lines } = createCaptureLogger();
     const watch = watchConfigFile({

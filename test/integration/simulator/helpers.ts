@@ -2,7 +2,7 @@
  * Test helpers: raw signed requests to the simulator (V1 and V3, built with the shared signers) over
  * node:http on loopback, so tests can craft exactly what they need (reused nonces, odd bodies, skew).
  */
-import { request } from 'node:http';
+import { request, type Agent } from 'node:http';
 
 import { canonicalQuery } from '../../../src/alibaba/percent-encode.js';
 import { formatTimestamp, signV1, v1CommonParams } from '../../../src/alibaba/sign-v1.js';
@@ -27,6 +27,8 @@ export interface RawCall {
   /** Epoch ms used for Timestamp / x-acs-date. @default Date.now() */
   now?: number;
   apiVersion?: string;
+  /** A keep-alive agent, for load tests. @default a new connection per request */
+  agent?: Agent;
 }
 
 export interface RawReply {
@@ -65,9 +67,9 @@ export async function rawCall(port: number, call: RawCall): Promise<RawReply> {
     const signature = signV1(all, method, secret).signature;
     const encoded = canonicalQuery({ ...all, Signature: signature });
     if (call.form === true) {
-      return send(port, method, '/', { host, 'content-type': 'application/x-www-form-urlencoded' }, Buffer.from(encoded));
+      return send(port, method, '/', { host, 'content-type': 'application/x-www-form-urlencoded' }, Buffer.from(encoded), call.agent);
     }
-    return send(port, method, `/?${encoded}`, { host }, Buffer.alloc(0));
+    return send(port, method, `/?${encoded}`, { host }, Buffer.alloc(0), call.agent);
   }
   const headers = v3Headers({
     host,
@@ -81,14 +83,21 @@ export async function rawCall(port: number, call: RawCall): Promise<RawReply> {
   });
   const signed = signV3({ method, query: params, headers, accessKeyId, accessKeySecret: secret });
   const qs = canonicalQuery(params);
-  return send(port, method, qs === '' ? '/' : `/?${qs}`, { ...headers, authorization: signed.authorization }, Buffer.alloc(0));
+  return send(port, method, qs === '' ? '/' : `/?${qs}`, { ...headers, authorization: signed.authorization }, Buffer.alloc(0), call.agent);
 }
 
 /** A plain HTTP request (no signing). Resolves with status 0 and the error text on a transport error. */
-export function send(port: number, method: string, path: string, headers: Record<string, string>, body: Buffer): Promise<RawReply> {
+export function send(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer,
+  agent?: Agent,
+): Promise<RawReply> {
   return new Promise((resolve) => {
     const req = request(
-      { host: '127.0.0.1', port, method, path, headers: { ...headers, 'content-length': String(body.length) }, agent: false },
+      { host: '127.0.0.1', port, method, path, headers: { ...headers, 'content-length': String(body.length) }, agent: agent ?? false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

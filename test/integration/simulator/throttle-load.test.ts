@@ -1,0 +1,91 @@
+/**
+ * Per-action QPS under three times the limit: the accepted requests in every 1-second window stay within
+ * ±5 % of the limit. One run in real time (60 QPS offered for ~3 s against 20 QPS), one on a manual clock
+ * (exact).
+ */
+import { Agent } from 'node:http';
+
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { createManualClock } from '../../../src/core/clock.js';
+import { startSimulator, type RequestLogEntry, type SimulatorHandle } from '../../../src/simulator/index.js';
+import { rawCall, type RawReply } from './helpers.js';
+
+const LIMIT = 20;
+const OFFERED_QPS = 60;
+const ACTION = 'QueryBatchRegisterDeviceStatus';
+
+let sim: SimulatorHandle | undefined;
+
+afterEach(async () => {
+  await sim?.close();
+  sim = undefined;
+});
+
+/** Accepted requests in every window [t, t + 1000) that starts at a request and ends before the last one. */
+function histogram(xs: number[]): Record<number, number> {
+  const h: Record<number, number> = {};
+  for (const x of xs) h[x] = (h[x] ?? 0) + 1;
+  return h;
+}
+
+function windowCounts(log: readonly RequestLogEntry[], startsAtAccepted = false): number[] {
+  const all = log.map((e) => e.at);
+  const accepted = log.filter((e) => e.outcome === 'ok').map((e) => e.at);
+  const first = Math.min(...all);
+  const last = Math.max(...all);
+  const times = startsAtAccepted ? accepted : all;
+  const counts: number[] = [];
+  for (const t of times) {
+    if (t < first || t + 1000 > last) continue;
+    counts.push(accepted.filter((a) => a >= t && a < t + 1000).length);
+  }
+  return counts;
+}
+
+describe('Throttling.User under 3x load', () => {
+  it(`holds ${LIMIT} QPS within ±5 % over sliding 1-second windows (real time, ~3 s)`, async () => {
+    sim = await startSimulator({ port: 0, qps: { [ACTION]: LIMIT } });
+    const applyId = sim.control.addBatch({ productKey: 'a1SimProduct1', mode: 'random', count: 1 });
+    const port = sim.port;
+    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    const total = OFFERED_QPS * 3;
+    const start = performance.now();
+    const inflight: Promise<RawReply>[] = [];
+    for (let i = 0; i < total; i += 1) {
+      const due = start + (i * 1000) / OFFERED_QPS;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      inflight.push(rawCall(port, { action: ACTION, params: { ProductKey: 'a1SimProduct1', ApplyId: applyId }, agent }));
+    }
+    const replies = await Promise.all(inflight);
+    agent.destroy();
+    const codes = new Set(replies.map((r) => r.json?.Code ?? (r.json?.Success === true ? 'ok' : `status ${r.status}`)));
+    expect(codes).toEqual(new Set(['ok', 'Throttling.User']));
+    expect(replies.filter((r) => r.json?.Code === 'Throttling.User').every((r) => r.status === 400)).toBe(true);
+
+    const log = sim.control.requestLog();
+    expect(log).toHaveLength(total);
+    const counts = windowCounts(log);
+    console.log('sliding(all):', JSON.stringify(histogram(counts)), 'sliding(accepted):', JSON.stringify(histogram(windowCounts(log, true))));
+    expect(counts.length).toBeGreaterThan(OFFERED_QPS);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(Math.floor(LIMIT * 1.05));
+    expect(Math.min(...counts)).toBeGreaterThanOrEqual(Math.ceil(LIMIT * 0.95));
+  });
+
+  it('accepts exactly the limit in every window on a manual clock', async () => {
+    const clock = createManualClock(Date.UTC(2026, 0, 5, 10, 0, 0));
+    sim = await startSimulator({ port: 0, clock, qps: { [ACTION]: LIMIT, QueryPageByApplyId: 0 } });
+    const applyId = sim.control.addBatch({ productKey: 'a1SimProduct1', mode: 'random', count: 1 });
+    for (let i = 0; i < OFFERED_QPS * 3; i += 1) {
+      await rawCall(sim.port, { action: ACTION, params: { ProductKey: 'a1SimProduct1', ApplyId: applyId }, now: clock.now() });
+      // Other actions have their own budget (and 0 turns a limit off).
+      if (i % 10 === 0) await rawCall(sim.port, { action: 'QueryPageByApplyId', params: { ApplyId: applyId }, now: clock.now() });
+      await clock.advance(1000 / OFFERED_QPS);
+    }
+    const log = sim.control.requestLog();
+    expect(log.filter((e) => e.action === 'QueryPageByApplyId').every((e) => e.outcome === 'ok')).toBe(true);
+    const counts = windowCounts(log.filter((e) => e.action === ACTION));
+    expect(new Set(counts)).toEqual(new Set([LIMIT]));
+  });
+});
