@@ -130,6 +130,15 @@ export function crossCheck(raw: unknown, where: DescribeLocation): PathIssue[] {
     const polling = field(entry, 'polling');
     if (isRecord(polling)) checkDelays(polling, ['batches', index, 'polling'], inherited, issues);
 
+    const labels = field(entry, 'labels');
+    if (isRecord(labels) && Object.hasOwn(labels, '__proto__')) {
+      issues.push({
+        path: ['batches', index, 'labels', '__proto__'],
+        anchor: 'key',
+        message: 'expected a label name other than __proto__, which cannot be kept in an object',
+      });
+    }
+
     if (field(entry, 'register') === true && field(entry, 'until') === 'checked') {
       issues.push({
         path: ['batches', index, 'register'],

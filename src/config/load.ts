@@ -197,6 +197,9 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
     prettyErrors: false,
     uniqueKeys: false,
     intAsBigInt: true,
+    // NOTE: keeps the yaml package from printing process warnings (e.g. for a list used as a key); such keys
+    // still fail validation as unknown keys.
+    logLevel: 'error',
   });
 
   const yamlIssues = [...doc.errors, ...doc.warnings].map((e) =>

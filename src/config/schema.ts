@@ -377,6 +377,7 @@ const housekeepingSchema = z
 
 const LABELS_EXPECTED = 'a mapping of label names to strings';
 const labelsSchema = z.record(
+  // NOTE: zod drops a `__proto__` key silently; cross-checks.ts refuses it instead.
   z.string().min(1),
   z.string(expect('a string (quote numbers and booleans)')),
   {
@@ -439,7 +440,7 @@ type AnySchema = z.core.$ZodType;
 type Def = { type: string; innerType?: AnySchema; in?: AnySchema; shape?: Record<string, AnySchema>; element?: AnySchema };
 
 function defOf(schema: AnySchema): Def {
-  return schema._zod.def as unknown as Def;
+  return schema._zod.def;
 }
 
 function unwrap(schema: AnySchema): AnySchema {

@@ -17,11 +17,11 @@
  *   (and all appends arriving while a write is in flight) share one write and one fsync.
  *
  * Compaction, crash-safe at every step:
- *   1. `compact(state)` serialises `state` and queues a barrier behind the appends already queued;
+ *   1. `compact(state)` captures the entries of `state` and queues a barrier behind the appends already queued;
  *   2. at the barrier, seq N = last written seq and the generation moves to G+1 (later appends go to the new
  *      journal while the snapshot is written);
- *   3. the snapshot {gen: G+1, seq: N} is written to a temp file, fsync'd, renamed over `snapshot.json`, and the
- *      directory fsync'd;
+ *   3. the snapshot {gen: G+1, seq: N} is serialised in chunks into a temp file, fsync'd, renamed over
+ *      `snapshot.json`, and the directory fsync'd;
  *   4. journals with gen < G+1 are deleted.
  *   A crash before 3 completes leaves the old snapshot, and the old journals still hold every record; a crash
  *   after it leaves old journals that are ignored (and deleted on the next open). Replay never applies a record
@@ -95,7 +95,18 @@ export interface FileLedgerStats {
   compactions: number;
 }
 
-/** A {@link LedgerStore} over a directory, with the numbers the daemon uses to decide when to compact. */
+/**
+ * A {@link LedgerStore} over a directory, with the numbers the daemon uses to decide when to compact.
+ *
+ * - `load()`: the first call returns the state read at open; later calls wait for queued writes and re-read the
+ *   files (meant for start-up and tests, not for a hot path).
+ * - `append(records)`: validates and serialises the records at call time, resolves once they are fsync'd;
+ *   rejects with `DaemonError{kind:'store', code:<errno>}` when the write fails (nothing of it stays behind).
+ * - `compact(state)`: captures the entries of `state` at call time (batch records by reference: replace them,
+ *   do not edit them in place), then writes the snapshot in chunks; rejects with a store error on failure,
+ *   in which case the journal still holds everything.
+ * - `close()`: writes what is queued, waits for compactions, releases the lock. Idempotent.
+ */
 export interface FileLedger extends LedgerStore {
   readonly dir: string;
   /** Bytes of journal after the last snapshot. */
@@ -378,10 +389,20 @@ class FileLedgerImpl implements FileLedger {
 
   private startFlush(): void {
     if (this.flushing) return;
-    this.flushing = this.flushLoop().finally(() => {
-      this.flushing = null;
-      if (this.queue.length > 0) this.schedule(this.state !== 'open');
-    });
+    this.flushing = this.flushLoop()
+      .catch((err: unknown) => {
+        // Not expected: writeGroup and rotate handle their own failures. Fail what is queued rather than hang.
+        const error = storeError('write', this.dir, err);
+        this.logger?.error({ err: error }, 'ledger writer failed unexpectedly');
+        for (const item of this.queue.splice(0)) {
+          if (item.kind === 'append') item.reject(error);
+          else item.resolve({ gen: this.gen, seq: this.lastSeq });
+        }
+      })
+      .finally(() => {
+        this.flushing = null;
+        if (this.queue.length > 0) this.schedule(this.state !== 'open');
+      });
   }
 
   /** Writes queued appends, group by group, until the queue is empty. Never rejects. */

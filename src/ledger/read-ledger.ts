@@ -103,8 +103,9 @@ export async function readLedgerDir(
       throw storeError('read', path, err);
     }
     const parsed = parseJournal(buf, path);
-    if (parsed.tornTailLine !== null) {
-      logger?.warn(
+    if (parsed.tornTailLine !== null && logger) {
+      // NOTE: a reader beside a running daemon often sees a write in progress: not worth a warning.
+      logger[concurrent ? 'debug' : 'warn'](
         { file: path, line: parsed.tornTailLine, ignoredBytes: parsed.totalBytes - parsed.validBytes },
         'ledger journal ends with an incomplete record (interrupted write); ignoring it',
       );

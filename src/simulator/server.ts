@@ -196,7 +196,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         gateway({ httpStatus: 404, code: 'InvalidApi.NotFound', message: 'Specified api is not found, please check your url and method.' });
         return;
       }
-      if (!throttle.tryAcquire(action, clock.now())) {
+      // NOTE: judged at arrival time, the same instant the request log records, so the log shows exactly the
+      // windows the limiter saw.
+      if (!throttle.tryAcquire(action, at)) {
         gateway(throttled());
         return;
       }

@@ -235,7 +235,7 @@ describe('crash leftovers', () => {
     const line = (seq: number, polls: number): string =>
       encodeJournalLine(seq, JSON.stringify(batchRec(makeBatch(1, { polls }))));
     await writeFile(journal0(), line(1, 1) + line(2, 2) + line(3, 30));
-    let ledger = await open();
+    const ledger = await open();
     expect((await ledger.load()).batches.get(makeBatch(1).key)?.polls).toBe(30);
     await ledger.close();
     await appendFile(journal0(), line(5, 50));
@@ -305,7 +305,7 @@ describe('lock', () => {
 function deadPid(): number {
   const child = spawnSync(process.execPath, ['-e', 'process.exit(0)']);
   expect(child.pid).toBeGreaterThan(0);
-  return child.pid!;
+  return child.pid;
 }
 
 describe('readLedgerReadOnly', () => {
