@@ -14,7 +14,7 @@ import { createIotApi } from './alibaba/iot-api.js';
 import { createRpcClient, type AttemptInfo, type RpcClient } from './alibaba/rpc-client.js';
 import type { CompiledConfig } from './config/types.js';
 import { systemClock, systemRandom, type Clock, type Random } from './core/clock.js';
-import type { ApiAction, EventSink, LedgerStore, Log, ResultWriter } from './core/ports.js';
+import type { ApiAction, EventSink, LedgerStore, ResultWriter } from './core/ports.js';
 import { RateLimiterSet } from './core/rate-limiter.js';
 import { type BudgetAction, type RunResult, Watcher } from './core/watcher.js';
 import { ConfigError, DaemonError, coerceError } from './errors.js';
@@ -235,7 +235,7 @@ export class Daemon {
         limiter,
         clock: this.#clock,
         random: this.#random,
-        log: log as unknown as Log,
+        log: log,
         shutdownGraceMs: this.#o.shutdownGraceMs ?? 5000,
         hooks: {
           onSettled: (rec) => {

@@ -69,7 +69,7 @@ export function createWatcher(config: CompiledConfig | Record<string, unknown>, 
   });
   const emitter = daemon.emitter;
   return {
-    on: ((type: EventType | '*', listener: (event: WatcherEvent) => void) => emitter.on(type as '*', listener)) as BatchWatcher['on'],
+    on: ((type: EventType | '*', listener: (event: WatcherEvent) => void) => emitter.on(type as '*', listener)),
     start: () => daemon.start(),
     whenAllSettled: () => daemon.whenAllSettled(),
     list: () => daemon.watcher.list(),

@@ -251,9 +251,9 @@ async function statusCommand(args: string[], io: Io): Promise<number> {
 
 class MemoryResultWriter implements ResultWriter {
   last: BatchResult | null = null;
-  async write(result: BatchResult): Promise<string> {
+  write(result: BatchResult): Promise<string> {
     this.last = result;
-    return '(stdout)';
+    return Promise.resolve('(stdout)');
   }
 }
 
@@ -406,7 +406,7 @@ async function demoCommand(args: string[], io: Io): Promise<number> {
     logger,
     env: io.env,
     credentials: {
-      get: async () => ({ accessKeyId: 'SimAccessKeyId', accessKeySecret: 'SimAccessKeySecret', securityToken: null }),
+      get: () => Promise.resolve({ accessKeyId: 'SimAccessKeyId', accessKeySecret: 'SimAccessKeySecret', securityToken: null }),
     },
     housekeeping: false,
   });

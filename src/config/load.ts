@@ -14,20 +14,19 @@ import { type Document, LineCounter, isAlias, isMap, isScalar, isSeq, parseDocum
 
 import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
-import { type SourceMap, validateAndCompile } from './compile.js';
+import { type SourceMap, sortIssues, validateAndCompile } from './compile.js';
 import { type ConfigPath, type IssueAnchor, formatPath } from './cross-checks.js';
 import type { CompiledConfig } from './types.js';
 
 // Re-exported so the loader is one import for callers that also need the env overrides.
 export { DEFAULT_CONFIG_PATH, resolveConfigPath, resolveLogSettings } from './env.js';
 
-
 /** Options of {@link loadConfigFile} and {@link parseConfigText}. */
 export interface LoadOptions {
   /**
-   * The environment. Reserved for checks that depend on it; the file itself never reads variables
-   * (secrets are resolved by their owners, see docs/configuration.md).
-   * @default process.env
+   * The environment. Accepted for checks that depend on it; none reads it today: the file never refers to
+   * variables by value (secrets are resolved by their owners, see docs/configuration.md).
+   * @default undefined
    */
   env?: Record<string, string | undefined>;
   /**
@@ -123,7 +122,7 @@ function yamlSource(doc: YamlDoc, lines: LineCounter, displayFile: string, absol
 /** Reports keys that appear twice in one mapping, at the second occurrence. */
 function duplicateKeys(doc: YamlDoc, lines: LineCounter, file: string): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
-  const visit = (node: unknown, p: (string | number)[]): void => {
+  const check = (node: unknown, p: (string | number)[]): void => {
     if (isMap(node)) {
       const first = new Map<string, unknown>();
       for (const pair of node.items) {
@@ -131,7 +130,7 @@ function duplicateKeys(doc: YamlDoc, lines: LineCounter, file: string): ConfigIs
         const earlier = first.get(name);
         if (earlier === undefined) {
           first.set(name, pair.key);
-          visit(pair.value, [...p, name]);
+          check(pair.value, [...p, name]);
         } else {
           const firstLine = lines.linePos(startOf(earlier) ?? 0).line;
           const { line, col } = lines.linePos(startOf(pair.key) ?? 0);
@@ -139,10 +138,10 @@ function duplicateKeys(doc: YamlDoc, lines: LineCounter, file: string): ConfigIs
         }
       }
     } else if (isSeq(node)) {
-      node.items.forEach((item, index) => visit(item, [...p, index]));
+      node.items.forEach((item, index) => check(item, [...p, index]));
     }
   };
-  visit(doc.contents, []);
+  check(doc.contents, []);
   return issues;
 }
 
@@ -205,12 +204,18 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
   const yamlIssues = [...doc.errors, ...doc.warnings].map((e) =>
     issueAt(file, lines, e.pos[0], `${doc.errors.includes(e) ? 'YAML syntax error' : 'YAML problem'}: ${e.message}`),
   );
-  if (doc.errors.length > 0) throw new ConfigError(yamlIssues.sort((a, b) => a.line - b.line || a.col - b.col));
+  if (doc.errors.length > 0) throw new ConfigError(sortIssues(yamlIssues));
 
   if (doc.contents === null) {
     throw new ConfigError([
       ...yamlIssues,
-      { file, line: 1, col: 1, path: '', message: 'expected a mapping of configuration sections (alibaba, polling, batches, …), got an empty file' },
+      {
+        file,
+        line: 1,
+        col: 1,
+        path: '',
+        message: 'expected a mapping of configuration sections (alibaba, polling, batches, …), got an empty file',
+      },
     ]);
   }
 
@@ -219,7 +224,8 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
     raw = normalizeIntegers(doc.toJS({ maxAliasCount: 100 }));
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    throw new ConfigError([...yamlIssues, issueAt(file, lines, unresolvedAlias(doc) ?? startOf(doc.contents) ?? 0, `YAML problem: ${message}`)]);
+    const offset = unresolvedAlias(doc) ?? startOf(doc.contents) ?? 0;
+    throw new ConfigError(sortIssues([...yamlIssues, issueAt(file, lines, offset, `YAML problem: ${message}`)]));
   }
 
   const absoluteFile = path.resolve(cwd, file);
@@ -240,15 +246,9 @@ export async function loadConfigFile(file: string, options: LoadOptions = {}): P
     text = await readFile(path.resolve(cwd, file), 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
+    const why =
+      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
     throw new ConfigError([{ file, line: 0, col: 0, path: '', message: `expected a readable YAML file, got an error: ${why}` }]);
   }
   return parseConfigText(text, file, { ...options, cwd });
-}
-
-/** Exported for tests: the positions of a path in YAML text (1-based), as issues would show them. */
-export function locateInYaml(text: string, p: ConfigPath, anchor: IssueAnchor = 'value'): { line: number; col: number } {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, intAsBigInt: true });
-  return yamlSource(doc, lines, '<text>', null).position(p, anchor);
 }

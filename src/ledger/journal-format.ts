@@ -38,8 +38,11 @@ export function parseJournalFileName(name: string): number | null {
   return m?.[1] === undefined ? null : Number(m[1]);
 }
 
+/** The snapshot file in the ledger directory. */
 export const SNAPSHOT_FILE = 'snapshot.json';
+/** Prefix of a snapshot being written; leftovers (crash mid-compaction) are ignored and removed on open. */
 export const SNAPSHOT_TEMP_PREFIX = 'snapshot.json.tmp-';
+/** The single-writer lock file (holds the writer's pid). */
 export const LOCK_FILE = 'LOCK';
 
 function crcHex(text: string): string {
@@ -179,6 +182,7 @@ export interface SnapshotCapture {
   outbox: OutboxEntry[];
 }
 
+/** Captures the entries of `state` (see {@link SnapshotCapture}). */
 export function captureSnapshot(state: LedgerSnapshot): SnapshotCapture {
   return {
     batches: [...state.batches.values()],

@@ -74,7 +74,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       destination: options.destination ?? 1,
       colorize: false,
       translateTime: 'SYS:standard',
-      ignore: 'pid,hostname',
+      // NOTE: for people the message line says it all; the `event` object stays in JSON output.
+      ignore: 'pid,hostname,event',
       sync: true,
     });
     return pino(config, stream);

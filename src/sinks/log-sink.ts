@@ -26,7 +26,8 @@ export function createLogSink(logger: Logger): EventSink {
     deliver(event: WatcherEvent): Promise<void> {
       try {
         const detail = event.outcome === undefined ? (event.status ?? '') : event.outcome;
-        const msg = `${event.type} ${event.productKey}/${event.applyId}${detail === '' ? '' : ` ${detail}`}`;
+        const why = event.reason && event.type !== 'batch.settled' ? ` (${event.reason})` : '';
+        const msg = `${event.type} ${event.productKey}/${event.applyId}${detail === '' ? '' : ` ${detail}`}${why}`;
         logger[logLevelFor(event.type)]({ event }, msg);
       } catch {
         // NOTE: a broken log destination must not turn into endless redelivery.

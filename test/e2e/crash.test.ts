@@ -80,9 +80,8 @@ describe('kill -9 at random moments', () => {
     const child = runCli(['run', '--config', configFile], SIM_ENV);
     await child.waitFor(/iot-batch-watcher running/);
     const deadline = Date.now() + 60_000;
-    let snapshot = await readLedgerReadOnly(join(dir, 'state'));
     while (Date.now() < deadline) {
-      snapshot = await readLedgerReadOnly(join(dir, 'state'));
+      const snapshot = await readLedgerReadOnly(join(dir, 'state'));
       const open = [...snapshot.batches.values()].filter((b) => b.state === 'pending' || b.state === 'fetching');
       if (snapshot.batches.size === 40 && open.length === 0 && snapshot.outbox.size === 0) break;
       await new Promise((r) => setTimeout(r, 200));

@@ -33,7 +33,7 @@ export function runCli(args: string[], env: Record<string, string> = {}, cwd = R
   const stderr: string[] = [];
   const watchers: { pattern: RegExp; resolve: (l: string) => void }[] = [];
   let buf = '';
-  proc.stdout!.on('data', (d: Buffer) => {
+  proc.stdout.on('data', (d: Buffer) => {
     buf += d.toString();
     const lines = buf.split('\n');
     buf = lines.pop() ?? '';
@@ -47,7 +47,7 @@ export function runCli(args: string[], env: Record<string, string> = {}, cwd = R
       }
     }
   });
-  proc.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+  proc.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
   const exited = once(proc, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   return {
     proc,

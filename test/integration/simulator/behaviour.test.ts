@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { createManualClock, type ManualClock } from '../../../src/core/clock.js';
 import { startSimulator, type SimulatorHandle, type SimulatorOptions } from '../../../src/simulator/index.js';
-import { rawCall, send, type RawCall, type RawReply } from './helpers.js';
+import { rawCall, send, type Loose, type RawCall, type RawReply } from './helpers.js';
 
 let sim: SimulatorHandle | undefined;
 let clock: ManualClock;
@@ -28,7 +28,7 @@ function call(action: string, params: Record<string, string> = {}, extra: Partia
   return rawCall(sim.port, { action, params, now: clock.now(), ...extra });
 }
 
-const status = async (pk: string, applyId: string): Promise<any> =>
+const status = async (pk: string, applyId: string): Promise<Loose> =>
   (await call('QueryBatchRegisterDeviceStatus', { ProductKey: pk, ApplyId: applyId })).json;
 
 describe('IoT business rules', () => {
@@ -73,9 +73,9 @@ describe('IoT business rules', () => {
     expect(data.ValidList.Name).toEqual(['y'.repeat(32), 'ok-_.@:9']);
     expect(data.InvalidList.Name.sort()).toEqual(['abc', 'bad name', 'dup-0001', 'hash#1', 'taken-0001', 'x'.repeat(33), '中文名称'].sort());
     const details = data.InvalidDetailList.invalidDetailList;
-    expect(details.find((d: any) => d.DeviceName === 'taken-0001').ErrorMsg).toMatch(/already exists/);
-    expect(details.find((d: any) => d.DeviceName === 'abc').ErrorMsg).toMatch(/format/);
-    expect(details.every((d: any) => 'NickName' in d)).toBe(true);
+    expect(details.find((d: Loose) => d.DeviceName === 'taken-0001').ErrorMsg).toMatch(/already exists/);
+    expect(details.find((d: Loose) => d.DeviceName === 'abc').ErrorMsg).toMatch(/format/);
+    expect(details.every((d: Loose) => 'NickName' in d)).toBe(true);
     const reg = await call('BatchRegisterDeviceWithApplyId', { ProductKey: 'a1SimProduct1', ApplyId: applyId });
     expect(reg.json).toMatchObject({ Success: false, Code: 'iot.device.IncorrentDeviceApplyInfo' });
   });
@@ -135,7 +135,7 @@ describe('IoT business rules', () => {
       const p = (await call('QueryPageByApplyId', { ApplyId: applyId, PageSize: '50', CurrentPage: String(page) })).json;
       expect(p).toMatchObject({ Success: true, Page: page, PageSize: 50, PageCount: 3, Total: 120 });
       expect(p.ApplyDeviceList.ApplyDeviceInfo).toHaveLength(page < 3 ? 50 : 20);
-      seen.push(...p.ApplyDeviceList.ApplyDeviceInfo.map((d: any) => d.DeviceName));
+      seen.push(...p.ApplyDeviceList.ApplyDeviceInfo.map((d: Loose) => d.DeviceName));
     }
     expect(new Set(seen).size).toBe(120);
     const dflt = (await call('QueryPageByApplyId', { ApplyId: applyId })).json;

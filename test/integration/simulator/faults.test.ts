@@ -44,7 +44,7 @@ describe('scripted faults', () => {
     });
     const replies: RawReply[] = [];
     for (let i = 0; i < 12; i += 1) replies.push(await poll(applyId));
-    const [ok1, su1, su2, ie, se, th, reset, malformed, truncated, backwards, unknown, ok2] = replies as [RawReply, ...RawReply[]];
+    const [ok1, su1, su2, ie, se, th, reset, malformed, truncated, backwards, unknown, ok2] = replies;
     expect(ok1!.json.Data.Status).toBe('CREATE_SUCCESS');
     expect([su1!.status, su1!.json.Code, su2!.status]).toEqual([503, 'ServiceUnavailable', 503]);
     expect([ie!.status, ie!.json.Code]).toEqual([500, 'InternalError']);
@@ -77,7 +77,7 @@ describe('scripted faults', () => {
       done = true;
       return r;
     });
-    await new Promise((r) => setTimeout(r, 30));
+    while (clock.pendingSleeps() === 0) await new Promise((r) => setTimeout(r, 5));
     expect(done).toBe(false);
     await clock.advance(3999);
     expect(done).toBe(false);

@@ -31,10 +31,16 @@ export interface RawCall {
   agent?: Agent;
 }
 
+/**
+ * A parsed JSON body, inspected field by field in assertions (which do the checking).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Loose = any;
+
 export interface RawReply {
   status: number;
   text: string;
-  json: any;
+  json: Loose;
 }
 
 let nonceCounter = 0;

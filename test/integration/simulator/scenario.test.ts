@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createManualClock, type ManualClock } from '../../../src/core/clock.js';
 import { ConfigError } from '../../../src/errors.js';
 import { loadScenario, parseScenario, startSimulator, type SimulatorHandle } from '../../../src/simulator/index.js';
-import { rawCall } from './helpers.js';
+import { rawCall, type Loose } from './helpers.js';
 
 const DEMO = fileURLToPath(new URL('../../../config/demo-scenario.yaml', import.meta.url));
 
@@ -25,7 +25,7 @@ describe('config/demo-scenario.yaml', () => {
     const scenario = await loadScenario(DEMO);
     clock = createManualClock(Date.UTC(2026, 0, 5, 10, 0, 0));
     sim = await startSimulator({ port: 0, clock, scenario });
-    const status = async (pk: string, applyId: string): Promise<{ text: string; json: any }> =>
+    const status = async (pk: string, applyId: string): Promise<{ text: string; json: Loose }> =>
       rawCall(sim!.port, { action: 'QueryBatchRegisterDeviceStatus', params: { ProductKey: pk, ApplyId: applyId }, now: clock.now() });
     expect((await status('a1SimProduct1', '1300001')).json.Data.Status).toBe('CHECK');
     await clock.advance(10_000);
@@ -38,7 +38,7 @@ describe('config/demo-scenario.yaml', () => {
     const partial = (await status('a1SimProduct2', '1300003')).json.Data;
     expect(partial.Status).toBe('CREATE_FAILED');
     expect(partial.ValidList.Name).toEqual(['meter-0001', 'meter-0002', 'meter-0004', 'meter-0005']);
-    expect(partial.InvalidDetailList.invalidDetailList.map((d: any) => d.DeviceName)).toEqual(['meter-0003', 'meter-0006']);
+    expect(partial.InvalidDetailList.invalidDetailList.map((d: Loose) => d.DeviceName)).toEqual(['meter-0003', 'meter-0006']);
     expect((await status('a1SimProduct2', '1300004')).json.Data.Status).toBe('CHECK_SUCCESS');
     const big = await status('a1SimProduct1', '9007199254740993');
     expect(big.json.Data.Status).toBe('CREATE_SUCCESS');

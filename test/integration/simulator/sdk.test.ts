@@ -9,12 +9,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { createManualClock, type ManualClock } from '../../../src/core/clock.js';
 import { startSimulator, type SimulatorHandle, type SimulatorOptions } from '../../../src/simulator/index.js';
-import { rawCall, SIM_AK, SIM_SECRET } from './helpers.js';
+import { rawCall, SIM_AK, SIM_SECRET, type Loose } from './helpers.js';
 
-// NOTE: both packages are CommonJS; under ESM the client class may sit one `default` deeper.
-const IotClient: typeof IotNs.default = ((IotNs.default as any).default ?? IotNs.default) as typeof IotNs.default;
-const OpenApiConfig: typeof OpenApiNs.Config = ((OpenApiNs as any).Config ?? (OpenApiNs.default as any).Config) as typeof OpenApiNs.Config;
-const Iot: any = (IotNs as any).BatchCheckDeviceNamesRequest ? IotNs : (IotNs.default as any);
+// NOTE: both packages are CommonJS. Under Node's ESM loader `default` is `module.exports`, so the client class is
+// `default.default`; vitest's interop unwraps it to `default`. Accept both. Models and Config are named exports.
+const iotDefault: unknown = IotNs.default;
+const IotClient = (typeof iotDefault === 'function' ? iotDefault : IotNs.default.default) as typeof IotNs.default.default;
+type IotClient = InstanceType<typeof IotClient>;
+const Iot = IotNs;
+const OpenApiConfig = OpenApiNs.Config;
 
 type Algo = 'v3' | 'v1';
 
@@ -32,7 +35,7 @@ async function start(extra: SimulatorOptions = {}): Promise<SimulatorHandle> {
   return sim;
 }
 
-function client(port: number, algo: Algo, keys: { accessKeyId?: string; accessKeySecret?: string; securityToken?: string } = {}): IotNs.default {
+function client(port: number, algo: Algo, keys: { accessKeyId?: string; accessKeySecret?: string; securityToken?: string } = {}): IotClient {
   const config = new OpenApiConfig({
     accessKeyId: keys.accessKeyId ?? SIM_AK,
     accessKeySecret: keys.accessKeySecret ?? SIM_SECRET,
@@ -47,7 +50,7 @@ function client(port: number, algo: Algo, keys: { accessKeyId?: string; accessKe
   return new IotClient(config);
 }
 
-async function sdkError(p: Promise<unknown>): Promise<any> {
+async function sdkError(p: Promise<unknown>): Promise<Loose> {
   try {
     await p;
   } catch (err) {
@@ -68,7 +71,7 @@ describe.each<Algo>(['v3', 'v1'])('official SDK, signature %s', (algo) => {
     expect(typeof applyId).toBe('number');
     expect(check.body.data!.invalidDeviceNameList!.invalidDeviceName).toEqual([]);
 
-    const poll = async (): Promise<any> =>
+    const poll = async (): Promise<Loose> =>
       (await c.queryBatchRegisterDeviceStatus(new Iot.QueryBatchRegisterDeviceStatusRequest({ productKey: 'a1SimProduct1', applyId }))).body;
     expect((await poll()).data.status).toBe('CHECK');
     await clock.advance(3000);
@@ -88,7 +91,7 @@ describe.each<Algo>(['v3', 'v1'])('official SDK, signature %s', (algo) => {
     expect(page.body.total).toBe(names.length);
     expect(page.body.pageCount).toBe(1);
     const rows = page.body.applyDeviceList!.applyDeviceInfo!;
-    expect(rows.map((r: any) => r.deviceName)).toEqual(names);
+    expect(rows.map((r: Loose) => r.deviceName)).toEqual(names);
     for (const r of rows) {
       expect(r.deviceSecret).toMatch(/^[0-9a-f]{32}$/);
       expect(r.iotId).toBeTruthy();
@@ -112,7 +115,7 @@ describe.each<Algo>(['v3', 'v1'])('official SDK, signature %s', (algo) => {
     const reg = await c.batchRegisterDevice(new Iot.BatchRegisterDeviceRequest({ productKey: 'a1SimProduct2', count: 7 }));
     expect(reg.body.success).toBe(true);
     const applyId = reg.body.data!.applyId!;
-    const poll = async (): Promise<any> =>
+    const poll = async (): Promise<Loose> =>
       (await c.queryBatchRegisterDeviceStatus(new Iot.QueryBatchRegisterDeviceStatusRequest({ productKey: 'a1SimProduct2', applyId }))).body;
     expect((await poll()).data.status).toBe('CREATE');
     await clock.advance(2000 + 20 * 7);

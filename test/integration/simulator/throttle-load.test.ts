@@ -30,17 +30,10 @@ function histogram(xs: number[]): Record<number, number> {
 }
 
 function windowCounts(log: readonly RequestLogEntry[]): number[] {
-  const all = log.map((e) => e.at);
+  const arrivals = log.map((e) => e.at);
   const accepted = log.filter((e) => e.outcome === 'ok').map((e) => e.at);
-  const first = Math.min(...all);
-  const last = Math.max(...all);
-  const times = all;
-  const counts: number[] = [];
-  for (const t of times) {
-    if (t < first || t + 1000 > last) continue;
-    counts.push(accepted.filter((a) => a >= t && a < t + 1000).length);
-  }
-  return counts;
+  const last = Math.max(...arrivals);
+  return arrivals.filter((t) => t + 1000 <= last).map((t) => accepted.filter((a) => a >= t && a < t + 1000).length);
 }
 
 describe('Throttling.User under 3x load', () => {
@@ -79,16 +72,18 @@ describe('Throttling.User under 3x load', () => {
     for (const n of perSecond) expect(n, `per-second counts ${JSON.stringify(perSecond)}`).toBeGreaterThanOrEqual(lo);
     for (const n of perSecond) expect(n).toBeLessThanOrEqual(hi);
 
-    // 2. Sliding windows starting at every request: never above the limit, on average within ±5 %, and
-    //    nearly all within ±5 %. (A window that starts inside a burst of acceptances can lose one or two when
-    //    the offered load itself stalls for a few tens of ms; the limiter cannot accept requests that never came.)
+    // 2. Sliding windows from the log: no window starting at any request holds more than the limit, and every
+    //    rejection is justified: the window (r - 1000, r] before each throttled request r holds the limit (±5 %).
+    //    (Windows that merely start inside a burst of acceptances are not a fair measure on a loaded machine: when
+    //    the offered load itself stalls, the limiter cannot accept requests that never arrived.)
     const counts = windowCounts(log);
-    const hist = JSON.stringify(histogram(counts));
     expect(counts.length).toBeGreaterThan(OFFERED_QPS);
-    expect(Math.max(...counts), hist).toBeLessThanOrEqual(LIMIT);
-    const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
-    expect(mean, hist).toBeGreaterThanOrEqual(lo);
-    expect(counts.filter((n) => n >= lo && n <= hi).length / counts.length, hist).toBeGreaterThanOrEqual(0.9);
+    expect(Math.max(...counts), JSON.stringify(histogram(counts))).toBeLessThanOrEqual(LIMIT);
+    const throttledAt = log.filter((e) => e.outcome === 'Throttling.User').map((e) => e.at);
+    expect(throttledAt.length).toBeGreaterThan(total / 2);
+    const before = throttledAt.map((r) => accepted.filter((a) => a > r - 1000 && a <= r).length);
+    expect(Math.min(...before), JSON.stringify(histogram(before))).toBeGreaterThanOrEqual(lo);
+    expect(Math.max(...before)).toBeLessThanOrEqual(hi);
   });
 
   it('accepts exactly the limit in every window on a manual clock', async () => {

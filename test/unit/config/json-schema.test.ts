@@ -55,10 +55,11 @@ describe('example configurations', () => {
     expect(c.output).toMatchObject({ resultsDir: '/app/data/demo/results', eventsFile: '/app/data/demo/events.jsonl' });
     expect(c.http.listen).toEqual({ host: '127.0.0.1', port: 9465 });
     expect(c.batches.map((b) => [b.key, b.until, b.register])).toEqual([
-      ['a1SimProduct1/1000001', 'created', false],
-      ['a1SimProduct1/1000002', 'created', false],
-      ['a1SimProduct1/1000003', 'created', false],
-      ['a1SimProduct1/1000004', 'created', true],
+      ['a1SimProduct1/1300001', 'created', false],
+      ['a1SimProduct1/1300002', 'created', false],
+      ['a1SimProduct2/1300003', 'created', false],
+      ['a1SimProduct2/1300004', 'created', true],
+      ['a1SimProduct1/9007199254740993', 'created', false],
     ]);
   });
 });

@@ -278,6 +278,15 @@ describe('positions', () => {
     );
   });
 
+  it('reports YAML warnings (an unknown tag) and a __proto__ label instead of dropping them', () => {
+    expect(issuesOf(() => compile('alibaba:\n  regionId: !!region cn-shanghai\n'))).toEqual([
+      'watcher.yaml:2:13: : YAML problem: Unresolved tag: tag:yaml.org,2002:region',
+    ]);
+    expect(issuesOf(() => compile(`${MINIMAL}batches:\n  - { applyId: 1, productKey: p, labels: { __proto__: x } }\n`))).toEqual([
+      'watcher.yaml:4:44: batches[0].labels.__proto__: expected a label name other than __proto__, which cannot be kept in an object',
+    ]);
+  });
+
   it('accepts anchors and aliases that resolve to valid values', () => {
     const c = compile(`${MINIMAL}polling: &p { maxDelay: 5m }\nbatches:\n  - { applyId: 1, productKey: p, polling: *p }\n`);
     expect(c.batches[0]!.polling.maxDelayMs).toBe(300_000);

@@ -24,11 +24,11 @@ async function run(argv: string[], env: Record<string, string | undefined> = {},
 describe('validate command', () => {
   it('exits 0 and prints the batch count for the example and the demo config', async () => {
     expect(await run(['--config', 'config/watcher.yaml'])).toEqual({ code: 0, stdout: 'config OK: 2 batches\n', stderr: '' });
-    expect(await run(['--config=config/demo.yaml'])).toEqual({ code: 0, stdout: 'config OK: 4 batches\n', stderr: '' });
+    expect(await run(['--config=config/demo.yaml'])).toEqual({ code: 0, stdout: 'config OK: 5 batches\n', stderr: '' });
   });
 
   it('reads IBW_CONFIG, and config/watcher.yaml by default', async () => {
-    expect((await run([], { IBW_CONFIG: 'config/demo.yaml' })).stdout).toBe('config OK: 4 batches\n');
+    expect((await run([], { IBW_CONFIG: 'config/demo.yaml' })).stdout).toBe('config OK: 5 batches\n');
     expect((await run([])).stdout).toBe('config OK: 2 batches\n');
   });
 

@@ -1,0 +1,347 @@
+/**
+ * Benchmark 3: scale. `batches` batches (100,000 by default) in one process, through the real Watcher
+ * (src/core/watcher.ts) with the real Outbox (one sink that acknowledges at once), a file ledger in a temp
+ * directory (fsync on, as in production) and an in-memory fake API that answers at once and never settles a
+ * batch (status CREATE forever).
+ *
+ * Measured:
+ * - cold start: `Watcher.start()` with an empty ledger, on a sample of `coldStartBatches` batches: every batch is
+ *   recorded (`batch.added` + record) one after the other, then the loop starts. Per-batch time, extrapolated
+ *   to `batches` (at 100,000 the real thing would take many minutes: see docs/benchmarks.md).
+ * - load: the ledger is seeded with one `createRecord` per batch (appended in groups of 1000, which is what the
+ *   cold start would leave behind), then `Watcher.start()` loads it and reconciles the 100,000 batches.
+ * - RSS and heap right after that start ("after load"), and the peak RSS seen while polling.
+ * - polling: the loop runs with the status budget effectively off (statusQps 1e6, concurrency 64) for
+ *   `pollMs` of wall time; CPU of the process per poll, with the fake API's own CPU measured separately and
+ *   subtracted. This is the end-to-end cost of one poll in the product (loop, heap, backoff, state machine,
+ *   event journaling, ledger encoding and write, outbox acks), not only the scheduling.
+ * - scheduling overhead per poll, as the target means it: `benchScheduler` (scheduler-bench.ts: heap + backoff
+ *   + token bucket on a fake clock, the loop's bookkeeping with no I/O) with the same number of batches.
+ * - ledger append cost: `benchLedger` (ledger-bench.ts: one batch record per append, 64 in flight, fsync on).
+ * - restart: stop the watcher, close the ledger, then open it again and `start()` a new watcher with the same
+ *   configuration (load the snapshot + journal, reconcile, spread the overdue polls): wall time.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+import { pino } from 'pino';
+
+import type { BatchConfig, CompiledConfig, PollingPolicy } from '../../src/config/types.js';
+import { createRecord } from '../../src/core/transitions.js';
+import { createSeededRandom, systemClock } from '../../src/core/clock.js';
+import type { BatchStatusResult, BatchTarget, IotApi, Log } from '../../src/core/ports.js';
+import { RateLimiterSet } from '../../src/core/rate-limiter.js';
+import { type BudgetAction, Watcher } from '../../src/core/watcher.js';
+import type { WatcherEvent } from '../../src/events.js';
+import { openFileLedger, type FileLedger } from '../../src/ledger/file-ledger.js';
+import { Outbox } from '../../src/sinks/outbox.js';
+import { benchLedger, type LedgerBenchResult } from './ledger-bench.js';
+import { benchScheduler, type SchedulerBenchResult } from './scheduler-bench.js';
+
+export interface ScaleBenchOptions {
+  /** @default 100000 */
+  batches?: number;
+  /** Wall time of the polling phase. @default 15000 */
+  pollMs?: number;
+  /** Polls for benchScheduler. @default 1000000 */
+  schedulerPolls?: number;
+  /** Records for benchLedger. @default = batches */
+  ledgerRecords?: number;
+  /** Batches of the cold-start sample. @default 500 */
+  coldStartBatches?: number;
+}
+
+export interface ScaleBenchResult {
+  batches: number;
+  coldStart: { batches: number; wallMs: number; appendedRecords: number; groupWrites: number; msPerBatch: number; extrapolatedSec: number };
+  seed: { wallMs: number; records: number };
+  load: { wallMs: number };
+  afterLoad: { rssMb: number; heapUsedMb: number };
+  polling: {
+    wallMs: number;
+    polls: number;
+    pollsPerSec: number;
+    cpuUsPerPoll: number;
+    fakeApiCpuUsPerPoll: number;
+    /** cpuUsPerPoll − fakeApiCpuUsPerPoll */
+    productCpuUsPerPoll: number;
+    ledgerRecordsPerPoll: number;
+    peakRssMb: number;
+    compactions: number;
+  };
+  scheduler: SchedulerBenchResult;
+  ledger: LedgerBenchResult;
+  restart: { wallMs: number; loadMs: number; batchesLoaded: number; journalBytesBefore: number; snapshotBytesBefore: number; rssMb: number };
+  targets: {
+    rssMb: { limit: number; value: number; met: boolean };
+    schedulingUsPerPoll: { limit: number; value: number; met: boolean };
+    restartMs: { limit: number; value: number; met: boolean };
+  };
+}
+
+const PK = 'a1SimProduct1';
+const POLICY: PollingPolicy = {
+  initialDelayMs: 2000,
+  maxDelayMs: 60_000,
+  multiplier: 2,
+  stalledAfterMs: 15 * 60_000,
+  timeoutMs: 86_400_000,
+  awaitingRegistrationDelayMs: 300_000,
+};
+
+function makeConfig(n: number, stateDir: string): CompiledConfig {
+  const batches: BatchConfig[] = [];
+  for (let i = 0; i < n; i += 1) {
+    const applyId = String(1_000_000 + i);
+    batches.push({
+      applyId,
+      productKey: PK,
+      key: `${PK}/${applyId}`,
+      name: null,
+      until: 'created',
+      register: false,
+      iotInstanceId: null,
+      regionId: 'cn-shanghai',
+      endpoint: 'http://127.0.0.1:1',
+      labels: {},
+      polling: POLICY,
+      entryHash: `h${i}`,
+      source: null,
+    });
+  }
+  return {
+    file: null,
+    alibaba: { regionId: 'cn-shanghai', endpoint: 'http://127.0.0.1:1', iotInstanceId: null, signatureVersion: 'v3', requestTimeoutMs: 10_000, credentials: 'env' },
+    polling: POLICY,
+    rateLimit: { statusQps: 1_000_000, pageQps: 1_000_000, concurrency: 64 },
+    devices: { fetch: false, includeSecrets: false },
+    state: { dir: stateDir },
+    output: { resultsDir: join(stateDir, 'results'), eventsFile: null, webhook: null },
+    http: { listen: null },
+    housekeeping: { reloadConfig: '*/1 * * * *', summary: '*/15 * * * *', prune: '0 3 * * *', retentionMs: 30 * 86_400_000 },
+    batches,
+  };
+}
+
+/** An IotApi that answers CREATE at once, forever, and counts its calls. */
+class InstantApi implements IotApi {
+  calls = 0;
+  async queryBatchRegisterDeviceStatus(target: BatchTarget): Promise<BatchStatusResult> {
+    this.calls += 1;
+    return { status: 'CREATE', validNames: [], invalidNames: [], invalidDetails: [], requestId: target.applyId };
+  }
+  async queryPageByApplyId(): Promise<never> {
+    throw new Error('not used');
+  }
+  async listAllDevicesByApplyId(): Promise<never> {
+    throw new Error('not used');
+  }
+  async batchRegisterDeviceWithApplyId(): Promise<never> {
+    throw new Error('not used');
+  }
+  async batchCheckDeviceNames(): Promise<never> {
+    throw new Error('not used');
+  }
+  async batchRegisterDevice(): Promise<never> {
+    throw new Error('not used');
+  }
+}
+
+const mb = (bytes: number): number => bytes / (1024 * 1024);
+
+interface Running {
+  watcher: Watcher;
+  outbox: Outbox;
+  ledger: FileLedger;
+  api: InstantApi;
+}
+
+async function startWatcher(config: CompiledConfig, seed: number): Promise<Running> {
+  const logger = pino({ level: 'silent' });
+  const ledger = await openFileLedger({ dir: config.state.dir });
+  const api = new InstantApi();
+  const random = createSeededRandom(seed);
+  const limiter = new RateLimiterSet<BudgetAction>(
+    {
+      status: { ratePerSec: config.rateLimit.statusQps, windowMs: 1020, penaltyCooldownMs: 1000 },
+      page: { ratePerSec: config.rateLimit.pageQps, windowMs: 1020, penaltyCooldownMs: 1000 },
+    },
+    systemClock.now(),
+  );
+  let watcherRef: Watcher | null = null;
+  const outbox = new Outbox({
+    sinks: [{ name: 'log', deliver: async (_e: WatcherEvent) => {}, close: async () => {} }],
+    ledger: { append: (records) => (watcherRef ? watcherRef.appendDelivery(records) : ledger.append(records)) },
+    clock: systemClock,
+    random,
+    logger,
+  });
+  const watcher = new Watcher({
+    config,
+    statusApi: api,
+    api,
+    ledger,
+    publisher: outbox,
+    results: { write: async (r) => `/dev/null/${r.applyId}` },
+    limiter,
+    clock: systemClock,
+    random,
+    log: logger as unknown as Log,
+  });
+  watcherRef = watcher;
+  await watcher.start();
+  outbox.start();
+  return { watcher, outbox, ledger, api };
+}
+
+async function stopWatcher(r: Running): Promise<void> {
+  await r.watcher.stop();
+  await r.outbox.flush(5000);
+  await r.outbox.stop();
+  await r.ledger.close();
+}
+
+/** CPU µs per call of the fake API alone (to subtract from the per-poll cost). */
+async function fakeApiCost(calls: number): Promise<number> {
+  const api = new InstantApi();
+  const target = { productKey: PK, applyId: '1', iotInstanceId: null };
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < calls; i += 1) await api.queryBatchRegisterDeviceStatus(target);
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / calls;
+}
+
+/** The cold start: a sample of batches into an empty ledger. */
+async function coldStart(n: number, dir: string): Promise<{ wallMs: number; appendedRecords: number; groupWrites: number }> {
+  const t0 = performance.now();
+  const run = await startWatcher(makeConfig(n, dir), 3);
+  const wallMs = performance.now() - t0;
+  const stats = run.ledger.stats();
+  await stopWatcher(run);
+  return { wallMs, appendedRecords: stats.appendedRecords, groupWrites: stats.groupWrites };
+}
+
+/** Writes one fresh record per batch, 1000 per append, all appends in flight together. */
+async function seedLedger(config: CompiledConfig): Promise<number> {
+  const ledger = await openFileLedger({ dir: config.state.dir });
+  const now = Date.now();
+  const writes: Promise<void>[] = [];
+  for (let i = 0; i < config.batches.length; i += 1000) {
+    writes.push(ledger.append(config.batches.slice(i, i + 1000).map((b) => ({ t: 'batch' as const, rec: createRecord(b, now) }))));
+  }
+  await Promise.all(writes);
+  await ledger.close();
+  return config.batches.length;
+}
+
+/** Runs benchmark 3. */
+export async function benchScale(options: ScaleBenchOptions = {}): Promise<ScaleBenchResult> {
+  const n = options.batches ?? 100_000;
+  const pollMs = options.pollMs ?? 15_000;
+  const base = await mkdtemp(join(tmpdir(), 'ibw-scale-bench-'));
+  const stateDir = join(base, 'state');
+  try {
+    // 1. cold start on a sample
+    const coldN = Math.min(n, options.coldStartBatches ?? 500);
+    const cold = await coldStart(coldN, join(base, 'cold'));
+
+    // 2. seed, then load and reconcile every batch
+    const config = makeConfig(n, stateDir);
+    const s0 = performance.now();
+    const seeded = await seedLedger(config);
+    const seedMs = performance.now() - s0;
+    globalThis.gc?.();
+    const t0 = performance.now();
+    const run = await startWatcher(config, 1);
+    const loadWallMs = performance.now() - t0;
+    globalThis.gc?.();
+    const memAfterLoad = process.memoryUsage();
+
+    // 2. polling
+    const calls0 = run.api.calls;
+    const recs0 = run.ledger.stats().appendedRecords;
+    let peakRss = memAfterLoad.rss;
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    }, 250);
+    const c0 = process.cpuUsage();
+    const p0 = performance.now();
+    await new Promise((r) => setTimeout(r, pollMs));
+    const polls = run.api.calls - calls0;
+    const cpu = process.cpuUsage(c0);
+    const pollWall = performance.now() - p0;
+    clearInterval(sampler);
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    const recsPerPoll = (run.ledger.stats().appendedRecords - recs0) / Math.max(1, polls);
+    const compactions = run.ledger.stats().compactions;
+    await stopWatcher(run);
+    const before = await openFileLedger({ dir: stateDir });
+    const statsBefore = before.stats();
+    await before.close();
+
+    const apiUs = await fakeApiCost(200_000);
+    const cpuUsPerPoll = (cpu.user + cpu.system) / Math.max(1, polls);
+
+    // 3. restart
+    globalThis.gc?.();
+    const r0 = performance.now();
+    const ledger = await openFileLedger({ dir: stateDir });
+    const snap = await ledger.load();
+    const loadMs = performance.now() - r0;
+    await ledger.close();
+    const r1 = performance.now();
+    const again = await startWatcher(config, 2);
+    const restartMs = performance.now() - r1;
+    const restartRss = process.memoryUsage().rss;
+    const loaded = again.watcher.counts();
+    await stopWatcher(again);
+
+    // 4. micro-benchmarks of the same code paths
+    const scheduler = benchScheduler({ batches: n, polls: options.schedulerPolls ?? 1_000_000 });
+    const ledgerBench = await benchLedger({ batches: options.ledgerRecords ?? n, baseDir: base });
+
+    const rssMb = mb(memAfterLoad.rss);
+    return {
+      batches: n,
+      coldStart: {
+        batches: coldN,
+        ...cold,
+        msPerBatch: cold.wallMs / coldN,
+        extrapolatedSec: (cold.wallMs / coldN) * n / 1000,
+      },
+      seed: { wallMs: seedMs, records: seeded },
+      load: { wallMs: loadWallMs },
+      afterLoad: { rssMb, heapUsedMb: mb(memAfterLoad.heapUsed) },
+      polling: {
+        wallMs: pollWall,
+        polls,
+        pollsPerSec: (polls * 1000) / pollWall,
+        cpuUsPerPoll,
+        fakeApiCpuUsPerPoll: apiUs,
+        productCpuUsPerPoll: cpuUsPerPoll - apiUs,
+        ledgerRecordsPerPoll: recsPerPoll,
+        peakRssMb: mb(peakRss),
+        compactions,
+      },
+      scheduler,
+      ledger: ledgerBench,
+      restart: {
+        wallMs: restartMs,
+        loadMs,
+        batchesLoaded: snap.batches.size,
+        journalBytesBefore: statsBefore.journalBytes,
+        snapshotBytesBefore: statsBefore.snapshotBytes,
+        rssMb: mb(restartRss),
+      },
+      targets: {
+        rssMb: { limit: 250, value: rssMb, met: rssMb <= 250 },
+        schedulingUsPerPoll: { limit: 20, value: scheduler.usPerPoll, met: scheduler.usPerPoll <= 20 },
+        restartMs: { limit: 2000, value: restartMs, met: restartMs <= 2000 && (loaded.pending ?? 0) === n },
+      },
+    };
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
+}
