@@ -40,6 +40,7 @@ import { parseJsonLossless } from './lossless-json.js';
 import { canonicalQuery } from './percent-encode.js';
 import { formatTimestamp, signV1, v1CommonParams } from './sign-v1.js';
 import { EMPTY_SHA256, signV3, v3Headers } from './sign-v3.js';
+import { isLoopbackHost } from '../loopback.js';
 
 /** The IoT Platform API version. */
 export const IOT_API_VERSION = '2018-01-20';
@@ -129,13 +130,7 @@ export interface RpcClient {
 
 const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 
-/** True for `localhost`, `127.0.0.0/8` and `::1`. */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.toLowerCase().replace(/^\[|\]$/g, '');
-  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
-  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
-  return m !== null && m.slice(1).every((p) => Number(p) <= 255);
-}
+export { isLoopbackHost };
 
 /**
  * Parses and checks an endpoint: `https:` anywhere, `http:` only on a loopback host, no path, query or

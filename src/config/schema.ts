@@ -18,6 +18,7 @@ import { z } from 'zod';
 
 import { expectedGot, quote } from './describe.js';
 import { DURATION_EXPECTED, DURATION_PATTERN, tryParseDuration } from './duration.js';
+import { isLoopbackHost } from '../loopback.js';
 
 /** Alibaba's per-account limit for QueryBatchRegisterDeviceStatus, in requests per second. */
 export const STATUS_QPS_LIMIT = 30;
@@ -92,18 +93,7 @@ function durationSchema(positive: boolean) {
 /** A duration (string or integer milliseconds) that must be greater than zero. */
 export const positiveDurationSchema = durationSchema(true);
 
-const LOOPBACK_NAMES = new Set(['localhost', '::1', '[::1]']);
-
-/**
- * True for hosts that never leave the machine: `localhost`, `::1` and 127.0.0.0/8.
- * Accepts a URL hostname (IPv6 in brackets) or a bare host.
- */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase();
-  if (LOOPBACK_NAMES.has(h)) return true;
-  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
-  return m !== null && m.slice(1).every((part) => Number(part) <= 255);
-}
+export { isLoopbackHost };
 
 /** Checks an http(s) URL; returns a problem description or null. `originOnly` refuses paths, queries and fragments. */
 function urlProblem(value: string, originOnly: boolean): string | null {

@@ -140,7 +140,10 @@ export interface SimulatorOptions {
   accessKeySecret?: string;
   /** Known products; scenario products are added. @default ['a1SimProduct1', 'a1SimProduct2'] (contract) */
   productKeys?: readonly string[];
-  /** When set, every request must pass it; when null, passing one fails. @default null (the public instance) */
+  /**
+   * When set, every request must pass it (else `iot.system.InstanceNotFound`); when none, passing one fails the
+   * same way. Absent or null falls back to the scenario's `iotInstanceId`. @default null (the public instance)
+   */
   iotInstanceId?: string | null;
   /** Processing runs N times faster (durations are divided by it). @default 1 */
   timeScale?: number;

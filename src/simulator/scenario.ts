@@ -81,6 +81,7 @@ export const scenarioBatchSchema = z
       }
       if (b.outcome === 'check_failed') ctx.addIssue({ code: 'custom', path: ['outcome'], message: 'random batches have no check phase' });
       if (b.registered) ctx.addIssue({ code: 'custom', path: ['registered'], message: 'only for mode custom' });
+      if (b.checkMs !== undefined) ctx.addIssue({ code: 'custom', path: ['checkMs'], message: 'only for mode custom (random batches have no check phase)' });
       if (b.count !== undefined && b.failCount !== undefined && b.failCount > b.count) {
         ctx.addIssue({ code: 'custom', path: ['failCount'], message: `must be at most count (${b.count})` });
       }
@@ -92,11 +93,22 @@ const productSchema = z.union([
   z.strictObject({ productKey: z.string().min(1), devices: z.array(z.string()).default([]) }),
 ]);
 
-const scenarioSchema = z.strictObject({
-  iotInstanceId: z.string().min(1).nullable().default(null),
-  products: z.array(productSchema).default([]),
-  batches: z.array(scenarioBatchSchema).default([]),
-});
+const scenarioSchema = z
+  .strictObject({
+    iotInstanceId: z.string().min(1).nullable().default(null),
+    products: z.array(productSchema).default([]),
+    batches: z.array(scenarioBatchSchema).default([]),
+  })
+  .superRefine((s, ctx) => {
+    const seen = new Map<string, number>();
+    s.batches.forEach((b, i) => {
+      if (b.applyId === undefined) return;
+      const id = BigInt(b.applyId).toString();
+      const first = seen.get(id);
+      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['batches', i, 'applyId'], message: `duplicates batches[${first}].applyId` });
+      else seen.set(id, i);
+    });
+  });
 
 /** A batch as written by a user (defaults not applied yet). */
 export type ScenarioBatchInput = z.input<typeof scenarioBatchSchema>;

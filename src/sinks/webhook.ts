@@ -22,7 +22,6 @@
  */
 import { createHmac } from 'node:crypto';
 import { mkdir, open } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import path from 'node:path';
 
 import type { Logger } from 'pino';
@@ -34,6 +33,7 @@ import { AbortedError, DaemonError } from '../errors.js';
 import type { WatcherEvent } from '../events.js';
 
 import type { DeliveryReport, ReportingSink } from './reporting.js';
+import { isLoopbackHost } from '../loopback.js';
 
 /** Options of {@link createWebhookSink}. */
 export interface WebhookSinkOptions {
@@ -87,14 +87,7 @@ export function signWebhookBody(secret: string, body: string | Uint8Array): stri
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
-/** True for hosts that never leave the machine: `localhost`, 127.0.0.0/8, `::1`. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
-  if (host.toLowerCase() === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1' || /^::ffff:127\./i.test(host);
-  return false;
-}
+export { isLoopbackHost };
 
 const BODY_SNIPPET_CHARS = 500;
 

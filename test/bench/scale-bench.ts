@@ -21,9 +21,11 @@
  * - restart: stop the watcher, close the ledger, then open it again and `start()` a new watcher with the same
  *   configuration (load the snapshot + journal, reconcile, spread the overdue polls): wall time.
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 
 import { pino } from 'pino';
@@ -32,6 +34,7 @@ import type { BatchConfig, CompiledConfig, PollingPolicy } from '../../src/confi
 import { createRecord } from '../../src/core/transitions.js';
 import { createSeededRandom, systemClock } from '../../src/core/clock.js';
 import type { BatchStatusResult, BatchTarget, IotApi, Log } from '../../src/core/ports.js';
+import type { BatchRecord } from '../../src/core/record.js';
 import { RateLimiterSet } from '../../src/core/rate-limiter.js';
 import { type BudgetAction, Watcher } from '../../src/core/watcher.js';
 import type { WatcherEvent } from '../../src/events.js';
@@ -51,6 +54,8 @@ export interface ScaleBenchOptions {
   ledgerRecords?: number;
   /** Batches of the cold-start sample. @default 500 */
   coldStartBatches?: number;
+  /** Events of the outbox drain measurement. @default 1000 */
+  outboxEvents?: number;
 }
 
 export interface ScaleBenchResult {
@@ -73,7 +78,16 @@ export interface ScaleBenchResult {
   };
   scheduler: SchedulerBenchResult;
   ledger: LedgerBenchResult;
-  restart: { wallMs: number; loadMs: number; batchesLoaded: number; journalBytesBefore: number; snapshotBytesBefore: number; rssMb: number };
+  outbox: { events: number; wallMs: number; eventsPerSec: number };
+  restart: {
+    wallMs: number;
+    loadMs: number;
+    batchesLoaded: number;
+    outboxEntries: number;
+    journalBytesBefore: number;
+    snapshotBytesBefore: number;
+    rssMb: number;
+  };
   targets: {
     rssMb: { limit: number; value: number; met: boolean };
     schedulingUsPerPoll: { limit: number; value: number; met: boolean };
@@ -91,7 +105,7 @@ const POLICY: PollingPolicy = {
   awaitingRegistrationDelayMs: 300_000,
 };
 
-function makeConfig(n: number, stateDir: string): CompiledConfig {
+export function makeConfig(n: number, stateDir: string): CompiledConfig {
   const batches: BatchConfig[] = [];
   for (let i = 0; i < n; i += 1) {
     const applyId = String(1_000_000 + i);
@@ -158,7 +172,7 @@ interface Running {
   api: InstantApi;
 }
 
-async function startWatcher(config: CompiledConfig, seed: number): Promise<Running> {
+export async function startWatcher(config: CompiledConfig, seed: number): Promise<Running> {
   const logger = pino({ level: 'silent' });
   const ledger = await openFileLedger({ dir: config.state.dir });
   const api = new InstantApi();
@@ -196,7 +210,7 @@ async function startWatcher(config: CompiledConfig, seed: number): Promise<Runni
   return { watcher, outbox, ledger, api };
 }
 
-async function stopWatcher(r: Running): Promise<void> {
+export async function stopWatcher(r: Running): Promise<void> {
   await r.watcher.stop();
   await r.outbox.flush(5000);
   await r.outbox.stop();
@@ -223,17 +237,58 @@ async function coldStart(n: number, dir: string): Promise<{ wallMs: number; appe
   return { wallMs, appendedRecords: stats.appendedRecords, groupWrites: stats.groupWrites };
 }
 
-/** Writes one fresh record per batch, 1000 per append, all appends in flight together. */
-async function seedLedger(config: CompiledConfig): Promise<number> {
+/**
+ * Writes one record per batch, 1000 per append, all appends in flight together: each batch as it is after its
+ * first poll (status CREATE, attempt 1, due now), i.e. a daemon in steady state, so polls emit no events.
+ */
+export async function seedLedger(config: CompiledConfig): Promise<number> {
   const ledger = await openFileLedger({ dir: config.state.dir });
   const now = Date.now();
+  const seen = (b: BatchConfig): BatchRecord => ({
+    ...createRecord(b, now - 1000),
+    status: 'CREATE',
+    attempt: 1,
+    polls: 1,
+    history: [{ status: 'CREATE', at: now - 1000 }],
+    nextDueAt: now,
+  });
   const writes: Promise<void>[] = [];
   for (let i = 0; i < config.batches.length; i += 1000) {
-    writes.push(ledger.append(config.batches.slice(i, i + 1000).map((b) => ({ t: 'batch' as const, rec: createRecord(b, now) }))));
+    writes.push(ledger.append(config.batches.slice(i, i + 1000).map((b) => ({ t: 'batch' as const, rec: seen(b) }))));
   }
   await Promise.all(writes);
   await ledger.close();
   return config.batches.length;
+}
+
+/**
+ * The outbox's drain rate with an instant sink over a file ledger (fsync on): `events` events are journaled at
+ * once (one append), handed to the outbox, and timed until every ack/done record is durable.
+ */
+export async function outboxDrain(events: number, dir: string): Promise<{ events: number; wallMs: number; eventsPerSec: number }> {
+  const ledger = await openFileLedger({ dir });
+  const outbox = new Outbox({
+    sinks: [{ name: 'log', deliver: async () => {}, close: async () => {} }],
+    ledger,
+    clock: systemClock,
+    random: createSeededRandom(4),
+    logger: pino({ level: 'silent' }),
+  });
+  const at = new Date().toISOString();
+  const entries = Array.from({ length: events }, (_, i) => ({
+    event: { id: `${1_000_000 + i}:added:1`, type: 'batch.added' as const, at, applyId: String(1_000_000 + i), productKey: PK, name: null, labels: {}, status: null },
+    acked: [] as string[],
+  }));
+  await ledger.append(entries.map((entry) => ({ t: 'event' as const, entry })));
+  outbox.start();
+  const t0 = performance.now();
+  for (const entry of entries) outbox.enqueue(entry);
+  const drained = await outbox.flush(120_000);
+  const wallMs = performance.now() - t0;
+  await outbox.stop();
+  await ledger.close();
+  if (!drained) throw new Error('outbox did not drain within 120 s');
+  return { events, wallMs, eventsPerSec: (events * 1000) / wallMs };
 }
 
 /** Runs benchmark 3. */
@@ -301,6 +356,7 @@ export async function benchScale(options: ScaleBenchOptions = {}): Promise<Scale
     // 4. micro-benchmarks of the same code paths
     const scheduler = benchScheduler({ batches: n, polls: options.schedulerPolls ?? 1_000_000 });
     const ledgerBench = await benchLedger({ batches: options.ledgerRecords ?? n, baseDir: base });
+    const outbox = await outboxDrain(options.outboxEvents ?? 1000, join(base, 'outbox'));
 
     const rssMb = mb(memAfterLoad.rss);
     return {
@@ -327,10 +383,12 @@ export async function benchScale(options: ScaleBenchOptions = {}): Promise<Scale
       },
       scheduler,
       ledger: ledgerBench,
+      outbox,
       restart: {
         wallMs: restartMs,
         loadMs,
         batchesLoaded: snap.batches.size,
+        outboxEntries: snap.outbox.size,
         journalBytesBefore: statsBefore.journalBytes,
         snapshotBytesBefore: statsBefore.snapshotBytes,
         rssMb: mb(restartRss),
@@ -344,4 +402,33 @@ export async function benchScale(options: ScaleBenchOptions = {}): Promise<Scale
   } finally {
     await rm(base, { recursive: true, force: true });
   }
+}
+
+const REPO = resolve(import.meta.dirname, '../..');
+const TSX_LOADER = pathToFileURL(resolve(REPO, 'node_modules/tsx/dist/loader.mjs')).href;
+
+/**
+ * Runs {@link benchScale} in a fresh Node process (with `--expose-gc`), so its RSS is not inflated by the other
+ * benchmarks, and resolves with its result.
+ */
+export async function benchScaleInChild(options: ScaleBenchOptions = {}): Promise<ScaleBenchResult> {
+  const proc = spawn(process.execPath, ['--expose-gc', '--import', TSX_LOADER, resolve(import.meta.dirname, 'scale-bench.ts'), '--child', JSON.stringify(options)], {
+    cwd: REPO,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const code = await new Promise<number | null>((done) => proc.once('exit', (c) => done(c)));
+  if (code !== 0) throw new Error(`scale benchmark child exited with ${String(code)}`);
+  const last = out.trim().split('\n').pop() ?? '';
+  return JSON.parse(last) as ScaleBenchResult;
+}
+
+const childAt = process.argv.indexOf('--child');
+if (childAt >= 0 && process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const opts = JSON.parse(process.argv[childAt + 1] ?? '{}') as ScaleBenchOptions;
+  process.stdout.write(`${JSON.stringify(await benchScale(opts))}\n`);
 }

@@ -138,7 +138,13 @@ export interface WebhookReceiver {
  * A loopback webhook receiver that checks `X-IBW-Signature` with its own HMAC of the raw body, records every
  * request, and fails a fraction `failRate` of them (seeded) with a retryable answer.
  */
-export async function startWebhookReceiver(options: { secret: string; failRate?: number; seed?: number }): Promise<WebhookReceiver> {
+export async function startWebhookReceiver(options: {
+  secret: string;
+  failRate?: number;
+  seed?: number;
+  /** Events to refuse for good with a 422 (they go to the daemon's dead-letter file). */
+  refuse?: (eventId: string, type: string | null) => boolean;
+}): Promise<WebhookReceiver> {
   const random: Random = createSeededRandom(options.seed ?? 7);
   const deliveries: WebhookDelivery[] = [];
   const sockets = new Set<Socket>();
@@ -184,6 +190,7 @@ export async function startWebhookReceiver(options: { secret: string; failRate?:
         const roll = random.float();
         let answered = 200;
         if (!signatureOk) answered = 401;
+        else if (options.refuse?.(String(req.headers['x-ibw-event-id'] ?? ''), typeof parsed?.type === 'string' ? parsed.type : null)) answered = 422;
         else if (roll < receiver.failRate) {
           const pick = random.float();
           answered = pick < 0.4 ? 500 : pick < 0.6 ? 503 : pick < 0.75 ? 429 : pick < 0.85 ? 408 : 0;

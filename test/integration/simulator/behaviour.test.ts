@@ -3,6 +3,7 @@
  */
 import { connect } from 'node:net';
 
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { createManualClock, type ManualClock } from '../../../src/core/clock.js';
@@ -294,5 +295,22 @@ describe('gateway checks', () => {
     const ok = await call('BatchRegisterDevice', { ProductKey: 'a1SimProduct1', Count: '1' });
     expect(ok.json.Success).toBe(true);
     expect(s.control.requestLog().filter((e) => e.outcome === 'ok')).toHaveLength(1);
+  });
+
+  it('logs every request through pino without secrets, tokens or device secrets', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'trace' }, { write: (l: string) => void lines.push(l) });
+    const s = await start({ logger });
+    const sts = s.control.issueStsToken();
+    await call('BatchRegisterDevice', { ProductKey: 'a1SimProduct1', Count: '3' }, { ...sts, version: 'v1' });
+    await call('BatchRegisterDevice', { ProductKey: 'a1SimProduct1', Count: '3' }, { accessKeySecret: 'wrong' });
+    await clock.advance(10_000);
+    const applyId = s.control.requestLog()[0]!.applyId!;
+    const page = await call('QueryPageByApplyId', { ApplyId: applyId });
+    const deviceSecret: string = page.json.ApplyDeviceList.ApplyDeviceInfo[0].DeviceSecret;
+    const text = lines.join('');
+    expect(text).toContain('simulator request');
+    expect(text).toContain('SignatureDoesNotMatch');
+    for (const secret of ['SimAccessKeySecret', sts.accessKeySecret, sts.securityToken, deviceSecret]) expect(text).not.toContain(secret);
   });
 });

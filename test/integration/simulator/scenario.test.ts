@@ -89,6 +89,11 @@ describe('parseScenario', () => {
     expect(issues.find((i) => i.message.includes('colour'))).toBeDefined();
   });
 
+  it('rejects duplicate ApplyIds', () => {
+    const text = 'batches:\n  - {applyId: "1300001", productKey: p, mode: random, count: 1}\n  - {applyId: "1300001", productKey: p, mode: random, count: 2}\n';
+    expect(() => parseScenario(text, 's.yaml')).toThrow(/s\.yaml:3:\d+: batches\[1\]\.applyId: duplicates batches\[0\]\.applyId/);
+  });
+
   it('parses products given as strings or objects and defaults the rest', () => {
     const s = parseScenario('products: [a1A, {productKey: a1B, devices: [d-0001]}]\nbatches:\n  - productKey: a1A\n    deviceNames: [n-0001]\n');
     expect(s.products).toEqual([
