@@ -1,5 +1,5 @@
-import { benchScaleInChild } from './scale-bench.js';
+import { benchScale } from './scale-bench.js';
 const t = Date.now();
-const r = await benchScaleInChild({ batches: Number(process.argv[2] ?? 2000), pollMs: 15000 });
+const r = await benchScale({ batches: Number(process.argv[2] ?? 2000), pollMs: 15000 });
 console.log(JSON.stringify(r, null, 1));
 console.log('took', Date.now() - t);

@@ -63,7 +63,15 @@ export interface ScaleBenchResult {
   coldStart: { batches: number; wallMs: number; appendedRecords: number; groupWrites: number; msPerBatch: number; extrapolatedSec: number };
   seed: { wallMs: number; records: number };
   load: { wallMs: number };
-  afterLoad: { rssMb: number; heapUsedMb: number };
+  afterLoad: {
+    /** RSS after `Watcher.start()` returned with every batch loaded (the target). */
+    rssMb: number;
+    heapUsedMb: number;
+    /** RSS of the process before anything was built (Node + tsx + the imported modules). */
+    baselineRssMb: number;
+    /** RSS once the 100k-batch configuration objects exist, before the watcher starts. */
+    configRssMb: number;
+  };
   polling: {
     wallMs: number;
     polls: number;
@@ -291,128 +299,129 @@ export async function outboxDrain(events: number, dir: string): Promise<{ events
   return { events, wallMs, eventsPerSec: (events * 1000) / wallMs };
 }
 
-/** Runs benchmark 3. */
-export async function benchScale(options: ScaleBenchOptions = {}): Promise<ScaleBenchResult> {
+interface PreparePhase {
+  coldStart: ScaleBenchResult['coldStart'];
+  seed: ScaleBenchResult['seed'];
+}
+
+type RunPhase = Omit<ScaleBenchResult, 'coldStart' | 'seed' | 'targets'>;
+
+/** Phase 1 (own process): the cold-start sample, then the seeded 100k ledger in `<base>/state`. */
+async function preparePhase(options: ScaleBenchOptions, base: string): Promise<PreparePhase> {
+  const n = options.batches ?? 100_000;
+  const coldN = Math.min(n, options.coldStartBatches ?? 500);
+  const cold = await coldStart(coldN, join(base, 'cold'));
+  const s0 = performance.now();
+  const seeded = await seedLedger(makeConfig(n, join(base, 'state')));
+  return {
+    coldStart: { batches: coldN, ...cold, msPerBatch: cold.wallMs / coldN, extrapolatedSec: ((cold.wallMs / coldN) * n) / 1000 },
+    seed: { wallMs: performance.now() - s0, records: seeded },
+  };
+}
+
+/** Phase 2 (a fresh process): load, RSS, polling, restart, then the micro-benchmarks. */
+async function runPhase(options: ScaleBenchOptions, base: string): Promise<RunPhase> {
   const n = options.batches ?? 100_000;
   const pollMs = options.pollMs ?? 15_000;
-  const base = await mkdtemp(join(tmpdir(), 'ibw-scale-bench-'));
   const stateDir = join(base, 'state');
-  try {
-    // 1. cold start on a sample
-    const coldN = Math.min(n, options.coldStartBatches ?? 500);
-    const cold = await coldStart(coldN, join(base, 'cold'));
+  globalThis.gc?.();
+  const baselineRss = process.memoryUsage().rss;
+  const config = makeConfig(n, stateDir);
+  globalThis.gc?.();
+  const configRss = process.memoryUsage().rss;
 
-    // 2. seed, then load and reconcile every batch
-    const config = makeConfig(n, stateDir);
-    const s0 = performance.now();
-    const seeded = await seedLedger(config);
-    const seedMs = performance.now() - s0;
-    globalThis.gc?.();
-    const t0 = performance.now();
-    const run = await startWatcher(config, 1);
-    const loadWallMs = performance.now() - t0;
-    globalThis.gc?.();
-    const memAfterLoad = process.memoryUsage();
+  // load and reconcile every batch
+  const t0 = performance.now();
+  const run = await startWatcher(config, 1);
+  const loadWallMs = performance.now() - t0;
+  globalThis.gc?.();
+  const memAfterLoad = process.memoryUsage();
 
-    // 2. polling
-    const calls0 = run.api.calls;
-    const recs0 = run.ledger.stats().appendedRecords;
-    let peakRss = memAfterLoad.rss;
-    const sampler = setInterval(() => {
-      peakRss = Math.max(peakRss, process.memoryUsage().rss);
-    }, 250);
-    const c0 = process.cpuUsage();
-    const p0 = performance.now();
-    await new Promise((r) => setTimeout(r, pollMs));
-    const polls = run.api.calls - calls0;
-    const cpu = process.cpuUsage(c0);
-    const pollWall = performance.now() - p0;
-    clearInterval(sampler);
+  // polling
+  const calls0 = run.api.calls;
+  const recs0 = run.ledger.stats().appendedRecords;
+  let peakRss = memAfterLoad.rss;
+  const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
-    const recsPerPoll = (run.ledger.stats().appendedRecords - recs0) / Math.max(1, polls);
-    const compactions = run.ledger.stats().compactions;
-    await stopWatcher(run);
-    const before = await openFileLedger({ dir: stateDir });
-    const statsBefore = before.stats();
-    await before.close();
+  }, 250);
+  const c0 = process.cpuUsage();
+  const p0 = performance.now();
+  await new Promise((r) => setTimeout(r, pollMs));
+  const polls = run.api.calls - calls0;
+  const cpu = process.cpuUsage(c0);
+  const pollWall = performance.now() - p0;
+  clearInterval(sampler);
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  const recsPerPoll = (run.ledger.stats().appendedRecords - recs0) / Math.max(1, polls);
+  const compactions = run.ledger.stats().compactions;
+  await stopWatcher(run);
+  const before = await openFileLedger({ dir: stateDir });
+  const statsBefore = before.stats();
+  await before.close();
+  const apiUs = await fakeApiCost(200_000);
+  const cpuUsPerPoll = (cpu.user + cpu.system) / Math.max(1, polls);
 
-    const apiUs = await fakeApiCost(200_000);
-    const cpuUsPerPoll = (cpu.user + cpu.system) / Math.max(1, polls);
+  // restart: open + load alone, then the whole start of a new watcher (open, load, reconcile, spread)
+  globalThis.gc?.();
+  const r0 = performance.now();
+  const ledger = await openFileLedger({ dir: stateDir });
+  const snap = await ledger.load();
+  const loadMs = performance.now() - r0;
+  await ledger.close();
+  const r1 = performance.now();
+  const again = await startWatcher(config, 2);
+  const restartMs = performance.now() - r1;
+  const restartRss = process.memoryUsage().rss;
+  const pendingAfterRestart = again.watcher.counts().pending ?? 0;
+  await stopWatcher(again);
+  if (pendingAfterRestart !== n) throw new Error(`restart found ${pendingAfterRestart} pending batches, expected ${n}`);
 
-    // 3. restart
-    globalThis.gc?.();
-    const r0 = performance.now();
-    const ledger = await openFileLedger({ dir: stateDir });
-    const snap = await ledger.load();
-    const loadMs = performance.now() - r0;
-    await ledger.close();
-    const r1 = performance.now();
-    const again = await startWatcher(config, 2);
-    const restartMs = performance.now() - r1;
-    const restartRss = process.memoryUsage().rss;
-    const loaded = again.watcher.counts();
-    await stopWatcher(again);
+  // micro-benchmarks of the same code paths
+  const scheduler = benchScheduler({ batches: n, polls: options.schedulerPolls ?? 1_000_000 });
+  const ledgerBench = await benchLedger({ batches: options.ledgerRecords ?? n, baseDir: base });
+  const outbox = await outboxDrain(options.outboxEvents ?? 1000, join(base, 'outbox'));
 
-    // 4. micro-benchmarks of the same code paths
-    const scheduler = benchScheduler({ batches: n, polls: options.schedulerPolls ?? 1_000_000 });
-    const ledgerBench = await benchLedger({ batches: options.ledgerRecords ?? n, baseDir: base });
-    const outbox = await outboxDrain(options.outboxEvents ?? 1000, join(base, 'outbox'));
-
-    const rssMb = mb(memAfterLoad.rss);
-    return {
-      batches: n,
-      coldStart: {
-        batches: coldN,
-        ...cold,
-        msPerBatch: cold.wallMs / coldN,
-        extrapolatedSec: (cold.wallMs / coldN) * n / 1000,
-      },
-      seed: { wallMs: seedMs, records: seeded },
-      load: { wallMs: loadWallMs },
-      afterLoad: { rssMb, heapUsedMb: mb(memAfterLoad.heapUsed) },
-      polling: {
-        wallMs: pollWall,
-        polls,
-        pollsPerSec: (polls * 1000) / pollWall,
-        cpuUsPerPoll,
-        fakeApiCpuUsPerPoll: apiUs,
-        productCpuUsPerPoll: cpuUsPerPoll - apiUs,
-        ledgerRecordsPerPoll: recsPerPoll,
-        peakRssMb: mb(peakRss),
-        compactions,
-      },
-      scheduler,
-      ledger: ledgerBench,
-      outbox,
-      restart: {
-        wallMs: restartMs,
-        loadMs,
-        batchesLoaded: snap.batches.size,
-        outboxEntries: snap.outbox.size,
-        journalBytesBefore: statsBefore.journalBytes,
-        snapshotBytesBefore: statsBefore.snapshotBytes,
-        rssMb: mb(restartRss),
-      },
-      targets: {
-        rssMb: { limit: 250, value: rssMb, met: rssMb <= 250 },
-        schedulingUsPerPoll: { limit: 20, value: scheduler.usPerPoll, met: scheduler.usPerPoll <= 20 },
-        restartMs: { limit: 2000, value: restartMs, met: restartMs <= 2000 && (loaded.pending ?? 0) === n },
-      },
-    };
-  } finally {
-    await rm(base, { recursive: true, force: true });
-  }
+  return {
+    batches: n,
+    load: { wallMs: loadWallMs },
+    afterLoad: {
+      rssMb: mb(memAfterLoad.rss),
+      heapUsedMb: mb(memAfterLoad.heapUsed),
+      baselineRssMb: mb(baselineRss),
+      configRssMb: mb(configRss),
+    },
+    polling: {
+      wallMs: pollWall,
+      polls,
+      pollsPerSec: (polls * 1000) / pollWall,
+      cpuUsPerPoll,
+      fakeApiCpuUsPerPoll: apiUs,
+      productCpuUsPerPoll: cpuUsPerPoll - apiUs,
+      ledgerRecordsPerPoll: recsPerPoll,
+      peakRssMb: mb(peakRss),
+      compactions,
+    },
+    scheduler,
+    ledger: ledgerBench,
+    outbox,
+    restart: {
+      wallMs: restartMs,
+      loadMs,
+      batchesLoaded: snap.batches.size,
+      outboxEntries: snap.outbox.size,
+      journalBytesBefore: statsBefore.journalBytes,
+      snapshotBytesBefore: statsBefore.snapshotBytes,
+      rssMb: mb(restartRss),
+    },
+  };
 }
 
 const REPO = resolve(import.meta.dirname, '../..');
 const TSX_LOADER = pathToFileURL(resolve(REPO, 'node_modules/tsx/dist/loader.mjs')).href;
 
-/**
- * Runs {@link benchScale} in a fresh Node process (with `--expose-gc`), so its RSS is not inflated by the other
- * benchmarks, and resolves with its result.
- */
-export async function benchScaleInChild(options: ScaleBenchOptions = {}): Promise<ScaleBenchResult> {
-  const proc = spawn(process.execPath, ['--expose-gc', '--import', TSX_LOADER, resolve(import.meta.dirname, 'scale-bench.ts'), '--child', JSON.stringify(options)], {
+async function inChild<T>(phase: 'prepare' | 'run', base: string, options: ScaleBenchOptions): Promise<T> {
+  const args = ['--expose-gc', '--import', TSX_LOADER, resolve(import.meta.dirname, 'scale-bench.ts'), '--child', phase, base, JSON.stringify(options)];
+  const proc = spawn(process.execPath, args, {
     cwd: REPO,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -422,13 +431,38 @@ export async function benchScaleInChild(options: ScaleBenchOptions = {}): Promis
     out += d.toString();
   });
   const code = await new Promise<number | null>((done) => proc.once('exit', (c) => done(c)));
-  if (code !== 0) throw new Error(`scale benchmark child exited with ${String(code)}`);
-  const last = out.trim().split('\n').pop() ?? '';
-  return JSON.parse(last) as ScaleBenchResult;
+  if (code !== 0) throw new Error(`scale benchmark child (${phase}) exited with ${String(code)}`);
+  return JSON.parse(out.trim().split('\n').pop() ?? '') as T;
+}
+
+/**
+ * Runs benchmark 3 in two fresh Node processes (`--expose-gc`): one prepares the ledger, the other loads it, so
+ * the RSS after load is not inflated by the preparation or by the other benchmarks.
+ */
+export async function benchScale(options: ScaleBenchOptions = {}): Promise<ScaleBenchResult> {
+  const base = await mkdtemp(join(tmpdir(), 'ibw-scale-bench-'));
+  try {
+    const prepared = await inChild<PreparePhase>('prepare', base, options);
+    const ran = await inChild<RunPhase>('run', base, options);
+    return {
+      ...ran,
+      ...prepared,
+      targets: {
+        rssMb: { limit: 250, value: ran.afterLoad.rssMb, met: ran.afterLoad.rssMb <= 250 },
+        schedulingUsPerPoll: { limit: 20, value: ran.scheduler.usPerPoll, met: ran.scheduler.usPerPoll <= 20 },
+        restartMs: { limit: 2000, value: ran.restart.wallMs, met: ran.restart.wallMs <= 2000 },
+      },
+    };
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
 }
 
 const childAt = process.argv.indexOf('--child');
 if (childAt >= 0 && process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const opts = JSON.parse(process.argv[childAt + 1] ?? '{}') as ScaleBenchOptions;
-  process.stdout.write(`${JSON.stringify(await benchScale(opts))}\n`);
+  const phase = process.argv[childAt + 1];
+  const base = process.argv[childAt + 2] ?? '';
+  const opts = JSON.parse(process.argv[childAt + 3] ?? '{}') as ScaleBenchOptions;
+  const result = phase === 'prepare' ? await preparePhase(opts, base) : await runPhase(opts, base);
+  process.stdout.write(`${JSON.stringify(result)}\n`);
 }

@@ -21,7 +21,7 @@ describe('clock skew of 20 minutes', () => {
   afterAll(async () => {
     if (child && child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
     await sim?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (dir && !process.env.CHAOS_KEEP) await rm(dir, { recursive: true, force: true });
   });
 
   it('is process-fatal with one clear line, after a handful of requests', async () => {

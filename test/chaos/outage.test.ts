@@ -27,7 +27,7 @@ describe(`outage: the simulator refuses connections for ${OUTAGE_MS / 1000} s`, 
   afterAll(async () => {
     if (child && child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
     await sim?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (dir && !process.env.CHAOS_KEEP) await rm(dir, { recursive: true, force: true });
   });
 
   it('keeps running, backs off, recovers without a burst, and every batch settles', async () => {

@@ -82,7 +82,7 @@ describe('secrets never reach an output', () => {
     await hook?.close();
     await proxy?.close();
     await sim?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (dir && !process.env.CHAOS_KEEP) await rm(dir, { recursive: true, force: true });
   });
 
   it('zero hits for AccessKey secrets, the STS token, the webhook secret, signatures and DeviceSecrets', async () => {
