@@ -7,6 +7,7 @@
  * start() (config and ledger loaded) until stop() begins, and while the ledger can be written.
  */
 import { setMaxListeners } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { createChainCredentials, createEnvCredentials, type CredentialsProvider } from './alibaba/credentials.js';
@@ -15,7 +16,7 @@ import { createRpcClient, type AttemptInfo, type RpcClient } from './alibaba/rpc
 import type { CompiledConfig } from './config/types.js';
 import { systemClock, systemRandom, type Clock, type Random } from './core/clock.js';
 import type { ApiAction, EventSink, LedgerStore, ResultWriter } from './core/ports.js';
-import { RateLimiterSet } from './core/rate-limiter.js';
+import { type AdaptiveRateOptions, RateLimiterSet } from './core/rate-limiter.js';
 import { type BudgetAction, type RunResult, Watcher } from './core/watcher.js';
 import { ConfigError, DaemonError, coerceError } from './errors.js';
 import { openFileLedger } from './ledger/file-ledger.js';
@@ -133,21 +134,33 @@ export class Daemon {
     const log = this.#log;
     try {
       const credentials = this.#o.credentials ?? (config.alibaba.credentials === 'chain' ? createChainCredentials() : createEnvCredentials(this.#o.env));
-      const webhookSecret = config.output.webhook ? this.#o.env[config.output.webhook.secretEnv] : undefined;
+      const webhookSecret = config.output.webhook ? readSecretEnv(this.#o.env, config.output.webhook.secretEnv) : undefined;
       if (config.output.webhook && !webhookSecret) {
-        throw new DaemonError(`output.webhook is set but the env variable ${config.output.webhook.secretEnv} (output.webhook.secretEnv) is empty`, {
+        const name = config.output.webhook.secretEnv;
+        throw new DaemonError(`output.webhook is set but neither ${name} nor ${name}_FILE (output.webhook.secretEnv) holds a secret`, {
           kind: 'config',
           scope: 'process',
           code: 'WebhookSecretMissing',
         });
       }
+      // /healthz answers while the ledger loads; /readyz stays 503 until everything is up.
+      if (this.#o.http !== false && config.http.listen) {
+        this.#http = await startOpsServer({
+          host: config.http.listen.host,
+          port: config.http.listen.port,
+          metrics: this.#liveMetrics(),
+          isReady: () => this.isReady(),
+          listBatches: () => this.#watcher?.list() ?? [],
+          logger: log.child({ component: 'http' }),
+        });
+        log.info({ url: this.#http.url }, 'ops endpoints listening');
+      }
 
       const now = this.#clock.now();
       const limiter = new RateLimiterSet<BudgetAction>(
-        // NOTE: a 1020 ms window keeps a margin against network jitter: Alibaba counts requests per second on arrival.
         {
-          status: { ratePerSec: config.rateLimit.statusQps, windowMs: 1020, penaltyCooldownMs: 1000 },
-          page: { ratePerSec: config.rateLimit.pageQps, windowMs: 1020, penaltyCooldownMs: 1000 },
+          status: budgetOptions(config.rateLimit.statusQps),
+          page: budgetOptions(config.rateLimit.pageQps),
         },
         now,
       );
@@ -254,17 +267,6 @@ export class Daemon {
       await watcher.start();
       outbox.start();
 
-      if (this.#o.http !== false && config.http.listen) {
-        this.#http = await startOpsServer({
-          host: config.http.listen.host,
-          port: config.http.listen.port,
-          metrics: this.#liveMetrics(),
-          isReady: () => this.isReady(),
-          listBatches: () => watcher.list(),
-          logger: log.child({ component: 'http' }),
-        });
-        log.info({ url: this.#http.url }, 'ops endpoints listening');
-      }
       if (this.#o.housekeeping !== false) {
         this.#housekeeping = startHousekeeping({
           schedules: {
@@ -461,4 +463,36 @@ export class Daemon {
       }
     }
   }
+}
+
+/** A secret from `NAME`, or from the file named by `NAME_FILE` (trimmed); undefined when neither is set. */
+export function readSecretEnv(env: Readonly<Record<string, string | undefined>>, name: string): string | undefined {
+  const direct = env[name];
+  const file = env[`${name}_FILE`];
+  if (direct && file) {
+    throw new DaemonError(`set ${name} or ${name}_FILE, not both`, { kind: 'config', scope: 'process', code: 'WebhookSecretConflict' });
+  }
+  if (direct) return direct;
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8').trim() || undefined;
+  } catch (err) {
+    throw new DaemonError(`cannot read ${name}_FILE (${file}): ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
+      kind: 'config',
+      scope: 'process',
+      code: 'WebhookSecretFileUnreadable',
+      cause: err,
+    });
+  }
+}
+
+/**
+ * The adaptive budget of one action:
+ * - a 1020 ms window keeps a margin against network jitter (Alibaba counts requests per second on arrival);
+ * - one throttled wave counts as one signal (1 s cooldown), and halves the rate;
+ * - recovery is two-speed: back to 90 % of the throttled rate within a second (where the limit evidently is),
+ *   then a slow additive probe (1 % of the configured rate per second) above it.
+ */
+export function budgetOptions(qps: number): AdaptiveRateOptions {
+  return { ratePerSec: qps, windowMs: 1020, penaltyCooldownMs: 1000, fastRecoveryMs: 1000, safeFraction: 0.9, recoveryPerSec: qps / 100 };
 }

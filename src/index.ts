@@ -91,3 +91,9 @@ export type { BatchResult } from './core/ports.js';
 export type { StatusRow } from './core/status-row.js';
 export { startSimulator } from './simulator/server.js';
 export { loadConfigFile } from './config/load.js';
+export { compileConfigObject } from './config/compile.js';
+// The typed API client, for pipelines that create batches (BatchCheckDeviceNames, BatchRegisterDevice) themselves.
+export { createRpcClient, type RpcClientOptions } from './alibaba/rpc-client.js';
+export { createIotApi } from './alibaba/iot-api.js';
+export { createEnvCredentials, createChainCredentials, type CredentialsProvider } from './alibaba/credentials.js';
+export type { IotApi, BatchStatusResult, DeviceInfo } from './core/ports.js';

@@ -54,6 +54,7 @@ export function createIotApi(options: IotApiOptions): IotApi {
   const rpcOpts = (o: CallOptions | undefined, idempotent = true): Parameters<RpcClient['call']>[2] => ({
     ...(o?.signal === undefined ? {} : { signal: o.signal }),
     ...(o?.endpoint === undefined ? {} : { endpoint: o.endpoint }),
+    ...(o?.beforeSend === undefined ? {} : { beforeSend: o.beforeSend }),
     idempotent,
   });
 
@@ -75,7 +76,9 @@ export function createIotApi(options: IotApiOptions): IotApi {
       const res = await rpc.call(
         'QueryBatchRegisterDeviceStatus',
         withInstance({ ProductKey: target.productKey, ApplyId: target.applyId }, target.iotInstanceId),
-        rpcOpts(o),
+        // NOTE: not idempotent: after a lost answer (timeout, reset, malformed body) the registration may have
+        // happened; resending could register twice. The watcher re-polls and decides (see transitions.ts).
+        rpcOpts(o, false),
       );
       return normaliseStatus(res);
     },
@@ -115,7 +118,9 @@ export function createIotApi(options: IotApiOptions): IotApi {
       const res = await rpc.call(
         action,
         withInstance({ ProductKey: target.productKey, ApplyId: target.applyId }, target.iotInstanceId),
-        rpcOpts(o),
+        // NOTE: not idempotent: after a lost answer (timeout, reset, malformed body) the registration may have
+        // happened; resending could register twice. The watcher re-polls and decides (see transitions.ts).
+        rpcOpts(o, false),
       );
       const data = record(res.body.Data);
       const applyId = data?.ApplyId === undefined ? target.applyId : requireApplyId(action, data.ApplyId, res);

@@ -107,6 +107,11 @@ export interface RpcCallOptions {
   idempotent?: boolean;
   /** Overrides the client's `maxAttempts` for this call. */
   maxAttempts?: number;
+  /**
+   * Awaited right before each attempt goes on the wire (after signing), e.g. to take a rate-limit token as late
+   * as possible so the server sees the same spacing the limiter granted.
+   */
+  beforeSend?: () => Promise<void>;
 }
 
 export interface RpcResponse {
@@ -294,6 +299,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
     url: URL,
     attempt: number,
     signal: AbortSignal | undefined,
+    beforeSend: (() => Promise<void>) | undefined,
   ): Promise<RpcResponse> => {
     if (options.beforeAttempt) await options.beforeAttempt(action, signal);
     signal?.throwIfAborted();
@@ -312,6 +318,10 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
       userAgent,
     });
     const secrets = [creds.accessKeySecret, creds.securityToken, req.signature];
+    if (beforeSend) {
+      await beforeSend();
+      signal?.throwIfAborted();
+    }
     const started = clock.now();
     let httpStatus: number | null = null;
     let requestId: string | null = null;
@@ -380,7 +390,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
         return await pRetry(
           async (attemptNumber) => {
             try {
-              return await attemptOnce(action, params, url, attemptNumber, signal);
+              return await attemptOnce(action, params, url, attemptNumber, signal, callOptions.beforeSend);
             } catch (err) {
               if (err instanceof ApiError && err.scope === 'attempt' && (idempotent || safeToResend(err))) throw err;
               // Not retryable (batch/process scope, aborted, a bug): p-retry rejects with the original error.

@@ -154,6 +154,8 @@ export function hashBatchEntry(entry: unknown): string {
   return createHash('sha256').update(canonicalJson(entry)).digest('hex');
 }
 
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
 function defaultEndpoint(regionId: string): string {
   return `https://iot.${regionId}.aliyuncs.com`;
 }
@@ -208,8 +210,9 @@ function compileValid(data: RawConfig, rawBatches: readonly unknown[], source: S
       // NOTE: a batch in another region talks to that region's public endpoint, even when alibaba.endpoint
       // overrides the endpoint of the main region (the override is per region by nature).
       endpoint: regionId === a.regionId ? endpoint : defaultEndpoint(regionId),
-      labels: { ...(b.labels ?? {}) },
-      polling: pollingMs(b.polling ?? {}, polling),
+      labels: b.labels === undefined ? NO_LABELS : { ...b.labels },
+      // NOTE: batches without overrides share one frozen policy (100,000 batches, one object).
+      polling: b.polling === undefined || Object.keys(b.polling).length === 0 ? polling : pollingMs(b.polling, polling),
       entryHash: hashBatchEntry(rawBatches[index]),
       source: source.hasPositions ? { file: source.displayFile, line: position.line, col: position.col } : null,
     };

@@ -91,9 +91,13 @@ export function createManualClock(startMs = 0): ManualClock {
   let now = startMs;
   let seq = 0;
   const sleepers: { at: number; seq: number; resolve: () => void }[] = [];
+  // NOTE: lets the continuations of resolved sleeps run (several hops of awaits, and I/O-free setImmediate work)
+  // before time moves on, so what they observe with now() is the time they woke at.
   const flush = async (): Promise<void> => {
-    for (let i = 0; i < 5; i += 1) await Promise.resolve();
-    await new Promise<void>((r) => setImmediate(r));
+    for (let round = 0; round < 3; round += 1) {
+      for (let i = 0; i < 20; i += 1) await Promise.resolve();
+      await new Promise<void>((r) => setImmediate(r));
+    }
   };
   return {
     now: () => now,
@@ -118,6 +122,8 @@ export function createManualClock(startMs = 0): ManualClock {
     },
     async advance(ms) {
       const target = now + ms;
+      // Work that is already runnable runs at the current time, before time moves.
+      await flush();
       for (;;) {
         sleepers.sort((a, b) => a.at - b.at || a.seq - b.seq);
         const first = sleepers[0];

@@ -16,6 +16,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Endpoint override for this call (per-batch regionId). */
   endpoint?: string;
+  /** Awaited right before each attempt is sent (after signing): where the status poll takes its token. */
+  beforeSend?: () => Promise<void>;
 }
 
 export interface BatchTarget {

@@ -45,6 +45,14 @@ export interface AdaptiveRateOptions {
    * a rate of `1000 / windowMs` of the configured one. Must be ≥ 1000. @default 1000
    */
   windowMs?: number;
+  /**
+   * Two-speed recovery after a penalty: within this many ms the rate climbs linearly from the halved rate back to
+   * `safeFraction` of the rate at which throttling happened (where the server's limit evidently is), and only then
+   * probes further at `recoveryPerSec`. 0 turns it off (plain additive recovery from the halved rate). @default 0
+   */
+  fastRecoveryMs?: number;
+  /** Fraction of the throttled rate that fast recovery returns to. @default 0.9 */
+  safeFraction?: number;
 }
 
 /** One second: rates are per second. */
@@ -69,6 +77,10 @@ export class AdaptiveTokenBucket {
   /** Length of the sliding window of the {@link maxPerWindow} guarantee (ms). */
   readonly windowMs: number;
   private readonly cooldownMs: number;
+  private readonly fastRecoveryMs: number;
+  private readonly safeFraction: number;
+  /** Where fast recovery climbs to after the last penalty (= baseRate when fast recovery is off). */
+  private kneeRate: number;
 
   /** Rate right after the last penalty (or the max rate), and when that was. */
   private baseRate: number;
@@ -97,6 +109,13 @@ export class AdaptiveTokenBucket {
     assertNumber('windowMs', windowMs, windowMs >= SECOND_MS && Number.isFinite(windowMs), 'a finite number ≥ 1000');
     assertNumber('now', now, Number.isFinite(now), 'a finite number');
 
+    const fast = options.fastRecoveryMs ?? 0;
+    assertNumber('fastRecoveryMs', fast, fast >= 0 && Number.isFinite(fast), 'a finite number ≥ 0');
+    const safe = options.safeFraction ?? 0.9;
+    assertNumber('safeFraction', safe, safe > 0 && safe <= 1, 'a number in (0, 1]');
+    this.fastRecoveryMs = fast;
+    this.safeFraction = safe;
+    this.kneeRate = rate;
     this.maxRate = rate;
     this.minRate = minRate;
     this.burst = burst;
@@ -116,6 +135,20 @@ export class AdaptiveTokenBucket {
    * available. A refusal takes nothing and reserves nothing.
    */
   tryTake(now: number): number {
+    const wait = this.peek(now);
+    if (wait > 0) return wait;
+    const interval = SECOND_MS / this.rateAt(now);
+
+    // NOTE: a caller that slept a rounded-up wait arrives a fraction of a ms late; keeping the schedule
+    // anchored (instead of restarting it at `now`) stops that rounding from eroding the rate.
+    const base = now - this.tat >= GRACE_MS ? now : this.tat;
+    this.tat = base + interval;
+    this.record(now);
+    return 0;
+  }
+
+  /** The wait {@link tryTake} would answer now, without taking anything (0 = a token is available). */
+  peek(now: number): number {
     this.observe(now);
     const interval = SECOND_MS / this.rateAt(now);
     const tokenWait = this.tat - (this.burst - 1) * interval - now;
@@ -129,21 +162,16 @@ export class AdaptiveTokenBucket {
     const wait = Math.max(tokenWait, windowWait);
     // NOTE: the epsilon keeps float noise (5000.000000000001) from adding a whole ms to the wait; a caller
     // that wakes that hair too early is refused again with a 1 ms wait, and the take rules stay exact.
-    if (wait > 0) return Math.max(1, Math.ceil(wait - WAIT_EPSILON_MS));
-
-    // NOTE: a caller that slept a rounded-up wait arrives a fraction of a ms late; keeping the schedule
-    // anchored (instead of restarting it at `now`) stops that rounding from eroding the rate.
-    const base = now - this.tat >= GRACE_MS ? now : this.tat;
-    this.tat = base + interval;
-    this.record(now);
-    return 0;
+    return wait > 0 ? Math.max(1, Math.ceil(wait - WAIT_EPSILON_MS)) : 0;
   }
 
   /** A throttling answer: halve the current rate (not below the floor) and empty the bucket. */
   penalize(now: number): void {
     this.observe(now);
     if (now - this.lastPenaltyAt >= this.cooldownMs) {
-      this.baseRate = Math.max(this.minRate, this.rateAt(now) / 2);
+      const throttledAt = this.rateAt(now);
+      this.baseRate = Math.max(this.minRate, throttledAt / 2);
+      this.kneeRate = this.fastRecoveryMs > 0 ? Math.max(this.baseRate, throttledAt * this.safeFraction) : this.baseRate;
       this.baseAt = now;
       this.lastPenaltyAt = now;
     }
@@ -159,8 +187,12 @@ export class AdaptiveTokenBucket {
   }
 
   private rateAt(now: number): number {
-    const elapsedSec = Math.max(0, now - this.baseAt) / 1000;
-    return Math.min(this.maxRate, this.baseRate + this.recoveryPerSec * elapsedSec);
+    const elapsed = Math.max(0, now - this.baseAt);
+    if (this.fastRecoveryMs > 0 && elapsed < this.fastRecoveryMs) {
+      return Math.min(this.maxRate, this.baseRate + ((this.kneeRate - this.baseRate) * elapsed) / this.fastRecoveryMs);
+    }
+    const probeSec = Math.max(0, elapsed - this.fastRecoveryMs) / 1000;
+    return Math.min(this.maxRate, this.kneeRate + this.recoveryPerSec * probeSec);
   }
 
   private record(now: number): void {
@@ -210,6 +242,10 @@ export class RateLimiterSet<A extends string> {
   }
 
   /** See {@link AdaptiveTokenBucket.penalize}. */
+  peek(action: A, now: number): number {
+    return this.bucket(action).peek(now);
+  }
+
   penalize(action: A, now: number): void {
     this.bucket(action).penalize(now);
   }

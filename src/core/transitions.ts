@@ -264,7 +264,8 @@ function checkSuccess(
   const reg = rec.registration;
   if (reg === null || reg.state === 'intent') {
     // NOTE: with an intent already on record, this fresh CHECK_SUCCESS shows the earlier call did not land.
-    const next: BatchRecord = { ...rec, registration: { state: 'intent', at: now, error: reg?.error ?? null } };
+    // `error` non-null marks a repeated call: the earlier one's answer was lost (or the process died waiting).
+    const next: BatchRecord = { ...rec, registration: { state: 'intent', at: now, error: reg === null ? null : (reg.error ?? 'NoAnswerRecorded') } };
     return { rec: { ...next, nextDueAt: now }, effects: [...effects, { kind: 'register' }] };
   }
   // Registered already (or failed permanently, which parks the batch elsewhere): keep polling for CREATE.
@@ -286,7 +287,11 @@ export function applyRegistration(
   now: number,
   random: Random,
 ): Step {
-  if (outcome.ok || ALREADY_REGISTERED_CODES.has(outcome.error.code)) {
+  // NOTE: a repeated call (the first one's answer was lost) that gets a batch-level refusal most likely found
+  // the application already registered; polling, not the refusal, decides what happened.
+  const repeated = rec.registration?.error !== null && rec.registration?.error !== undefined;
+  const alreadyDone = !outcome.ok && (ALREADY_REGISTERED_CODES.has(outcome.error.code) || (repeated && outcome.error.scope === 'batch'));
+  if (outcome.ok || alreadyDone) {
     const next: BatchRecord = {
       ...rec,
       registration: { state: 'done', at: now, error: null },

@@ -58,6 +58,9 @@ import {
 
 export type WatcherState = 'created' | 'running' | 'stopping' | 'stopped';
 
+/** New and changed batches are recorded this many at a time during reconciliation. */
+const RECONCILE_CHUNK = 1000;
+
 /** The budgeted actions. */
 export type BudgetAction = 'status' | 'page';
 
@@ -120,6 +123,8 @@ export class Watcher {
   #journalSinceCompact = 0;
   #compacting: Promise<void> | null = null;
   #settledWaiters: (() => void)[] = [];
+  /** Polls dispatched by the loop that have not taken their status token yet (0 or 1). */
+  #statusDispatched = 0;
 
   constructor(options: WatcherOptions) {
     this.#o = options;
@@ -244,35 +249,42 @@ export class Watcher {
     const stats = { added: 0, cancelled: 0, rearmed: 0 };
     this.#batches = next;
     const overdue: BatchRecord[] = [];
+    // NOTE: new and changed batches are recorded in chunks (one ledger append per chunk, not per batch), so a
+    // first start with 100,000 batches does not wait for 100,000 group commits.
+    const pendingSteps: { step: Step; kind: 'added' | 'rearmed' | 'renamed' }[] = [];
+    const flush = async (): Promise<void> => {
+      const chunk = pendingSteps.splice(0);
+      if (chunk.length === 0) return;
+      if (!(await this.#commitMany(chunk.map((c) => c.step)))) return; // picked up by the next reload
+      for (const { step, kind } of chunk) {
+        if (kind === 'renamed') continue;
+        this.#heap.push(step.rec.key, now);
+        stats[kind] += 1;
+      }
+    };
     for (const batch of next.values()) {
       const rec = this.#image.batches.get(batch.key);
       if (this.#inFlight.has(batch.key)) continue; // re-checked when the task ends
       if (!rec) {
-        // NOTE: if the ledger cannot record it, the batch is picked up by the next reload.
-        if (await this.#commit(added(createRecord(batch, now)))) {
-          this.#heap.push(batch.key, now);
-          stats.added += 1;
-        }
-        continue;
-      }
-      if (rec.state === 'parked' && rec.entryHash !== batch.entryHash) {
+        pendingSteps.push({ step: added(createRecord(batch, now)), kind: 'added' });
+      } else if (isRearmable(rec, batch)) {
         const step = added(createRecord(batch, now));
-        if (await this.#commit({ rec: { ...step.rec, eventSeq: rec.eventSeq }, effects: step.effects })) {
-          this.#heap.push(batch.key, now);
-          stats.rearmed += 1;
-        }
-        continue;
-      }
-      if (rec.name !== batch.name || rec.entryHash !== batch.entryHash) {
+        pendingSteps.push({ step: { rec: { ...step.rec, eventSeq: rec.eventSeq }, effects: step.effects }, kind: 'rearmed' });
+      } else if ((rec.name !== batch.name || rec.entryHash !== batch.entryHash) && (rec.state === 'pending' || rec.state === 'fetching')) {
         // Labels and names follow the file; the position (backoff, deadlines) is kept.
-        if (rec.state === 'pending' || rec.state === 'fetching') {
-          await this.#commit({ rec: { ...rec, name: batch.name, labels: { ...batch.labels }, entryHash: batch.entryHash }, effects: [] });
-        }
+        const renamed = { ...rec, name: batch.name, labels: { ...batch.labels }, entryHash: batch.entryHash };
+        pendingSteps.push({ step: { rec: renamed, effects: [] }, kind: 'renamed' });
       }
-      const current = this.#image.batches.get(batch.key) ?? rec;
-      if (current.state === 'pending' || current.state === 'fetching') {
-        if (atStart && current.nextDueAt <= now) overdue.push(current);
-        else if (!this.#heap.has(batch.key)) this.#heap.push(batch.key, current.nextDueAt);
+      if (pendingSteps.length >= RECONCILE_CHUNK) await flush();
+    }
+    await flush();
+    for (const batch of next.values()) {
+      if (this.#inFlight.has(batch.key)) continue;
+      const rec = this.#image.batches.get(batch.key);
+      if (!rec) continue;
+      if ((rec.state === 'pending' || rec.state === 'fetching') && !this.#heap.has(batch.key)) {
+        if (atStart && rec.nextDueAt <= now) overdue.push(rec);
+        else this.#heap.push(batch.key, rec.nextDueAt);
       }
     }
     if (overdue.length > 0) {
@@ -280,16 +292,17 @@ export class Watcher {
       const windowMs = Math.max(1000, Math.ceil((overdue.length * 1000) / Math.max(0.1, config.rateLimit.statusQps)));
       for (const rec of overdue) this.#heap.push(rec.key, spreadOverdueMs(now, rec.nextDueAt, windowMs, this.#o.random));
     }
-    for (const rec of [...this.#image.batches.values()]) {
-      if (next.has(rec.key) || this.#inFlight.has(rec.key)) continue;
-      if (rec.state === 'pending') {
-        this.#heap.remove(rec.key);
-        await this.#apply(cancel(rec, now));
-        stats.cancelled += 1;
-      }
-      // A cancelled (or already settling) batch still gets its result file and batch.settled.
+    const removed = [...this.#image.batches.values()].filter((rec) => !next.has(rec.key) && !this.#inFlight.has(rec.key));
+    const cancels = removed.filter((rec) => rec.state === 'pending').map((rec) => cancel(rec, now));
+    for (let i = 0; i < cancels.length; i += RECONCILE_CHUNK) {
+      const chunk = cancels.slice(i, i + RECONCILE_CHUNK);
+      if (await this.#commitMany(chunk)) stats.cancelled += chunk.length;
+    }
+    // A cancelled (or already settling) batch still gets its result file and batch.settled.
+    for (const rec of removed) {
       const after = this.#image.batches.get(rec.key);
-      if (after?.state === 'fetching' && !this.#heap.has(rec.key)) this.#heap.push(rec.key, Math.min(after.nextDueAt, now));
+      if (after?.state === 'fetching') this.#heap.push(rec.key, Math.min(after.nextDueAt, now));
+      else if (after?.state === 'pending') this.#heap.remove(rec.key);
     }
     this.#wake?.abort();
     this.#notifySettled();
@@ -319,17 +332,30 @@ export class Watcher {
           continue;
         }
         const rec = this.#image.batches.get(top.key);
-        if (rec?.state === 'pending') {
-          const waitMs = this.#o.limiter.tryTake('status', now);
+        const isPoll = rec?.state === 'pending';
+        if (isPoll) {
+          // The poll takes its token right before it goes on the wire (#takeStatusToken), so the server sees the
+          // spacing the limiter granted. The loop only dispatches when a token is free and no dispatched poll is
+          // still on its way to take one, which keeps the polls in due order.
+          const waitMs = this.#statusDispatched > 0 ? 1 : this.#o.limiter.peek('status', now);
           if (waitMs > 0) {
             this.#sem.release();
             await this.#sleep(waitMs);
             continue;
           }
+          this.#statusDispatched += 1;
         }
         this.#heap.pop();
         const key = top.key;
-        const task = this.#runTask(key)
+        let tokenPending = isPoll;
+        const releaseDispatch = (): void => {
+          if (tokenPending) {
+            tokenPending = false;
+            this.#statusDispatched -= 1;
+            this.#wake?.abort();
+          }
+        };
+        const task = this.#runTask(key, releaseDispatch)
           .catch((err: unknown) => {
             this.#o.log.error({ err: coerceError(err), key }, 'batch task failed unexpectedly; will retry');
             const r = this.#image.batches.get(key);
@@ -338,6 +364,7 @@ export class Watcher {
             }
           })
           .finally(() => {
+            releaseDispatch();
             this.#inFlight.delete(key);
             this.#sem.release();
             this.#afterTask(key);
@@ -414,9 +441,9 @@ export class Watcher {
         this.#wake?.abort();
         return;
       }
-      if (rec.state === 'parked') {
+      if (rec.state === 'parked' || rec.state === 'settled') {
         const batch = this.#batches.get(key);
-        if (batch && batch.entryHash !== rec.entryHash) {
+        if (batch && isRearmable(rec, batch)) {
           // Re-armed while in flight: reconcile the single key.
           void this.#reconcile(this.#config, false).catch((err: unknown) =>
             this.#o.log.error({ err: coerceError(err) }, 'reconcile failed'),
@@ -441,7 +468,7 @@ export class Watcher {
   // ---------------------------------------------------------------------------------------------------------
   // one batch
 
-  async #runTask(key: string): Promise<void> {
+  async #runTask(key: string, tokenTaken: () => void): Promise<void> {
     let rec = this.#image.batches.get(key);
     const batch = this.#batches.get(key);
     if (!rec) return;
@@ -455,13 +482,13 @@ export class Watcher {
       const deadlines = checkDeadlines(rec, batch, this.#o.clock.now());
       if (deadlines.effects.length > 0) await this.#apply(deadlines, batch);
       rec = this.#image.batches.get(key);
-      if (rec?.state === 'pending') await this.#poll(rec, batch);
+      if (rec?.state === 'pending') await this.#poll(rec, batch, tokenTaken);
       rec = this.#image.batches.get(key);
     }
     if (rec?.state === 'fetching') await this.#fetchAndSettle(rec, batch);
   }
 
-  async #poll(rec: BatchRecord, batch: BatchConfig): Promise<void> {
+  async #poll(rec: BatchRecord, batch: BatchConfig, tokenTaken: () => void): Promise<void> {
     const { clock, random, log } = this.#o;
     const started = clock.now();
     let step: Step;
@@ -469,7 +496,14 @@ export class Watcher {
     try {
       const result = await this.#o.statusApi.queryBatchRegisterDeviceStatus(
         { productKey: batch.productKey, applyId: batch.applyId, iotInstanceId: batch.iotInstanceId },
-        { signal: this.#requestAbort.signal, endpoint: batch.endpoint },
+        {
+          signal: this.#requestAbort.signal,
+          endpoint: batch.endpoint,
+          beforeSend: async () => {
+            await this.#takeStatusToken();
+            tokenTaken();
+          },
+        },
       );
       requestId = result.requestId;
       step = applyStatus(rec, batch, result, clock.now(), random);
@@ -497,6 +531,15 @@ export class Watcher {
     await this.#apply(step, batch);
   }
 
+  /** Waits for a token of the status budget (bounded by the bucket's current rate; no queue). */
+  async #takeStatusToken(): Promise<void> {
+    for (;;) {
+      const wait = this.#o.limiter.tryTake('status', this.#o.clock.now());
+      if (wait <= 0) return;
+      await this.#o.clock.sleep(wait, this.#requestAbort.signal);
+    }
+  }
+
   /** Makes a step durable, then performs its effects. */
   async #apply(step: Step, batch?: BatchConfig): Promise<void> {
     const ok = await this.#commit(step);
@@ -508,18 +551,28 @@ export class Watcher {
   }
 
   /** Appends the record and its events; on success updates the image and hands the events to the outbox. */
-  async #commit(step: Step): Promise<boolean> {
+  #commit(step: Step): Promise<boolean> {
+    return this.#commitMany([step]);
+  }
+
+  /** Records several steps in one append (one group commit). */
+  async #commitMany(steps: readonly Step[]): Promise<boolean> {
     const now = this.#o.clock.now();
-    let rec = step.rec;
+    const records: JournalRecord[] = [];
     const events: WatcherEvent[] = [];
-    for (const effect of step.effects) {
-      if (effect.kind !== 'emit') continue;
-      const built = buildEvent(rec, effect, now);
-      rec = built.rec;
-      events.push(built.event);
+    for (const step of steps) {
+      let rec = step.rec;
+      const own: WatcherEvent[] = [];
+      for (const effect of step.effects) {
+        if (effect.kind !== 'emit') continue;
+        const built = buildEvent(rec, effect, now);
+        rec = built.rec;
+        own.push(built.event);
+      }
+      records.push({ t: 'batch', rec });
+      for (const event of own) records.push({ t: 'event', entry: { event, acked: [] } });
+      events.push(...own);
     }
-    const records: JournalRecord[] = [{ t: 'batch', rec }];
-    for (const event of events) records.push({ t: 'event', entry: { event, acked: [] } });
     try {
       await this.#append(records);
     } catch (err) {
@@ -527,11 +580,13 @@ export class Watcher {
         err instanceof DaemonError
           ? err
           : new DaemonError(`ledger write failed: ${coerceError(err).message}`, { kind: 'store', scope: 'attempt', code: 'LedgerWrite', cause: err });
-      this.#o.log.error({ err: e, applyId: rec.applyId }, 'could not record a transition; will retry');
+      this.#o.log.error({ err: e, batches: steps.map((st) => st.rec.applyId).slice(0, 10) }, 'could not record a transition; will retry');
       // NOTE: nothing acts on an unrecorded transition; the batch is retried from its last durable state.
-      const prev = this.#image.batches.get(rec.key);
-      if (prev && (prev.state === 'pending' || prev.state === 'fetching')) {
-        this.#image.batches.set(prev.key, { ...prev, nextDueAt: now + this.#config.polling.initialDelayMs });
+      for (const step of steps) {
+        const prev = this.#image.batches.get(step.rec.key);
+        if (prev && (prev.state === 'pending' || prev.state === 'fetching')) {
+          this.#image.batches.set(prev.key, { ...prev, nextDueAt: now + this.#config.polling.initialDelayMs });
+        }
       }
       return false;
     }
@@ -658,6 +713,19 @@ export class Watcher {
     this.#loopAbort.abort(error);
     this.#wake?.abort();
   }
+}
+
+/**
+ * A settled batch starts again from scratch (a new record, `batch.added`) when:
+ * - it was rejected (parked) and its YAML entry changed (the operator fixed something);
+ * - it timed out and its entry changed (e.g. a longer `polling.timeout`);
+ * - it was cancelled (removed from the file) and is back in the file.
+ */
+export function isRearmable(rec: BatchRecord, batch: BatchConfig): boolean {
+  if (rec.state === 'parked') return rec.entryHash !== batch.entryHash;
+  if (rec.state !== 'settled') return false;
+  if (rec.outcome === 'cancelled') return true;
+  return rec.outcome === 'timed_out' && rec.entryHash !== batch.entryHash;
 }
 
 function fallbackBatch(config: CompiledConfig, rec: BatchRecord): BatchConfig {

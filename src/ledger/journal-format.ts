@@ -195,17 +195,19 @@ export function captureSnapshot(state: LedgerSnapshot): SnapshotCapture {
  * writer can interleave them with I/O instead of blocking the event loop on one huge string.
  */
 export function* snapshotBodyChunks(capture: SnapshotCapture, chunkSize = 1000): Generator<string> {
-  yield '"batches":[';
+  // NOTE: one record per line (still one JSON document), so a reader can parse it line by line without holding
+  // the whole file as one string (see parseSnapshotLines).
+  yield '"batches":[\n';
   for (let i = 0; i < capture.batches.length; i += chunkSize) {
     const part = capture.batches.slice(i, i + chunkSize).map((rec) => JSON.stringify(rec));
-    yield (i === 0 ? '' : ',') + part.join(',');
+    yield (i === 0 ? '' : ',\n') + part.join(',\n');
   }
-  yield '],"outbox":[';
+  yield '\n],"outbox":[\n';
   for (let i = 0; i < capture.outbox.length; i += chunkSize) {
     const part = capture.outbox.slice(i, i + chunkSize).map((entry) => JSON.stringify(entry));
-    yield (i === 0 ? '' : ',') + part.join(',');
+    yield (i === 0 ? '' : ',\n') + part.join(',\n');
   }
-  yield ']}\n';
+  yield '\n]}\n';
 }
 
 /** The whole state part of a snapshot as one string. */
@@ -223,6 +225,70 @@ export interface ParsedSnapshot {
   gen: number;
   seq: number;
   state: LedgerSnapshot;
+}
+
+/**
+ * Parses a snapshot given as its lines (the format {@link snapshotBodyChunks} writes: a header line ending in
+ * `"batches":[`, one record per line, `],"outbox":[`, one entry per line, `]}`), one line at a time, so memory
+ * holds the records but never the whole file. Returns null when the lines are not in that shape (an older
+ * single-line snapshot): the caller then parses the whole text with {@link parseSnapshot}.
+ */
+export async function parseSnapshotLines(lines: AsyncIterable<string>, file: string): Promise<ParsedSnapshot | null> {
+  const fail = (why: string): never => {
+    throw new DaemonError(`ledger snapshot ${file} is corrupt: ${why}`, { kind: 'store', scope: 'process', code: 'LedgerCorrupt' });
+  };
+  let section: 'header' | 'batches' | 'outbox' | 'end' = 'header';
+  let gen = 0;
+  let seq = 0;
+  const state: LedgerSnapshot = { batches: new Map(), outbox: new Map() };
+  let n = 0;
+  for await (const raw of lines) {
+    n += 1;
+    const line = raw.endsWith(',') ? raw.slice(0, -1) : raw;
+    if (section === 'header') {
+      const m = /^\{"v":(\d+),"gen":(\d+),"seq":(\d+),"batches":\[$/.exec(line);
+      if (!m) return null;
+      if (Number(m[1]) !== SNAPSHOT_VERSION) return fail(`unsupported version ${m[1] ?? ''}`);
+      gen = Number(m[2]);
+      seq = Number(m[3]);
+      section = 'batches';
+    } else if (line === '' && section !== 'end') {
+      continue; // an empty list leaves a blank line
+    } else if (section === 'batches') {
+      if (line === '],"outbox":[') {
+        section = 'outbox';
+        continue;
+      }
+      let rec: unknown;
+      try {
+        rec = JSON.parse(line);
+      } catch (err) {
+        return fail(`line ${n}: ${err instanceof Error ? err.message : 'not JSON'}`);
+      }
+      if (!isObject(rec) || typeof rec.key !== 'string') return fail(`line ${n}: batch record has no key`);
+      state.batches.set(rec.key, rec as unknown as BatchRecord);
+    } else if (section === 'outbox') {
+      if (line === ']}') {
+        section = 'end';
+        continue;
+      }
+      let entry: unknown;
+      try {
+        entry = JSON.parse(line);
+      } catch (err) {
+        return fail(`line ${n}: ${err instanceof Error ? err.message : 'not JSON'}`);
+      }
+      const problem = outboxEntryProblem(entry);
+      if (problem !== null) return fail(`line ${n}: ${problem}`);
+      const e = entry as OutboxEntry;
+      state.outbox.set(e.event.id, e);
+    } else if (line !== '') {
+      return fail(`line ${n}: data after the end`);
+    }
+  }
+  if (section === 'header' && n === 0) return fail('empty file');
+  if (section !== 'end') return fail('truncated (no closing `]}`)');
+  return { gen, seq, state };
 }
 
 /** Parses `snapshot.json`; throws `LedgerCorrupt` naming the file when it is not a valid snapshot. */

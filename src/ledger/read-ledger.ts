@@ -3,7 +3,9 @@
  * generation order, applying the records whose seq is above the snapshot's. Used by the writer on open (which
  * also repairs a torn tail) and by {@link readLedgerReadOnly} for `status` while the daemon runs.
  */
+import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 
 import type { Logger } from 'pino';
@@ -16,6 +18,8 @@ import {
   parseJournal,
   parseJournalFileName,
   parseSnapshot,
+  parseSnapshotLines,
+  type ParsedSnapshot,
   SNAPSHOT_FILE,
   SNAPSHOT_TEMP_PREFIX,
 } from './journal-format.js';
@@ -65,14 +69,11 @@ export async function readLedgerDir(
 ): Promise<LedgerDirContents> {
   const { logger, concurrent = false } = options;
   const snapshotPath = join(dir, SNAPSHOT_FILE);
-  let snapshotText: string | null = null;
-  try {
-    snapshotText = await readFile(snapshotPath, 'utf8');
-  } catch (err) {
-    if (errnoCode(err) !== 'ENOENT') throw storeError('read', snapshotPath, err);
-  }
-  const snap =
-    snapshotText === null ? { gen: 0, seq: 0, state: emptySnapshot() } : parseSnapshot(snapshotText, snapshotPath);
+  const snap = (await readSnapshotFile(snapshotPath)) ?? { gen: 0, seq: 0, state: emptySnapshot() };
+  const snapshotBytes = await stat(snapshotPath).then(
+    (st) => st.size,
+    () => 0,
+  );
 
   let names: string[];
   try {
@@ -155,7 +156,7 @@ export async function readLedgerDir(
     state,
     snapshotGen: snap.gen,
     snapshotSeq: snap.seq,
-    snapshotBytes: snapshotText === null ? 0 : Buffer.byteLength(snapshotText),
+    snapshotBytes,
     lastSeq,
     journals,
     staleJournals,
@@ -218,4 +219,27 @@ export async function readLedgerReadOnly(dir: string, options: ReadLedgerOptions
     `ledger ${dir} kept changing while reading it (${lastError instanceof Error ? lastError.message : 'unknown'})`,
     { kind: 'store', scope: 'attempt', code: 'LedgerBusy', cause: lastError },
   );
+}
+
+/**
+ * Reads `snapshot.json` line by line (records are parsed as they stream in; the file is never one string), or
+ * as a whole for an older single-line snapshot. Null when there is no snapshot.
+ */
+async function readSnapshotFile(path: string): Promise<ParsedSnapshot | null> {
+  try {
+    const stream = createReadStream(path, { encoding: 'utf8', highWaterMark: 1 << 20 });
+    const lines = createInterface({ input: stream, crlfDelay: Infinity });
+    try {
+      const parsed = await parseSnapshotLines(lines, path);
+      if (parsed) return parsed;
+    } finally {
+      lines.close();
+      stream.destroy();
+    }
+    return parseSnapshot(await readFile(path, 'utf8'), path);
+  } catch (err) {
+    if (err instanceof DaemonError) throw err;
+    if (errnoCode(err) === 'ENOENT') return null;
+    throw storeError('read', path, err);
+  }
 }

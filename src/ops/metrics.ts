@@ -2,7 +2,7 @@
  * Prometheus metrics (DESIGN.md §8, contract). Every series lives in a private `Registry` (never prom-client's
  * global one), so several daemons or tests in one process never collide, and every name carries the `ibw_` prefix:
  *
- *   ibw_api_requests_total{action,outcome}        counter    one per API attempt (outcome: ok, throttled, error code...)
+ *   ibw_api_requests_total{action,outcome}        counter    one per API attempt (outcome: success, throttled, transient, batch_error, business_error, fatal)
  *   ibw_api_request_duration_seconds{action}      histogram  latency of each attempt
  *   ibw_batches{state}                            gauge      batches per ledger state (pending, fetching, settled, parked)
  *   ibw_throttled_total{action}                   counter    throttling answers (the budget halves on each)

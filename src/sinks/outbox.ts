@@ -329,8 +329,9 @@ export class Outbox {
       lane.queue.shift();
       this.report(sink.name, report, item.event.type);
       item.acked.add(sink.name);
-      // NOTE: awaited even when stop() was called meanwhile: a delivered event's ack must reach the ledger.
-      await this.acknowledge(item, sink.name);
+      // NOTE: not awaited, so the lane moves on while the ledger groups many acks into one write; stop() still
+      // waits for it (track), since a delivered event's ack must reach the ledger.
+      this.track(this.acknowledge(item, sink.name));
     }
   }
 

@@ -32,9 +32,13 @@ import { percentile } from './stats.js';
 interface SdkClient {
   queryBatchRegisterDeviceStatus(request: unknown): Promise<{ body?: { success?: boolean; data?: { status?: string } } }>;
 }
-const IotClient = ((IotNs.default as any).default ?? IotNs.default) as new (config: unknown) => SdkClient;
-const OpenApiConfig = ((OpenApiNs as any).Config ?? (OpenApiNs.default as any).Config) as new (config: Record<string, unknown>) => unknown;
-const Iot: any = (IotNs as any).QueryBatchRegisterDeviceStatusRequest ? IotNs : (IotNs.default as any);
+type Ctor<T> = new (init: Record<string, unknown>) => T;
+type Loose = Record<string, unknown> & { default?: Loose };
+const iotNs = IotNs as unknown as Loose;
+const openApiNs = OpenApiNs as unknown as Loose;
+const IotClient = (iotNs.default?.default ?? iotNs.default) as unknown as new (config: unknown) => SdkClient;
+const OpenApiConfig = (openApiNs.Config ?? openApiNs.default?.Config) as Ctor<unknown>;
+const QueryRequest = (iotNs.QueryBatchRegisterDeviceStatusRequest ?? iotNs.default?.QueryBatchRegisterDeviceStatusRequest) as Ctor<unknown>;
 
 const SIM_AK = 'SimAccessKeyId';
 const SIM_SECRET = 'SimAccessKeySecret';
@@ -218,7 +222,7 @@ function sdkClient(info: SimChildInfo): { call: Call; close: () => Promise<void>
   const applyId = Number(info.applyId);
   return {
     call: async () => {
-      const res = await client.queryBatchRegisterDeviceStatus(new Iot.QueryBatchRegisterDeviceStatusRequest({ productKey: info.productKey, applyId }));
+      const res = await client.queryBatchRegisterDeviceStatus(new QueryRequest({ productKey: info.productKey, applyId }));
       if (res.body?.success !== true || res.body.data?.status !== 'CREATE') throw new Error(`unexpected answer ${JSON.stringify(res.body)}`);
     },
     close: async () => {},
@@ -242,8 +246,9 @@ function floorClient(info: SimChildInfo): { call: Call; close: () => Promise<voi
   return {
     call: async () => {
       const res = await pool.request({ path: req.path, method: 'POST', headers: req.headers });
-      const body = JSON.parse(await res.body.text()) as { Code?: string };
-      if (typeof body.Code !== 'string') throw new Error('unexpected floor answer');
+      // SignatureNonceUsed from the second request on (the very first one is accepted).
+      const body = JSON.parse(await res.body.text()) as { RequestId?: string };
+      if (typeof body.RequestId !== 'string') throw new Error('unexpected floor answer');
     },
     close: () => pool.close(),
   };

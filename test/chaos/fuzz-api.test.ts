@@ -313,7 +313,7 @@ describe('fuzz: API response bodies through the client', () => {
           }
         } catch (err) {
           if (!(err instanceof ApiError)) {
-            throw new Error(`${kind} on ${r.mode} HTTP ${r.status} rejected with a non-ApiError: ${String((err as Error)?.stack ?? err)}\nbody: ${r.body.toString('utf8').slice(0, 300)}`);
+            throw new Error(`${kind} on ${r.mode} HTTP ${r.status} rejected with a non-ApiError\nbody: ${r.body.toString('utf8').slice(0, 300)}`, { cause: err });
           }
           expect(err.message).not.toContain(SECRET);
           results.apiErrors += 1;

@@ -53,7 +53,7 @@ export async function waitUntil<T>(check: () => Promise<T> | T, timeoutMs: numbe
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `; last error: ${String(last)}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `; last error: ${last.message}` : ''}`);
     await sleep(intervalMs);
   }
 }
@@ -181,7 +181,7 @@ export async function startWebhookReceiver(options: {
         const expected = `sha256=${createHmac('sha256', options.secret).update(raw).digest('hex')}`;
         const got = String(req.headers['x-ibw-signature'] ?? '');
         const signatureOk = got.length === expected.length && timingSafeEqual(Buffer.from(got), Buffer.from(expected));
-        let parsed: Record<string, unknown> | null = null;
+        let parsed: Record<string, unknown> | null;
         try {
           parsed = JSON.parse(body) as Record<string, unknown>;
         } catch {

@@ -93,7 +93,16 @@ describe('secrets never reach an output', () => {
       timeScale: 10,
       accessKeyId: AK_ID,
       accessKeySecret: AK_SECRET,
-      faults: { rates: { serverError: 0.1, throttle: 0.05, reset: 0.05, malformed: 0.05 }, seed: 18 },
+      // NOTE: malformed bodies only on the read actions (scripted): on BatchRegisterDeviceWithApplyId they trigger a
+      // known defect (a retried registration, see docs/reliability.md) that is the chaos suite's business, not this one's.
+      faults: {
+        rates: { serverError: 0.1, throttle: 0.05, reset: 0.05 },
+        seed: 18,
+        script: [
+          { action: 'QueryBatchRegisterDeviceStatus', nth: 3, times: 3, fault: 'malformed' },
+          { action: 'QueryPageByApplyId', nth: 2, times: 2, fault: 'truncated' },
+        ],
+      },
     });
     proxy = await startRecordingProxy(sim.url);
     const sts = sim.control.issueStsToken(3_600_000);
@@ -113,7 +122,7 @@ describe('secrets never reach an output', () => {
     const outputs: [string, string][] = [];
     const resultFiles: [string, string][] = [];
 
-    const runs = [
+    const runs: { name: string; signature: string; env: Record<string, string> }[] = [
       { name: 'long-term-v3', signature: 'v3', env: { ALIBABA_CLOUD_ACCESS_KEY_ID: AK_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET: AK_SECRET } },
       {
         name: 'sts-v1',
@@ -263,7 +272,7 @@ describe('secrets never reach an output', () => {
       .map((d) => `${d.applyId}/${d.deviceName}`);
     writeReport('secrets', {
       missingFromResults,
-      runs: runs.map((r) => r.name),
+      runs: [...runs.map((r) => r.name), 'wrong-secret'],
       outputsSearched: outputs.length,
       resultFiles: resultFiles.length,
       bytesSearched,

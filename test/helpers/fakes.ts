@@ -90,7 +90,11 @@ export class ScriptedApi implements IotApi {
     });
   }
 
-  async queryBatchRegisterDeviceStatus(target: { productKey: string; applyId: string }): Promise<BatchStatusResult> {
+  async queryBatchRegisterDeviceStatus(
+    target: { productKey: string; applyId: string },
+    options?: { beforeSend?: () => Promise<void> },
+  ): Promise<BatchStatusResult> {
+    await options?.beforeSend?.();
     const n = this.calls.filter((c) => c.action === 'status' && c.applyId === target.applyId).length;
     this.calls.push({ action: 'status', applyId: target.applyId, at: this.now() });
     const fn = this.scripts.get(target.applyId);

@@ -379,3 +379,39 @@ describe('RateLimiterSet', () => {
     expect(() => set.tryTake('nope' as 'status', 0)).toThrow(RangeError);
   });
 });
+
+describe('two-speed recovery (fastRecoveryMs)', () => {
+  it('halves on throttling, climbs back to safeFraction of the throttled rate within fastRecoveryMs, then probes slowly', () => {
+    const b = new AdaptiveTokenBucket({ ratePerSec: 20, fastRecoveryMs: 1000, safeFraction: 0.9, recoveryPerSec: 0.2 }, 0);
+    expect(b.currentRate(0)).toBe(20);
+    b.penalize(10_000);
+    expect(b.currentRate(10_000)).toBe(10);
+    expect(b.currentRate(10_500)).toBeCloseTo(14, 6);
+    expect(b.currentRate(11_000)).toBeCloseTo(18, 6);
+    expect(b.currentRate(16_000)).toBeCloseTo(19, 6);
+    expect(b.currentRate(100_000)).toBe(20);
+  });
+
+  it('converges under a lower server limit: averages at least 85 % of it', () => {
+    // A server limit of 10/s, a budget of 20/s: every take above the limit in its 1 s window is "throttled".
+    const b = new AdaptiveTokenBucket({ ratePerSec: 20, fastRecoveryMs: 1000, recoveryPerSec: 0.1, penaltyCooldownMs: 1000, windowMs: 1020 }, 0);
+    const accepted: number[] = [];
+    let throttled = 0;
+    let t = 0;
+    while (t < 60_000) {
+      const wait = b.tryTake(t);
+      if (wait > 0) {
+        t += wait;
+        continue;
+      }
+      const inWindow = accepted.filter((a) => a > t - 1000).length;
+      if (inWindow >= 10) {
+        throttled += 1;
+        b.penalize(t);
+      } else accepted.push(t);
+    }
+    const late = accepted.filter((a) => a >= 30_000).length / 30;
+    expect(late / 10).toBeGreaterThanOrEqual(0.85);
+    expect(throttled / (throttled + accepted.length)).toBeLessThan(0.05);
+  });
+});

@@ -267,3 +267,37 @@ describe('cancel and events', () => {
     expect(JSON.stringify(settled.event)).not.toMatch(/secret/i);
   });
 });
+
+describe('registration after a lost answer', () => {
+  it('a batch-level refusal of a repeated call counts as registered, not as rejected', () => {
+    const batch = testBatch({ until: 'created', register: true });
+    const first = applyStatus(createRecord(batch, T0), batch, status('CHECK_SUCCESS'), T0, random);
+    const lost = applyRegistration(
+      first.rec,
+      batch,
+      { ok: false, error: new DaemonError('malformed', { kind: 'transient', scope: 'attempt', code: 'Response.Malformed' }) },
+      T0 + 1,
+      random,
+    );
+    const again = applyStatus(lost.rec, batch, status('CHECK_SUCCESS'), T0 + 1000, random);
+    expect(again.effects.map((e) => e.kind)).toEqual(['register']);
+    const refused = applyRegistration(
+      again.rec,
+      batch,
+      { ok: false, error: new DaemonError('mismatch', { kind: 'invalid-request', scope: 'batch', code: 'iot.device.IncorrentDeviceApplyInfo' }) },
+      T0 + 1001,
+      random,
+    );
+    expect(refused.rec.registration?.state).toBe('done');
+    expect(refused.rec.outcome).toBeNull();
+    // A first call refused for a batch-level reason still rejects the batch.
+    const direct = applyRegistration(
+      first.rec,
+      batch,
+      { ok: false, error: new DaemonError('mismatch', { kind: 'invalid-request', scope: 'batch', code: 'iot.device.IncorrentDeviceApplyInfo' }) },
+      T0 + 1,
+      random,
+    );
+    expect(direct.rec.outcome).toBe('rejected');
+  });
+});

@@ -173,6 +173,33 @@ describe('Watcher', () => {
     expect(r.watcher.record(a.key)?.state).toBe('pending');
   });
 
+  it('re-arms a cancelled batch that comes back, and a timed-out batch whose entry changed', async () => {
+    const a = testBatch({ applyId: '21' });
+    const t = testBatch({
+      applyId: '22',
+      polling: { initialDelayMs: 1000, maxDelayMs: 2000, multiplier: 2, stalledAfterMs: 60_000, timeoutMs: 3000, awaitingRegistrationDelayMs: 5000 },
+    });
+    const r = rig(testConfig({ batches: [a, t] }));
+    r.api.script('21', ['CHECK']);
+    r.api.script('22', ['CHECK']);
+    await r.watcher.start();
+    await runFor(r, 4000);
+    expect(r.watcher.record(t.key)?.outcome).toBe('timed_out');
+    await r.watcher.reload(testConfig({ batches: [t] }));
+    await runFor(r, 1000);
+    expect(r.watcher.record(a.key)?.outcome).toBe('cancelled');
+    // Same entry for the timed-out batch: stays settled. The cancelled one is back: watched again.
+    await r.watcher.reload(testConfig({ batches: [a, t] }));
+    await runFor(r, 1000);
+    expect(r.watcher.record(a.key)?.state).toBe('pending');
+    expect(r.watcher.record(t.key)?.outcome).toBe('timed_out');
+    r.api.script('22', ['CREATE_SUCCESS']);
+    await r.watcher.reload(testConfig({ batches: [a, { ...t, entryHash: 'longer-timeout', polling: { ...t.polling, timeoutMs: 600_000 } }] }));
+    await runFor(r, 2000);
+    expect(r.watcher.record(t.key)?.outcome).toBe('created');
+    expect(r.publisher.events.filter((e) => e.type === 'batch.added').map((e) => e.applyId)).toEqual(['21', '22', '21', '22']);
+  });
+
   it('stops on a process-fatal error', async () => {
     const batch = testBatch({ applyId: '3' });
     const r = rig(testConfig({ batches: [batch] }));

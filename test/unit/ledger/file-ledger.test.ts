@@ -260,6 +260,22 @@ describe('crash leftovers', () => {
     expect(warnings().some((w) => /superseded/.test(w.msg))).toBe(true);
   });
 
+  it('writes one record per line, and still reads an older single-line snapshot', async () => {
+    const { mkdir } = await import('node:fs/promises');
+    const ledger = await open();
+    await ledger.append([batchRec(makeBatch('1')), batchRec(makeBatch('2'))]);
+    await ledger.compact(await ledger.load());
+    await ledger.close();
+    const text = await readFile(join(dir, 'snapshot.json'), 'utf8');
+    expect(text.split('\n').filter((l) => l.startsWith('{"key"'))).toHaveLength(2);
+    // The single-line form (what the first version wrote) loads too.
+    const single = JSON.stringify(JSON.parse(text));
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'snapshot.json'), `${single}\n`);
+    const state = await readLedgerReadOnly(dir);
+    expect([...state.batches.keys()].sort()).toEqual([makeBatch('1').key, makeBatch('2').key].sort());
+  });
+
   it('fails clearly on a corrupt snapshot', async () => {
     const { mkdir } = await import('node:fs/promises');
     await mkdir(dir, { recursive: true });
