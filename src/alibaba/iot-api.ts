@@ -76,9 +76,7 @@ export function createIotApi(options: IotApiOptions): IotApi {
       const res = await rpc.call(
         'QueryBatchRegisterDeviceStatus',
         withInstance({ ProductKey: target.productKey, ApplyId: target.applyId }, target.iotInstanceId),
-        // NOTE: not idempotent: after a lost answer (timeout, reset, malformed body) the registration may have
-        // happened; resending could register twice. The watcher re-polls and decides (see transitions.ts).
-        rpcOpts(o, false),
+        rpcOpts(o),
       );
       return normaliseStatus(res);
     },

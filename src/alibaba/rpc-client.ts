@@ -387,6 +387,8 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
       const idempotent = callOptions.idempotent ?? true;
       const startedAt = clock.now();
       try {
+        // NOTE: a single attempt (the daemon's status polls) skips p-retry's machinery: it is the hot path.
+        if (attempts === 1) return await attemptOnce(action, params, url, 1, signal, callOptions.beforeSend);
         return await pRetry(
           async (attemptNumber) => {
             try {

@@ -103,6 +103,28 @@ describe('our client against the simulator (the scenarios the official SDK runs)
     }
   });
 
+  it('never resends BatchRegisterDeviceWithApplyId after a lost answer, but retries a status query', async () => {
+    const applyId = sim.control.addBatch({ productKey: 'a1SimProduct1', mode: 'custom', deviceNames: ['once-0001'], checkMs: 0 });
+    sim.control.setFaults({
+      script: [
+        { action: 'BatchRegisterDeviceWithApplyId', applyId, nth: 1, fault: 'malformed' },
+        { action: 'QueryBatchRegisterDeviceStatus', applyId, nth: 1, fault: 'malformed' },
+      ],
+    });
+    try {
+      const client = api('v3', { maxAttempts: 4, retryBaseDelayMs: 1, retryMaxDelayMs: 2 });
+      await new Promise((r) => setTimeout(r, 20));
+      const err = await client.batchRegisterDeviceWithApplyId({ productKey: 'a1SimProduct1', applyId }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'Response.Malformed', scope: 'attempt' });
+      expect(sim.control.registrations(applyId)).toBe(1);
+      // The status query is safe to resend: the malformed first answer is retried transparently.
+      const status = await client.queryBatchRegisterDeviceStatus({ productKey: 'a1SimProduct1', applyId });
+      expect(status.status).toMatch(/^CREATE/);
+    } finally {
+      sim.control.setFaults({});
+    }
+  });
+
   it('accepts an STS token the simulator issued', async () => {
     const sts = sim.control.issueStsToken();
     const rpc = createRpcClient({
