@@ -51,6 +51,17 @@ describe('wait, status and validate', () => {
     expect(noCreds.stderr.join('') + noCreds.stdout.join('')).toContain('ALIBABA_CLOUD_ACCESS_KEY_ID');
   }, 30_000);
 
+  it('simulator prints its URL, answers, and stops cleanly on SIGTERM', async () => {
+    const child = runCli(['simulator', '--port', '0'], {}, dir);
+    const line = await child.waitFor(/simulator listening on http:\/\/127\.0\.0\.1:\d+/);
+    const url = /http:\/\/127\.0\.0\.1:\d+/.exec(line)![0];
+    const res = await fetch(`${url}/?Action=QueryBatchRegisterDeviceStatus`, { method: 'POST' });
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(((await res.json()) as { Code: string }).Code).toMatch(/^Missing|^Incomplete|^InvalidAccessKeyId/);
+    child.proc.kill('SIGTERM');
+    expect((await child.exited).code).toBe(0);
+  }, 30_000);
+
   it('status --json lists the ledger while the daemon runs; validate checks files', async () => {
     sim.control.addBatch({ applyId: '6100004', productKey: 'a1SimProduct2', mode: 'random', count: 1, outcome: 'never' });
     const configFile = join(dir, 'w.yaml');

@@ -200,6 +200,30 @@ describe('Watcher', () => {
     expect(r.publisher.events.filter((e) => e.type === 'batch.added').map((e) => e.applyId)).toEqual(['21', '22', '21', '22']);
   });
 
+  it('keeps a settled batch whose device fetch fails, records the reason, and retries until it succeeds', async () => {
+    const batch = testBatch({ applyId: '31' });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script('31', ['CREATE_SUCCESS']);
+    r.api.devices.set('31', [{ deviceName: 'd', iotId: 'i', deviceSecret: 's' }]);
+    let failures = 2;
+    const real = r.api.listAllDevicesByApplyId.bind(r.api);
+    r.api.listAllDevicesByApplyId = async (req) => {
+      if (failures > 0) {
+        failures -= 1;
+        throw new DaemonError('page mismatch', { kind: 'transient', scope: 'attempt', code: 'Devices.CountMismatch' });
+      }
+      return real(req);
+    };
+    await r.watcher.start();
+    await r.clock.advance(10);
+    expect(r.watcher.record(batch.key)).toMatchObject({ state: 'fetching', outcome: 'created', fetchAttempts: 1 });
+    expect(r.watcher.record(batch.key)?.lastError?.code).toBe('Devices.CountMismatch');
+    expect(r.watcher.list()[0]?.lastError).toContain('Devices.CountMismatch');
+    await runFor(r, 30_000);
+    expect(r.watcher.record(batch.key)).toMatchObject({ state: 'settled', outcome: 'created', deviceCount: 1, lastError: null });
+    expect(r.publisher.events.filter((e) => e.type === 'batch.settled')).toHaveLength(1);
+  });
+
   it('stops on a process-fatal error', async () => {
     const batch = testBatch({ applyId: '3' });
     const r = rig(testConfig({ batches: [batch] }));
