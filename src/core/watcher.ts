@@ -337,7 +337,8 @@ export class Watcher {
           // The poll takes its token right before it goes on the wire (#takeStatusToken), so the server sees the
           // spacing the limiter granted. The loop only dispatches when a token is free and no dispatched poll is
           // still on its way to take one, which keeps the polls in due order.
-          const waitMs = this.#statusDispatched > 0 ? 1 : this.#o.limiter.peek('status', now);
+          // (A dispatched poll wakes the loop once it has its token, hence the long sleep in that case.)
+          const waitMs = this.#statusDispatched > 0 ? maxSleep : this.#o.limiter.peek('status', now);
           if (waitMs > 0) {
             this.#sem.release();
             await this.#sleep(waitMs);
