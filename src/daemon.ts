@@ -488,11 +488,21 @@ export function readSecretEnv(env: Readonly<Record<string, string | undefined>>,
 
 /**
  * The adaptive budget of one action:
- * - a 1020 ms window keeps a margin against network jitter (Alibaba counts requests per second on arrival);
+ * - a 1020 ms window keeps a margin against network jitter (Alibaba counts requests per second on arrival), and a
+ *   burst after idle starts at half the allowance for its first second (slow start: its first requests open
+ *   connections and arrive late and bunched);
  * - one throttled wave counts as one signal (1 s cooldown), and halves the rate;
  * - recovery is two-speed: back to 90 % of the throttled rate within a second (where the limit evidently is),
  *   then a slow additive probe (1 % of the configured rate per second) above it.
  */
 export function budgetOptions(qps: number): AdaptiveRateOptions {
-  return { ratePerSec: qps, windowMs: 1020, penaltyCooldownMs: 1000, fastRecoveryMs: 1000, safeFraction: 0.9, recoveryPerSec: qps / 100 };
+  return {
+    ratePerSec: qps,
+    windowMs: 1020,
+    coldStartMargin: true,
+    penaltyCooldownMs: 1000,
+    fastRecoveryMs: 1000,
+    safeFraction: 0.9,
+    recoveryPerSec: qps / 100,
+  };
 }

@@ -53,6 +53,13 @@ export interface AdaptiveRateOptions {
   fastRecoveryMs?: number;
   /** Fraction of the throttled rate that fast recovery returns to. @default 0.9 */
   safeFraction?: number;
+  /**
+   * Slow start: a burst after an idle window (nothing taken for `windowMs`) runs at half the per-window allowance
+   * for its first window. Its first requests open connections (and share the process with start-up work), so they
+   * reach the server later and bunched; this keeps the server's per-second count within the limit anyway, at the
+   * cost of half a second of budget per burst. @default false
+   */
+  coldStartMargin?: boolean;
 }
 
 /** One second: rates are per second. */
@@ -78,6 +85,8 @@ export class AdaptiveTokenBucket {
   readonly windowMs: number;
   private readonly cooldownMs: number;
   private readonly fastRecoveryMs: number;
+  private readonly coldStartMargin: boolean;
+  private lastTakeAt = -Infinity;
   private readonly safeFraction: number;
   /** Where fast recovery climbs to after the last penalty (= baseRate when fast recovery is off). */
   private kneeRate: number;
@@ -114,6 +123,7 @@ export class AdaptiveTokenBucket {
     const safe = options.safeFraction ?? 0.9;
     assertNumber('safeFraction', safe, safe > 0 && safe <= 1, 'a number in (0, 1]');
     this.fastRecoveryMs = fast;
+    this.coldStartMargin = options.coldStartMargin ?? false;
     this.safeFraction = safe;
     this.kneeRate = rate;
     this.maxRate = rate;
@@ -143,7 +153,11 @@ export class AdaptiveTokenBucket {
     // anchored (instead of restarting it at `now`) stops that rounding from eroding the rate.
     const base = now - this.tat >= GRACE_MS ? now : this.tat;
     this.tat = base + interval;
+    if (this.coldStartMargin && now - this.lastTakeAt >= this.windowMs) {
+      for (let i = Math.floor(this.maxPerWindow / 2); i > 0; i -= 1) this.record(now);
+    }
     this.record(now);
+    this.lastTakeAt = now;
     return 0;
   }
 
@@ -217,6 +231,7 @@ export class AdaptiveTokenBucket {
     this.tat += shift;
     this.baseAt += shift;
     this.lastPenaltyAt += shift;
+    this.lastTakeAt += shift;
     for (let i = 0; i < this.ringCount; i += 1) {
       const slot = (this.ringHead + i) % this.maxPerWindow;
       this.ring[slot] = (this.ring[slot] as number) + shift;

@@ -110,7 +110,7 @@ function printScale(r: ScaleBenchResult): void {
     ['restart: open + load + reconcile, median (target ≤ 2 s)', `${f(r.restart.wallMs, 0)} ms (runs ${r.restart.runsMs.map((x) => f(x, 0)).join(', ')})`, ok(r.targets.restartMs.met)],
     ['  ledger open + load alone', `${f(r.restart.loadMs, 0)} ms`, ''],
     ['first load of the seeded ledger (journal only)', `${f(r.load.wallMs, 0)} ms`, ''],
-    [`cold start, ${r.coldStart.batches} new batches (serial appends)`, `${f(r.coldStart.msPerBatch, 2)} ms/batch`, ''],
+    [`cold start, ${r.coldStart.batches} new batches (${r.coldStart.groupWrites} group writes)`, `${f(r.coldStart.msPerBatch, 2)} ms/batch`, ''],
     [`  extrapolated to ${r.batches} new batches`, `${f(r.coldStart.extrapolatedSec, 0)} s`, ''],
     ['outbox drain, instant sink', `${f(r.outbox.eventsPerSec, 0)} events/s`, ''],
   ];

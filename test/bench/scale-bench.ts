@@ -6,8 +6,8 @@
  *
  * Measured:
  * - cold start: `Watcher.start()` with an empty ledger, on a sample of `coldStartBatches` batches: every batch is
- *   recorded (`batch.added` + record) one after the other, then the loop starts. Per-batch time, extrapolated
- *   to `batches` (at 100,000 the real thing would take many minutes: see docs/benchmarks.md).
+ *   recorded (`batch.added` + record; the watcher appends new batches in chunks of 1,000), then the loop
+ *   starts. Per-batch time, extrapolated linearly to `batches`.
  * - load: the ledger is seeded with one `createRecord` per batch (appended in groups of 1000, which is what the
  *   cold start would leave behind), then `Watcher.start()` loads it and reconciles the 100,000 batches.
  * - RSS and heap right after that start ("after load"), and the peak RSS seen while polling.
@@ -33,7 +33,7 @@ import { pino } from 'pino';
 import type { BatchConfig, CompiledConfig, PollingPolicy } from '../../src/config/types.js';
 import { createRecord } from '../../src/core/transitions.js';
 import { createSeededRandom, systemClock } from '../../src/core/clock.js';
-import type { BatchStatusResult, BatchTarget, IotApi } from '../../src/core/ports.js';
+import type { BatchStatusResult, BatchTarget, CallOptions, IotApi } from '../../src/core/ports.js';
 import type { BatchRecord } from '../../src/core/record.js';
 import { RateLimiterSet } from '../../src/core/rate-limiter.js';
 import { type BudgetAction, Watcher } from '../../src/core/watcher.js';
@@ -155,10 +155,15 @@ export function makeConfig(n: number, stateDir: string): CompiledConfig {
   };
 }
 
-/** An IotApi that answers CREATE at once, forever, and counts its calls. */
+/**
+ * An IotApi that answers CREATE at once, forever, and counts its calls. Like the real client, it awaits
+ * `beforeSend` before "sending": that is where the watcher's status poll takes its token, and until then the
+ * loop dispatches no other poll.
+ */
 class InstantApi implements IotApi {
   calls = 0;
-  async queryBatchRegisterDeviceStatus(target: BatchTarget): Promise<BatchStatusResult> {
+  async queryBatchRegisterDeviceStatus(target: BatchTarget, options?: CallOptions): Promise<BatchStatusResult> {
+    await options?.beforeSend?.();
     this.calls += 1;
     return { status: 'CREATE', validNames: [], invalidNames: [], invalidDetails: [], requestId: target.applyId };
   }

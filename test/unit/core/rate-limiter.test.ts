@@ -415,3 +415,20 @@ describe('two-speed recovery (fastRecoveryMs)', () => {
     expect(throttled / (throttled + accepted.length)).toBeLessThan(0.05);
   });
 });
+
+describe('coldStartMargin (slow start)', () => {
+  it('a burst after idle gets half the allowance in its first window, then the full rate', () => {
+    const b = new AdaptiveTokenBucket({ ratePerSec: 10, coldStartMargin: true }, 0);
+    const taken: number[] = [];
+    for (let t = 0; t < 3000; t += 1) if (b.tryTake(t) === 0) taken.push(t);
+    expect(taken.filter((t) => t < 1000)).toHaveLength(5);
+    expect(taken.filter((t) => t >= 1000 && t < 2000)).toHaveLength(10);
+    // Even if the first five requests of the burst all arrive at the same late moment, no window holds 11.
+    const arrivals = taken.map((t, i) => (i < 5 ? 450 : t)).sort((a, b) => a - b);
+    for (const a of arrivals) expect(arrivals.filter((x) => x >= a && x < a + 1000).length).toBeLessThanOrEqual(10);
+    // After an idle window the next burst starts slow again; a busy bucket never does.
+    const later: number[] = [];
+    for (let t = 10_000; t < 11_000; t += 1) if (b.tryTake(t) === 0) later.push(t);
+    expect(later).toHaveLength(5);
+  });
+});
