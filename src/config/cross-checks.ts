@@ -49,7 +49,10 @@ interface Effective {
 export function formatPath(path: ConfigPath): string {
   let out = '';
   for (const segment of path) {
-    out += typeof segment === 'number' ? `[${segment}]` : out === '' ? segment : `.${segment}`;
+    if (typeof segment === 'number') out += `[${segment}]`;
+    // NOTE: a key that is not a plain word (empty, spaces, dots) is shown quoted, so the path never looks blank.
+    else if (!/^[A-Za-z_$][\w$-]*$/.test(segment)) out += `[${JSON.stringify(segment)}]`;
+    else out += out === '' ? segment : `.${segment}`;
   }
   return out;
 }

@@ -184,8 +184,11 @@ export class AdaptiveTokenBucket {
     this.observe(now);
     if (now - this.lastPenaltyAt >= this.cooldownMs) {
       const throttledAt = this.rateAt(now);
+      // NOTE: throttled again soon after a fast recovery: the knee was too optimistic, recover slowly this time.
+      const knownBad = now - this.lastPenaltyAt < this.fastRecoveryMs + this.cooldownMs + SECOND_MS * 2;
       this.baseRate = Math.max(this.minRate, throttledAt / 2);
-      this.kneeRate = this.fastRecoveryMs > 0 ? Math.max(this.baseRate, throttledAt * this.safeFraction) : this.baseRate;
+      this.kneeRate =
+        this.fastRecoveryMs > 0 && !knownBad ? Math.max(this.baseRate, throttledAt * this.safeFraction) : this.baseRate;
       this.baseAt = now;
       this.lastPenaltyAt = now;
     }

@@ -494,18 +494,20 @@ export class Watcher {
     const started = clock.now();
     let step: Step;
     let requestId: string | null = null;
+    let took = false;
+    const takeToken = async (): Promise<void> => {
+      await this.#takeStatusToken();
+      took = true;
+      tokenTaken();
+    };
     try {
       const result = await this.#o.statusApi.queryBatchRegisterDeviceStatus(
         { productKey: batch.productKey, applyId: batch.applyId, iotInstanceId: batch.iotInstanceId },
-        {
-          signal: this.#requestAbort.signal,
-          endpoint: batch.endpoint,
-          beforeSend: async () => {
-            await this.#takeStatusToken();
-            tokenTaken();
-          },
-        },
-      );
+        { signal: this.#requestAbort.signal, endpoint: batch.endpoint, beforeSend: takeToken },
+      ).finally(async () => {
+        // NOTE: an IotApi that ignores beforeSend still pays for its request (late, but never for free).
+        if (!took && !this.#requestAbort.signal.aborted) await takeToken().catch(() => undefined);
+      });
       requestId = result.requestId;
       step = applyStatus(rec, batch, result, clock.now(), random);
     } catch (err) {

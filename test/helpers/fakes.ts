@@ -80,6 +80,8 @@ export class ScriptedApi implements IotApi {
   readonly devices = new Map<string, DeviceInfo[]>();
   registrations = new Map<string, number>();
   registerResult: (applyId: string) => Error | null = () => null;
+  /** Behave like an IotApi that does not know the beforeSend hook. */
+  ignoreBeforeSend = false;
   constructor(private readonly now: () => number) {}
 
   script(applyId: string, statuses: (string | Error)[]): void {
@@ -94,7 +96,7 @@ export class ScriptedApi implements IotApi {
     target: { productKey: string; applyId: string },
     options?: { beforeSend?: () => Promise<void> },
   ): Promise<BatchStatusResult> {
-    await options?.beforeSend?.();
+    if (!this.ignoreBeforeSend) await options?.beforeSend?.();
     const n = this.calls.filter((c) => c.action === 'status' && c.applyId === target.applyId).length;
     this.calls.push({ action: 'status', applyId: target.applyId, at: this.now() });
     const fn = this.scripts.get(target.applyId);

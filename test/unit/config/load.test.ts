@@ -328,3 +328,17 @@ describe('compileConfigObject', () => {
     ]);
   });
 });
+
+describe('key paths in messages', () => {
+  it('quotes keys that are not plain words, so a path is never blank', () => {
+    let error: unknown;
+    try {
+      parseConfigText('alibaba: { regionId: cn-shanghai }\n"  ": 1\nbatches:\n  - { applyId: "1", productKey: p, labels: { "a b": 1 } }\n', 'w.yaml');
+    } catch (err) {
+      error = err;
+    }
+    const paths = (error as ConfigError).issues.map((i) => i.path);
+    expect(paths).toContain('["  "]');
+    expect(paths).toContain('batches[0].labels["a b"]');
+  });
+});

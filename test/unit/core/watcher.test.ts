@@ -106,6 +106,20 @@ describe('Watcher', () => {
     expect(new Set(firstPolls).size).toBe(40);
   });
 
+  it('charges the budget even when an IotApi ignores the beforeSend hook', async () => {
+    const batches: BatchConfig[] = Array.from({ length: 20 }, (_, i) => testBatch({ applyId: String(2000 + i) }));
+    const r = rig(testConfig({ batches, rateLimit: { statusQps: 5, pageQps: 5, concurrency: 4 } }));
+    r.api.ignoreBeforeSend = true;
+    for (const b of batches) r.api.script(b.applyId, ['CHECK_FAILED']);
+    await r.watcher.start();
+    await runFor(r, 10_000, 50);
+    expect(r.watcher.allSettled()).toBe(true);
+    const times = r.api.calls.filter((c) => c.action === 'status').map((c) => c.at);
+    expect(times).toHaveLength(20);
+    // Without the hook the token is taken right after each answer: still 5 per second at most (plus the one in flight).
+    for (const t of times) expect(times.filter((x) => x >= t && x < t + 1000).length).toBeLessThanOrEqual(6);
+  });
+
   it('never polls a batch more often than its backoff allows', async () => {
     const batch = testBatch({ applyId: '77' });
     const r = rig(testConfig({ batches: [batch] }));
