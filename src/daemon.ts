@@ -15,7 +15,7 @@ import { createIotApi } from './alibaba/iot-api.js';
 import { createRpcClient, type AttemptInfo, type RpcClient } from './alibaba/rpc-client.js';
 import type { CompiledConfig } from './config/types.js';
 import { systemClock, systemRandom, type Clock, type Random } from './core/clock.js';
-import type { ApiAction, EventSink, LedgerStore, ResultWriter } from './core/ports.js';
+import type { ApiAction, EventSink, IotApi, LedgerStore, ResultWriter } from './core/ports.js';
 import { type AdaptiveRateOptions, RateLimiterSet } from './core/rate-limiter.js';
 import { type BudgetAction, type RunResult, Watcher } from './core/watcher.js';
 import { ConfigError, DaemonError, coerceError } from './errors.js';
@@ -165,62 +165,13 @@ export class Daemon {
         now,
       );
       this.#limiter = limiter;
-      const onAttempt = (info: AttemptInfo): void => {
-        this.metrics.recordApiAttempt({ action: info.action, outcome: info.outcome, durationMs: info.durationMs });
-        if (info.outcome === 'throttled') {
-          this.metrics.recordThrottle(info.action);
-          const budget = ACTION_BUDGET[info.action];
-          if (budget) {
-            limiter.penalize(budget, this.#clock.now());
-            this.metrics.setRateLimit(info.action, limiter.currentRate(budget, this.#clock.now()));
-            log.warn({ action: info.action, qps: limiter.currentRate(budget, this.#clock.now()) }, 'throttled by Alibaba Cloud; slowing down');
-          }
-        }
-      };
-      const common = {
-        endpoint: config.alibaba.endpoint,
-        credentials,
-        signatureVersion: config.alibaba.signatureVersion,
-        requestTimeoutMs: config.alibaba.requestTimeoutMs,
-        clock: this.#clock,
-        random: this.#random,
-        logger: log.child({ component: 'api' }),
-        onAttempt,
-        ...(this.#o.rpc?.connectTimeoutMs !== undefined ? { connectTimeoutMs: this.#o.rpc.connectTimeoutMs } : {}),
-        ...(this.#o.rpc?.retryBaseDelayMs !== undefined ? { retryBaseDelayMs: this.#o.rpc.retryBaseDelayMs } : {}),
-        ...(this.#o.rpc?.retryMaxDelayMs !== undefined ? { retryMaxDelayMs: this.#o.rpc.retryMaxDelayMs } : {}),
-      };
-      // Status polls: one attempt each (the loop took the token; the batch's backoff does the retrying).
-      const statusRpc = createRpcClient({ ...common, maxAttempts: 1 });
-      // Paging and registration: retries inside, each attempt waits for a token of its action's budget.
-      const retryRpc = createRpcClient({
-        ...common,
-        maxAttempts: this.#o.rpc?.maxAttempts ?? 4,
-        beforeAttempt: (action, signal) => this.#acquire(action, signal),
-      });
-      this.#rpcs = [statusRpc, retryRpc];
-      const statusApi = createIotApi({ rpc: statusRpc, defaultIotInstanceId: config.alibaba.iotInstanceId });
-      const api = createIotApi({ rpc: retryRpc, defaultIotInstanceId: config.alibaba.iotInstanceId });
+      const { statusApi, api } = this.#createApis(credentials, limiter);
 
       const ledger = this.#o.ledger ?? (await openFileLedger({ dir: config.state.dir, logger: log.child({ component: 'ledger' }) }));
       this.#ledger = ledger;
       const results = this.#o.results ?? createResultWriter({ resultsDir: config.output.resultsDir, includeSecrets: config.devices.includeSecrets });
 
-      const sinks: EventSink[] = [createLogSink(log), this.emitter];
-      if (config.output.eventsFile) sinks.push(createEventsFileSink({ file: config.output.eventsFile }));
-      if (config.output.webhook && webhookSecret) {
-        sinks.push(
-          createWebhookSink({
-            url: config.output.webhook.url,
-            secret: webhookSecret,
-            timeoutMs: config.output.webhook.timeoutMs,
-            deadLetterFile: join(config.state.dir, 'dead-letter.jsonl'),
-            clock: this.#clock,
-            random: this.#random,
-            logger: log.child({ component: 'webhook' }),
-          }),
-        );
-      }
+      const sinks = this.#createSinks(webhookSecret);
       this.#sinks = sinks;
       let watcherRef: Watcher | null = null;
       const outbox = new Outbox({
@@ -267,39 +218,7 @@ export class Daemon {
       await watcher.start();
       outbox.start();
 
-      if (this.#o.housekeeping !== false) {
-        this.#housekeeping = startHousekeeping({
-          schedules: {
-            reloadConfig: config.housekeeping.reloadConfig,
-            summary: config.housekeeping.summary,
-            prune: config.housekeeping.prune,
-          },
-          tasks: {
-            reloadConfig: async () => {
-              await this.reload('cron');
-            },
-            summary: () => this.logSummary(),
-            prune: async () => {
-              const pruned = await watcher.prune();
-              log.info({ pruned }, 'ledger pruned by retention');
-            },
-          },
-          logger: log.child({ component: 'housekeeping' }),
-          ...(this.#o.cronScheduler ? { scheduler: this.#o.cronScheduler } : {}),
-          clock: this.#clock,
-        });
-        if (config.file && this.#o.loadConfig) {
-          this.#fileWatch = watchConfigFile({
-            file: config.file,
-            debounceMs: this.#o.watchDebounceMs ?? 500,
-            onChange: () => {
-              void this.reload('file change');
-            },
-            logger: log.child({ component: 'config-watch' }),
-            clock: this.#clock,
-          });
-        }
-      }
+      if (this.#o.housekeeping !== false) this.#startHousekeeping(watcher);
       this.#state = 'running';
       log.info(
         { batches: config.batches.length, statusQps: config.rateLimit.statusQps, stateDir: config.state.dir, ...watcher.counts() },
@@ -310,6 +229,110 @@ export class Daemon {
       await this.#closeAll();
       this.#state = 'stopped';
       throw err;
+    }
+  }
+
+  /** The two API clients: single-attempt for status polls, retrying (and budgeted per attempt) for the rest. */
+  #createApis(credentials: CredentialsProvider, limiter: RateLimiterSet<BudgetAction>): { statusApi: IotApi; api: IotApi } {
+    const config = this.#config;
+    const log = this.#log;
+    const onAttempt = (info: AttemptInfo): void => {
+      this.metrics.recordApiAttempt({ action: info.action, outcome: info.outcome, durationMs: info.durationMs });
+      if (info.outcome === 'throttled') {
+        this.metrics.recordThrottle(info.action);
+        const budget = ACTION_BUDGET[info.action];
+        if (budget) {
+          limiter.penalize(budget, this.#clock.now());
+          this.metrics.setRateLimit(info.action, limiter.currentRate(budget, this.#clock.now()));
+          log.warn({ action: info.action, qps: limiter.currentRate(budget, this.#clock.now()) }, 'throttled by Alibaba Cloud; slowing down');
+        }
+      }
+    };
+    const common = {
+      endpoint: config.alibaba.endpoint,
+      credentials,
+      signatureVersion: config.alibaba.signatureVersion,
+      requestTimeoutMs: config.alibaba.requestTimeoutMs,
+      clock: this.#clock,
+      random: this.#random,
+      logger: log.child({ component: 'api' }),
+      onAttempt,
+      ...(this.#o.rpc?.connectTimeoutMs !== undefined ? { connectTimeoutMs: this.#o.rpc.connectTimeoutMs } : {}),
+      ...(this.#o.rpc?.retryBaseDelayMs !== undefined ? { retryBaseDelayMs: this.#o.rpc.retryBaseDelayMs } : {}),
+      ...(this.#o.rpc?.retryMaxDelayMs !== undefined ? { retryMaxDelayMs: this.#o.rpc.retryMaxDelayMs } : {}),
+    };
+    // Status polls: one attempt each; the watcher takes the token right before sending (CallOptions.beforeSend)
+    // and the batch's backoff does the retrying.
+    const statusRpc = createRpcClient({ ...common, maxAttempts: 1 });
+    // Paging and registration: retries inside, each attempt waits for a token of its action's budget.
+    const retryRpc = createRpcClient({
+      ...common,
+      maxAttempts: this.#o.rpc?.maxAttempts ?? 4,
+      beforeAttempt: (action, signal) => this.#acquire(action, signal),
+    });
+    this.#rpcs = [statusRpc, retryRpc];
+    return {
+      statusApi: createIotApi({ rpc: statusRpc, defaultIotInstanceId: config.alibaba.iotInstanceId }),
+      api: createIotApi({ rpc: retryRpc, defaultIotInstanceId: config.alibaba.iotInstanceId }),
+    };
+  }
+
+  /** Log and emitter always; the events file and the webhook when configured. */
+  #createSinks(webhookSecret: string | undefined): EventSink[] {
+    const config = this.#config;
+    const log = this.#log;
+    const sinks: EventSink[] = [createLogSink(log), this.emitter];
+    if (config.output.eventsFile) sinks.push(createEventsFileSink({ file: config.output.eventsFile }));
+    if (config.output.webhook && webhookSecret) {
+      sinks.push(
+        createWebhookSink({
+          url: config.output.webhook.url,
+          secret: webhookSecret,
+          timeoutMs: config.output.webhook.timeoutMs,
+          deadLetterFile: join(config.state.dir, 'dead-letter.jsonl'),
+          clock: this.#clock,
+          random: this.#random,
+          logger: log.child({ component: 'webhook' }),
+        }),
+      );
+    }
+    return sinks;
+  }
+
+  /** node-cron housekeeping (reload, summary, prune) and the config file watch. */
+  #startHousekeeping(watcher: Watcher): void {
+    const config = this.#config;
+    const log = this.#log;
+    this.#housekeeping = startHousekeeping({
+      schedules: {
+        reloadConfig: config.housekeeping.reloadConfig,
+        summary: config.housekeeping.summary,
+        prune: config.housekeeping.prune,
+      },
+      tasks: {
+        reloadConfig: async () => {
+          await this.reload('cron');
+        },
+        summary: () => this.logSummary(),
+        prune: async () => {
+          const pruned = await watcher.prune();
+          log.info({ pruned }, 'ledger pruned by retention');
+        },
+      },
+      logger: log.child({ component: 'housekeeping' }),
+      ...(this.#o.cronScheduler ? { scheduler: this.#o.cronScheduler } : {}),
+      clock: this.#clock,
+    });
+    if (config.file && this.#o.loadConfig) {
+      this.#fileWatch = watchConfigFile({
+        file: config.file,
+        debounceMs: this.#o.watchDebounceMs ?? 500,
+        onChange: () => {
+          void this.reload('file change');
+        },
+        logger: log.child({ component: 'config-watch' }),
+        clock: this.#clock,
+      });
     }
   }
 

@@ -167,7 +167,11 @@ async function runCommand(args: string[], io: Io): Promise<number> {
   return runDaemonUntilSignal(daemon, logger, io);
 }
 
-async function runDaemonUntilSignal(daemon: Daemon, logger: Logger, io: Io, until?: Promise<void>): Promise<number> {
+/**
+ * Starts the daemon and runs it until a signal, a process-fatal error, or (when given) `until(daemon)` resolves,
+ * which is called once the daemon has started. Then stops it gracefully and returns the exit code.
+ */
+async function runDaemonUntilSignal(daemon: Daemon, logger: Logger, io: Io, until?: (daemon: Daemon) => Promise<void>): Promise<number> {
   let signalled: NodeJS.Signals | null = null;
   let resolveSignal: (() => void) | null = null;
   const signalPromise = new Promise<void>((r) => (resolveSignal = r));
@@ -203,7 +207,7 @@ async function runDaemonUntilSignal(daemon: Daemon, logger: Logger, io: Io, unti
     const ended = await Promise.race([
       daemon.done().then((r) => ({ kind: 'done' as const, r })),
       signalPromise.then(() => ({ kind: 'signal' as const })),
-      ...(until ? [until.then(() => ({ kind: 'until' as const }))] : []),
+      ...(until ? [until(daemon).then(() => ({ kind: 'until' as const }))] : []),
     ]);
     const result = await daemon.stop();
     if (ended.kind === 'done' || result.reason === 'fatal') {
@@ -328,7 +332,7 @@ async function waitCommand(args: string[], io: Io): Promise<number> {
     http: false,
     housekeeping: false,
   });
-  const code = await runDaemonUntilSignal(daemon, logger, io, whenSettled(daemon));
+  const code = await runDaemonUntilSignal(daemon, logger, io, (d) => d.whenAllSettled());
   if (code !== EXIT.ok) return code;
   const result = results.last;
   if (!result) return EXIT.runtime;
@@ -344,12 +348,6 @@ async function waitCommand(args: string[], io: Io): Promise<number> {
   }
 }
 
-/** Resolves once the daemon has started and every batch settled. */
-async function whenSettled(daemon: Daemon): Promise<void> {
-  while (daemon.state === 'created' || daemon.state === 'starting') await new Promise((r) => setTimeout(r, 10));
-  if (daemon.state !== 'running') return;
-  await daemon.whenAllSettled();
-}
 
 // -------------------------------------------------------------------------------------------------------------
 // simulator
@@ -411,15 +409,19 @@ async function demoCommand(args: string[], io: Io): Promise<number> {
     housekeeping: false,
   });
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<'timeout'>((r) => {
-    timer = setTimeout(() => r('timeout'), 90_000);
+  const deadline = new Promise<void>((r) => {
+    timer = setTimeout(() => {
+      logger.error({}, 'demo: not every batch settled within 90 s');
+      r();
+    }, 90_000);
   });
   try {
-    const settled = whenSettled(daemon).then(async () => {
-      await daemon.flushSinks(5000);
-    });
-    const code = await runDaemonUntilSignal(daemon, logger, io, Promise.race([settled, deadline.then(() => undefined)]));
-    const rows = daemon.state === 'stopped' && daemon.config ? rowsOf(daemon) : [];
+    const settled = async (d: Daemon): Promise<void> => {
+      await Promise.race([d.whenAllSettled(), deadline]);
+      await d.flushSinks(5000);
+    };
+    const code = await runDaemonUntilSignal(daemon, logger, io, settled);
+    const rows = rowsOf(daemon);
     io.stdout.write(`\nDemo summary (results in ${config.output.resultsDir}):\n${formatStatusTable(rows)}`);
     if (code !== EXIT.ok) return code;
     const allSettled = rows.length > 0 && rows.every((r) => r.outcome !== null);
