@@ -395,6 +395,8 @@ async function demoCommand(args: string[], io: Io): Promise<number> {
   const endpoint = sim.url;
   const config: CompiledConfig = {
     ...loaded,
+    // NOTE: a free port, so a second demo (or anything on 9465) cannot make it fail; the URL is logged.
+    http: { listen: loaded.http.listen ? { host: loaded.http.listen.host, port: 0 } : null },
     alibaba: { ...loaded.alibaba, endpoint },
     batches: loaded.batches.map((b) => ({ ...b, endpoint })),
   };
