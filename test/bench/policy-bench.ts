@@ -37,6 +37,7 @@ import { RateLimiterSet } from '../../src/core/rate-limiter.js';
 import type { BatchRecord } from '../../src/core/record.js';
 import { applyStatus, createRecord } from '../../src/core/transitions.js';
 import { FloatBuffer, mean, peakInWindow, percentile } from './stats.js';
+import { defaultPolling } from '../helpers/config.js';
 
 export interface PolicyBenchOptions {
   /** @default 10000 */
@@ -175,7 +176,7 @@ function runOurs(pop: Population, budgetQps: number, seed: number): RunOut {
     endpoint: 'http://127.0.0.1:1',
     labels: {},
     // The product defaults (DESIGN.md §2).
-    polling: { initialDelayMs: 2000, maxDelayMs: 60_000, multiplier: 2, stalledAfterMs: 15 * MIN, timeoutMs: 24 * 60 * MIN, awaitingRegistrationDelayMs: 5 * MIN },
+    polling: defaultPolling,
     entryHash: 'h',
     source: null,
   };

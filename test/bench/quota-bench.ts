@@ -18,6 +18,7 @@ import type { BatchConfig, CompiledConfig, PollingPolicy } from '../../src/confi
 import { Daemon } from '../../src/daemon.js';
 import { createMemoryLedger } from '../../src/ledger/memory-ledger.js';
 import { startSimulator, type RequestLogEntry } from '../../src/simulator/server.js';
+import { defaultPolling } from '../helpers/config.js';
 
 export interface QuotaBenchOptions {
   /** @default 5000 */
@@ -55,14 +56,7 @@ export interface QuotaBenchResult {
 }
 
 const PK = 'a1SimProduct1';
-const POLICY: PollingPolicy = {
-  initialDelayMs: 2000,
-  maxDelayMs: 60_000,
-  multiplier: 2,
-  stalledAfterMs: 15 * 60_000,
-  timeoutMs: 86_400_000,
-  awaitingRegistrationDelayMs: 300_000,
-};
+const POLICY: PollingPolicy = defaultPolling;
 
 function config(url: string, applyIds: string[], statusQps: number): CompiledConfig {
   const batches: BatchConfig[] = applyIds.map((applyId, i) => ({

@@ -42,6 +42,7 @@ import { openFileLedger, type FileLedger } from '../../src/ledger/file-ledger.js
 import { Outbox } from '../../src/sinks/outbox.js';
 import { benchLedger, type LedgerBenchResult } from './ledger-bench.js';
 import { benchScheduler, type SchedulerBenchResult } from './scheduler-bench.js';
+import { defaultPolling } from '../helpers/config.js';
 
 export interface ScaleBenchOptions {
   /** @default 100000 */
@@ -112,14 +113,7 @@ export interface ScaleBenchResult {
 }
 
 const PK = 'a1SimProduct1';
-const POLICY: PollingPolicy = {
-  initialDelayMs: 2000,
-  maxDelayMs: 60_000,
-  multiplier: 2,
-  stalledAfterMs: 15 * 60_000,
-  timeoutMs: 86_400_000,
-  awaitingRegistrationDelayMs: 300_000,
-};
+const POLICY: PollingPolicy = defaultPolling;
 
 export function makeConfig(n: number, stateDir: string): CompiledConfig {
   const batches: BatchConfig[] = [];

@@ -11,6 +11,7 @@ import { nextDelayMs } from '../../src/core/backoff.js';
 import { createSeededRandom } from '../../src/core/clock.js';
 import { DueHeap } from '../../src/core/heap.js';
 import { AdaptiveTokenBucket } from '../../src/core/rate-limiter.js';
+import { defaultPolling } from '../helpers/config.js';
 
 /** Options of {@link benchScheduler}. */
 export interface SchedulerBenchOptions {
@@ -38,14 +39,7 @@ export interface SchedulerBenchResult {
   refusals: number;
 }
 
-const POLICY: PollingPolicy = {
-  initialDelayMs: 2000,
-  maxDelayMs: 60_000,
-  multiplier: 2,
-  stalledAfterMs: 900_000,
-  timeoutMs: 86_400_000,
-  awaitingRegistrationDelayMs: 300_000,
-};
+const POLICY: PollingPolicy = defaultPolling;
 
 /**
  * Pushes `batches` keys, then runs the watcher's scheduling steps `polls` times: peek the earliest due

@@ -1,3 +1,4 @@
+import { compileConfigObject } from '../../src/config/compile.js';
 import type { BatchConfig, CompiledConfig, PollingPolicy } from '../../src/config/types.js';
 
 export const testPolling: PollingPolicy = {
@@ -52,3 +53,6 @@ export function testConfig(over: Partial<CompiledConfig> & { batches?: BatchConf
     ...over,
   };
 }
+
+/** The product's default polling policy (DESIGN.md §2), compiled by the real config code, for benchmarks. */
+export const defaultPolling: PollingPolicy = compileConfigObject({ alibaba: { regionId: 'cn-shanghai' } }).polling;
