@@ -31,7 +31,7 @@
  * began reject with `LedgerClosed`.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Logger } from 'pino';
@@ -40,6 +40,7 @@ import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import type { JournalRecord, LedgerSnapshot, LedgerStore } from '../core/ports.js';
 import { DaemonError } from '../errors.js';
+import { ensureDirectory } from '../safe-fs.js';
 import type { SnapshotCapture } from './journal-format.js';
 import {
   captureSnapshot,
@@ -148,11 +149,8 @@ export async function openFileLedger(options: FileLedgerOptions): Promise<FileLe
   }
   const fs: LedgerFs = { ...nodeLedgerFs, ...options.fs };
   const { dir, logger } = options;
-  try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    throw storeError('create', dir, err);
-  }
+  // NOTE: not `mkdir -p`, which spins for ever where mkdir reports ENOENT for an existing parent (/proc).
+  await ensureDirectory(dir, { mode: 0o700, label: 'state.dir' });
   const lock = await acquireLedgerLock(dir, logger);
   try {
     const contents = await readLedgerDir(dir, logger ? { logger } : {});

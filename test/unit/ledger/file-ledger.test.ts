@@ -60,6 +60,13 @@ describe('files and format', () => {
     expect(await readdir(dir)).not.toContain('LOCK');
   });
 
+  it('fails fast with the path and errno for a state.dir under /proc (mkdir -p would spin there)', { timeout: 2000 }, async () => {
+    const err = await openFileLedger({ dir: '/proc/ibw-state/ledger' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DaemonError);
+    expect(err).toMatchObject({ kind: 'store', code: 'ENOENT' });
+    expect((err as Error).message).toContain('state.dir /proc/ibw-state/ledger: mkdir /proc/ibw-state failed');
+  });
+
   it('rejects a bad groupCommitMs instead of clamping it', async () => {
     await expect(open({ groupCommitMs: -1 })).rejects.toThrow(/Expected `groupCommitMs` to be a finite number >= 0, got `-1`/);
   });
