@@ -2,7 +2,7 @@
  * Safe file writes below a configured directory: result files, provisioning reports and CSVs (with device
  * secrets), the events file, the dead-letter file, and directory creation for the state directory.
  *
- * The rule (README "Files"):
+ * The rule (the lead documents it in README / docs/operations.md):
  * - The configured directory itself (`output.resultsDir`, `state.dir`, the parent of `output.eventsFile`) is the
  *   operator's choice and may be, or lie below, a symbolic link: {@link ensureDirectory} creates what is
  *   missing and resolves it once, with `realpath`.
