@@ -50,6 +50,11 @@ export interface EventsFileSinkOptions {
 export interface EventsFileSink extends EventSink {
   /** Number of write+fsync groups committed so far. */
   commits(): number;
+  /**
+   * Opens (creating) the file now, so a bad `eventsFile` (a symlink, a FIFO, a parent that cannot be created)
+   * is reported at start-up rather than at the first event. Optional: `deliver` opens on first use.
+   */
+  prepare(): Promise<void>;
 }
 
 interface Waiter {
@@ -151,5 +156,9 @@ export function createEventsFileSink(options: EventsFileSinkOptions): EventsFile
       await h?.close();
     },
     commits: () => commitCount,
+    async prepare() {
+      if (closed) throw new DaemonError('events file sink is closed', { kind: 'sink', scope: 'attempt', code: 'SinkClosed' });
+      await openFile();
+    },
   };
 }

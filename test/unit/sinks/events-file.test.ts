@@ -130,4 +130,19 @@ describe('createEventsFileSink', () => {
     expect((err as DaemonError).message).toContain(`refusing ${file}: it is a symbolic link`);
     expect(await readFile(victim, 'utf8')).toBe('untouched\n');
   });
+
+  it('prepare() reports a bad events file at start-up, and opens a good one', async () => {
+    const victim = path.join(dir, 'victim.txt');
+    await writeFile(victim, 'untouched\n');
+    await symlink(victim, path.join(dir, 'link.jsonl'));
+    const bad = createEventsFileSink({ file: path.join(dir, 'link.jsonl'), groupCommitMs: 0 });
+    await expect(bad.prepare()).rejects.toMatchObject({ code: 'UnsafePath' });
+    await bad.close();
+    const good = createEventsFileSink({ file: path.join(dir, 'sub', 'events.jsonl'), groupCommitMs: 0 });
+    await good.prepare();
+    expect((await stat(path.join(dir, 'sub', 'events.jsonl'))).size).toBe(0);
+    await good.deliver(makeEvent());
+    await good.close();
+    expect(await readLines(path.join(dir, 'sub', 'events.jsonl'))).toHaveLength(1);
+  });
 });
