@@ -3,7 +3,7 @@
  * snapshot, in one directory, with no native dependency.
  *
  * Files in `dir` (created 0700; files 0600):
- * - `LOCK`                 the writer's pid (single writer, see lock.ts)
+ * - `LOCK`                 the writer's pid and lease (single writer, renewed; see lock.ts)
  * - `snapshot.json`        the whole state at seq N, generation G; replaced atomically (temp, fsync, rename, fsync dir)
  * - `journal.<gen>.jsonl`  records after the snapshot; one self-validating line each (journal-format.ts)
  *
@@ -28,10 +28,14 @@
  *   twice because it skips seq ≤ snapshot seq.
  *
  * Lifecycle: open ──close()──► closing (drains queued appends and compactions) ──► closed. Calls after close()
- * began reject with `LedgerClosed`.
+ * began reject with `LedgerClosed`. close() rejects with `LedgerCloseFailed` when the state could not be
+ * flushed or the lock not removed (read-only directory at shutdown...), so the caller can report an unclean stop.
+ *
+ * Lease: every journal write, snapshot rename and journal deletion first checks the lock's lease (lock.ts). Once
+ * another process took it over, they all fail with `LedgerLeaseLost` and nothing more is written.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Logger } from 'pino';
@@ -40,6 +44,7 @@ import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import type { JournalRecord, LedgerSnapshot, LedgerStore } from '../core/ports.js';
 import { DaemonError } from '../errors.js';
+import { ensureDirectory } from '../safe-fs.js';
 import type { SnapshotCapture } from './journal-format.js';
 import {
   captureSnapshot,
@@ -54,7 +59,7 @@ import {
 } from './journal-format.js';
 import type { LedgerFs } from './ledger-fs.js';
 import { errnoCode, nodeLedgerFs, storeError } from './ledger-fs.js';
-import type { LedgerLock } from './lock.js';
+import type { LeaseOptions, LedgerLock } from './lock.js';
 import { acquireLedgerLock } from './lock.js';
 import { readLedgerDir } from './read-ledger.js';
 
@@ -72,6 +77,13 @@ export interface FileLedgerOptions {
   clock?: Clock;
   /** File-system write operations, to inject failures in tests. @default nodeLedgerFs */
   fs?: Partial<LedgerFs>;
+  /**
+   * The lock's lease: duration (default 15 s, or `IBW_LEDGER_LEASE_MS`), its clock (default the system clock,
+   * not `clock`: the lease is compared with other processes), and identity overrides for tests.
+   */
+  lease?: LeaseOptions;
+  /** Called once when the lease is found taken over by another process (appends fail from then on). */
+  onLeaseLost?: (error: DaemonError) => void;
 }
 
 /** Counters of a {@link FileLedger}. */
@@ -148,12 +160,12 @@ export async function openFileLedger(options: FileLedgerOptions): Promise<FileLe
   }
   const fs: LedgerFs = { ...nodeLedgerFs, ...options.fs };
   const { dir, logger } = options;
-  try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    throw storeError('create', dir, err);
-  }
-  const lock = await acquireLedgerLock(dir, logger);
+  // NOTE: not `mkdir -p`, which spins for ever where mkdir reports ENOENT for an existing parent (/proc).
+  await ensureDirectory(dir, { mode: 0o700, label: 'state.dir' });
+  const lock = await acquireLedgerLock(dir, logger, {
+    ...options.lease,
+    ...(options.onLeaseLost ? { onLost: options.onLeaseLost } : {}),
+  });
   try {
     const contents = await readLedgerDir(dir, logger ? { logger } : {});
     // Repair: cut torn tails so new lines never follow garbage.
@@ -185,7 +197,7 @@ export async function openFileLedger(options: FileLedgerOptions): Promise<FileLe
       contents,
     });
   } catch (err) {
-    await lock.release();
+    await lock.release().catch(() => undefined);
     throw err;
   }
 }
@@ -217,6 +229,8 @@ class FileLedgerImpl implements FileLedger {
   private readonly fsync: boolean;
 
   private state: State = 'open';
+  /** Failures while closing (writes of what was queued): close() rejects with them. */
+  private closeErrors: DaemonError[] = [];
   private closing: Promise<void> | null = null;
   /** The state read at open, handed out by the first load() when nothing was written since. */
   private initial: LedgerSnapshot | null;
@@ -266,6 +280,9 @@ class FileLedgerImpl implements FileLedger {
     this.snapshotBytes = c.snapshotBytes;
     this.lastSeq = c.lastSeq;
     this.gen = Math.max(c.snapshotGen, ...c.journals.map((j) => j.gen));
+    // NOTE: after a lapsed lease, the old holder may be frozen, not dead, and append once more before it sees
+    // the loss. A journal of our own keeps such a line out of ours; our first record supersedes it on replay.
+    if (init.lock.tookOverLapsed) this.gen += 1;
     for (const j of c.journals) {
       this.genBytes.set(j.gen, j.validBytes);
       this.genRecords.set(j.gen, j.records);
@@ -357,9 +374,23 @@ class FileLedgerImpl implements FileLedger {
       } finally {
         await this.handle?.close().catch(() => undefined);
         this.handle = null;
-        await this.lock.release();
+        if (this.dirty) this.closeErrors.push(storeError('truncate the failed write at the end of', this.journalPath(this.gen), new Error('the truncation kept failing')));
+        const lost = this.lock.lost();
+        if (lost) this.closeErrors.push(lost);
+        try {
+          await this.lock.release();
+        } catch (err) {
+          this.closeErrors.push(storeError('remove the lock of', this.dir, err));
+        }
         this.state = 'closed';
         this.logger?.debug({ dir: this.dir, seq: this.lastSeq }, 'ledger closed');
+      }
+      const errors = [...new Set(this.closeErrors)];
+      if (errors.length > 0) {
+        throw new DaemonError(
+          `ledger ${this.dir} did not close cleanly: ${errors.map((e) => e.message).join('; ')}`,
+          { kind: 'store', scope: 'process', code: 'LedgerCloseFailed', cause: errors.length === 1 ? errors[0] : new AggregateError(errors) },
+        );
       }
     })();
     return this.closing;
@@ -440,6 +471,7 @@ class FileLedgerImpl implements FileLedger {
     const path = this.journalPath(this.gen);
     let opened = false;
     try {
+      await this.checkLease();
       const handle = await this.ensureJournal(path);
       opened = true;
       await this.fs.write(handle, data);
@@ -449,6 +481,7 @@ class FileLedgerImpl implements FileLedger {
       this.counters.failedWrites += 1;
       this.logger?.warn({ err: error, file: path, records }, 'ledger append failed');
       if (opened) await this.rollback(path);
+      if (this.state !== 'open') this.closeErrors.push(error);
       for (const item of group) item.reject(error);
       return;
     }
@@ -538,6 +571,7 @@ class FileLedgerImpl implements FileLedger {
       if (this.fsync) await this.fs.sync(handle);
       await handle.close();
       handle = null;
+      await this.checkLease();
       await this.fs.rename(temp, target);
       if (this.fsync) await this.fs.syncDir(this.dir);
     } catch (err) {
@@ -566,6 +600,7 @@ class FileLedgerImpl implements FileLedger {
   }
 
   private async deleteJournalsBefore(gen: number): Promise<void> {
+    if (this.lock.lost()) return; // the directory is someone else's now
     let names: string[];
     try {
       names = await readdir(this.dir);
@@ -583,6 +618,11 @@ class FileLedgerImpl implements FileLedger {
         if (errnoCode(err) !== 'ENOENT') this.logger?.warn({ err, file: name }, 'could not delete an old ledger journal');
       }
     }
+  }
+
+  /** Rejects when the lease is lost or could not be confirmed. */
+  private async checkLease(): Promise<void> {
+    await this.lock.check();
   }
 
   /** Waits until every queued append and barrier has been processed. */

@@ -6,10 +6,12 @@
  * the writer waits `groupCommitMs` so deliveries arriving within a few ms share one fsync. `deliver`
  * resolves only after the fsync that covers its line (acknowledged = durable).
  *
+ * The file is opened without following a symlink and must be a regular file (src/safe-fs.ts); a refusal fails
+ * each delivery with `EventsFileWriteFailed` whose cause has `code: 'UnsafePath'`, naming the file.
+ *
  * If a previous process died in the middle of a line, the file does not end in `\n`; the first group after
  * opening starts with a newline so the torn line cannot swallow the next event.
  */
-import { mkdir, open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -18,10 +20,14 @@ import type { Clock } from '../core/clock.js';
 import type { EventSink } from '../core/ports.js';
 import type { WatcherEvent } from '../events.js';
 import { AbortedError, DaemonError } from '../errors.js';
+import { openAppendFile } from '../safe-fs.js';
 
 /** Options of {@link createEventsFileSink}. */
 export interface EventsFileSinkOptions {
-  /** The file to append to; its parent directory is created (0700) when missing. */
+  /**
+   * The file to append to; its parent directory is created (0700, bounded) when missing. The parent may be a
+   * symlink the operator chose; the file itself must not be one.
+   */
   file: string;
   /**
    * How long the writer waits for more lines before writing a group and fsyncing it.
@@ -44,6 +50,11 @@ export interface EventsFileSinkOptions {
 export interface EventsFileSink extends EventSink {
   /** Number of write+fsync groups committed so far. */
   commits(): number;
+  /**
+   * Opens (creating) the file now, so a bad `eventsFile` (a symlink, a FIFO, a parent that cannot be created)
+   * is reported at start-up rather than at the first event. Optional: `deliver` opens on first use.
+   */
+  prepare(): Promise<void>;
 }
 
 interface Waiter {
@@ -73,8 +84,8 @@ export function createEventsFileSink(options: EventsFileSinkOptions): EventsFile
 
   const openFile = async (): Promise<FileHandle> => {
     if (handle !== null) return handle;
-    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    const h = await open(file, 'a+', mode);
+    // NOTE: never through a symlink, never a FIFO or device: see safe-fs.ts (the parent is the configured place).
+    const h = await openAppendFile(file, { mode, read: true, label: 'output.eventsFile' });
     const { size } = await h.stat();
     if (size > 0) {
       const last = Buffer.alloc(1);
@@ -100,7 +111,8 @@ export function createEventsFileSink(options: EventsFileSinkOptions): EventsFile
         commitCount += 1;
         for (const w of group) w.resolve();
       } catch (err) {
-        const error = new DaemonError(`events file ${file}: append failed`, {
+        const detail = err instanceof Error ? err.message : String(err);
+        const error = new DaemonError(`events file ${file}: append failed: ${detail}`, {
           kind: 'sink',
           scope: 'attempt',
           code: 'EventsFileWriteFailed',
@@ -144,5 +156,9 @@ export function createEventsFileSink(options: EventsFileSinkOptions): EventsFile
       await h?.close();
     },
     commits: () => commitCount,
+    async prepare() {
+      if (closed) throw new DaemonError('events file sink is closed', { kind: 'sink', scope: 'attempt', code: 'SinkClosed' });
+      await openFile();
+    },
   };
 }

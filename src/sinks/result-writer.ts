@@ -6,17 +6,21 @@
  *   0600, `wx`), is fsync'd, renamed over the target, and the directory is fsync'd.
  * - Mode 0600 when the writer may include device secrets (`includeSecrets: true`), 0644 otherwise. The mode
  *   is set with `fchmod`, so the umask cannot loosen or change it.
- * - Directories we create are 0700; the per-product directory is always (re)set to 0700.
+ * - Directories we create are 0700; the per-product directory is always (re)set to 0700 (it is a real
+ *   directory inside `resultsDir`: a symlink there is refused, never followed or chmod'ed).
+ * - `resultsDir` is created without `mkdir -p` (bounded, failing with the path and errno; see safe-fs.ts).
  * - The bytes depend only on the result: fixed key order, labels sorted, 2-space indentation, trailing
  *   newline. Rewriting the same result gives the same file (idempotent, so a crash between "written" and
  *   "recorded" is repaired by writing again).
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { BatchResult, ResultWriter } from '../core/ports.js';
 import { DaemonError } from '../errors.js';
+import type { SafeDir } from '../safe-fs.js';
+import { assertSafePathSegment, ensureDirectory, openSafeDir, writeFileAtomic } from '../safe-fs.js';
+
+export { assertSafePathSegment } from '../safe-fs.js';
 
 /** Options of {@link createResultWriter}. */
 export interface ResultWriterOptions {
@@ -72,72 +76,67 @@ export function toResultJson(result: BatchResult): string {
   return `${JSON.stringify(ordered, null, 2)}\n`;
 }
 
-/**
- * Throws unless `segment` is safe as one path component: non-empty, at most 255 bytes, not `.`/`..`, and
- * free of `/`, `\` and NUL.
- */
-export function assertSafePathSegment(segment: string, what: string): void {
-  const bad =
-    segment.length === 0 ||
-    Buffer.byteLength(segment) > 255 ||
-    segment === '.' ||
-    segment === '..' ||
-    /[/\\\0]/.test(segment);
-  if (bad) {
-    throw new DaemonError(`${what} ${JSON.stringify(segment)} cannot be used as a file name`, {
-      kind: 'invalid-request',
-      scope: 'batch',
-      code: 'UnsafePathSegment',
-    });
-  }
+/** The result writer the daemon creates: a {@link ResultWriter} that can check its directory up front. */
+export interface FileResultWriter extends ResultWriter {
+  /**
+   * Creates (bounded) and resolves `resultsDir` now, so a bad directory is reported at start-up rather than
+   * at the first settled batch. Rejects with `DaemonError{kind:'store'}` naming the path and the errno.
+   * Optional: `write` prepares on first use.
+   */
+  prepare(): Promise<void>;
 }
 
-/** Creates the {@link ResultWriter} that writes result files atomically. */
-export function createResultWriter(options: ResultWriterOptions): ResultWriter {
+/**
+ * Creates the {@link ResultWriter} that writes result files atomically, never through a symlink: `resultsDir`
+ * may itself be (or lie below) a symlink chosen by the operator and is resolved once; the product directory
+ * below it must be a real directory, or the write is refused with `DaemonError{code:'UnsafePath'}`
+ * (see src/safe-fs.ts).
+ */
+export function createResultWriter(options: ResultWriterOptions): FileResultWriter {
   const resultsDir = path.resolve(options.resultsDir);
   const fsyncDir = options.fsyncDir ?? true;
   const mode = options.includeSecrets ? FILE_MODE_SECRET : FILE_MODE_PUBLIC;
-  let counter = 0;
   // One write per target at a time, so two writes of the same result cannot interleave their renames.
   const chains = new Map<string, Promise<unknown>>();
+  let root: Promise<string> | null = null;
+
+  const prepare = (): Promise<string> => {
+    if (root === null) {
+      const attempt = ensureDirectory(resultsDir, { mode: DIR_MODE, label: 'output.resultsDir' });
+      root = attempt;
+      // A failure is not cached: the next write tries again (the operator may have fixed the directory).
+      attempt.catch(() => {
+        if (root === attempt) root = null;
+      });
+    }
+    return root;
+  };
 
   const writeOnce = async (result: BatchResult): Promise<string> => {
     assertSafePathSegment(result.productKey, 'productKey');
     assertSafePathSegment(result.applyId, 'applyId');
     const content = toResultJson(options.includeSecrets ? result : stripSecrets(result));
-    const dir = path.join(resultsDir, result.productKey);
-    const target = path.join(dir, `${result.applyId}.json`);
-
-    const createdRoot = await mkdir(resultsDir, { recursive: true, mode: DIR_MODE });
-    if (createdRoot !== undefined) await chmod(resultsDir, DIR_MODE);
-    await mkdir(dir, { recursive: true, mode: DIR_MODE });
-    await chmod(dir, DIR_MODE);
-
-    counter += 1;
-    const temp = path.join(
-      dir,
-      `.${result.applyId}.json.${process.pid}.${counter}.${randomBytes(4).toString('hex')}.tmp`,
-    );
-    const handle = await open(temp, 'wx', FILE_MODE_SECRET);
-    let renamed = false;
+    let dir: SafeDir;
     try {
-      try {
-        await handle.chmod(mode);
-        await handle.writeFile(content, 'utf8');
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, target);
-      renamed = true;
-    } finally {
-      if (!renamed) await unlink(temp).catch(() => undefined);
+      dir = await openSafeDir(await prepare(), [result.productKey], { mode: DIR_MODE, tighten: true });
+    } catch (err) {
+      if (!(err instanceof DaemonError && err.code === 'ENOENT')) throw err;
+      // resultsDir was removed since it was resolved: create and resolve it again, once.
+      root = null;
+      dir = await openSafeDir(await prepare(), [result.productKey], { mode: DIR_MODE, tighten: true });
     }
-    if (fsyncDir) await syncDirectory(dir);
-    return target;
+    try {
+      await writeFileAtomic(dir, `${result.applyId}.json`, content, { mode, fsyncDir });
+    } finally {
+      await dir.close();
+    }
+    return path.join(resultsDir, result.productKey, `${result.applyId}.json`);
   };
 
   return {
+    async prepare() {
+      await prepare();
+    },
     write(result) {
       const key = `${result.productKey}\0${result.applyId}`;
       const previous = chains.get(key) ?? Promise.resolve();
@@ -160,18 +159,4 @@ function stripSecrets(result: BatchResult): BatchResult {
     ...result,
     devices: result.devices.map((d) => ({ deviceName: d.deviceName, iotId: d.iotId })),
   };
-}
-
-/** fsync a directory so a rename in it is durable. Some platforms refuse; that is not an error. */
-export async function syncDirectory(dir: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(dir, 'r');
-    await handle.sync();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF') throw err;
-  } finally {
-    await handle?.close();
-  }
 }

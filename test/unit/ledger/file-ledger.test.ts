@@ -55,9 +55,16 @@ describe('files and format', () => {
 
   it('releases the lock on close', async () => {
     const ledger = await open();
-    expect(await readFile(join(dir, 'LOCK'), 'utf8')).toBe(`${process.pid}\n`);
+    expect(lockPid(await readFile(join(dir, 'LOCK'), 'utf8'))).toBe(process.pid);
     await ledger.close();
     expect(await readdir(dir)).not.toContain('LOCK');
+  });
+
+  it('fails fast with the path and errno for a state.dir under /proc (mkdir -p would spin there)', { timeout: 2000 }, async () => {
+    const err = await openFileLedger({ dir: '/proc/ibw-state/ledger' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DaemonError);
+    expect(err).toMatchObject({ kind: 'store', code: 'ENOENT' });
+    expect((err as Error).message).toContain('state.dir /proc/ibw-state/ledger: mkdir /proc/ibw-state failed');
   });
 
   it('rejects a bad groupCommitMs instead of clamping it', async () => {
@@ -313,10 +320,15 @@ describe('lock', () => {
     await writeFile(join(dir, 'LOCK'), `${content()}\n`);
     const { logger, warnings } = captureLogger();
     await open({ logger });
-    expect(await readFile(join(dir, 'LOCK'), 'utf8')).toBe(`${process.pid}\n`);
+    expect(lockPid(await readFile(join(dir, 'LOCK'), 'utf8'))).toBe(process.pid);
     expect(warnings().some((w) => /stale ledger lock/.test(w.msg))).toBe(true);
   });
 });
+
+/** The pid on the first line of a LOCK file (what every version writes and reads). */
+function lockPid(text: string): number {
+  return Number(text.split('\n')[0]);
+}
 
 function deadPid(): number {
   const child = spawnSync(process.execPath, ['-e', 'process.exit(0)']);
@@ -337,7 +349,7 @@ describe('readLedgerReadOnly', () => {
     expect([...state.batches.keys()]).toEqual([makeBatch(1).key, makeBatch(2).key]);
     expect([...state.outbox.keys()]).toEqual(['e1']);
     expect((await stat(path)).size).toBe(size);
-    expect(await readFile(join(dir, 'LOCK'), 'utf8')).toBe(`${process.pid}\n`);
+    expect(lockPid(await readFile(join(dir, 'LOCK'), 'utf8'))).toBe(process.pid);
   });
 
   it('reads a missing directory as an empty ledger', async () => {

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -114,5 +114,35 @@ describe('createEventsFileSink', () => {
     expect(() => createEventsFileSink({ file: path.join(dir, 'e.jsonl'), groupCommitMs: -1 })).toThrow(
       'Expected `groupCommitMs` to be a finite number >= 0, got `-1` (number)',
     );
+  });
+
+  it('refuses an events file that is a symlink, naming it, and leaves the target unchanged', async () => {
+    const victim = path.join(dir, 'victim.txt');
+    await writeFile(victim, 'untouched\n');
+    const file = path.join(dir, 'events.jsonl');
+    await symlink(victim, file);
+    const sink = createEventsFileSink({ file, groupCommitMs: 0 });
+    const err = await sink.deliver(makeEvent()).catch((e: unknown) => e);
+    await sink.close();
+    expect(err).toBeInstanceOf(DaemonError);
+    expect((err as DaemonError).code).toBe('EventsFileWriteFailed');
+    expect(((err as DaemonError).cause as DaemonError).code).toBe('UnsafePath');
+    expect((err as DaemonError).message).toContain(`refusing ${file}: it is a symbolic link`);
+    expect(await readFile(victim, 'utf8')).toBe('untouched\n');
+  });
+
+  it('prepare() reports a bad events file at start-up, and opens a good one', async () => {
+    const victim = path.join(dir, 'victim.txt');
+    await writeFile(victim, 'untouched\n');
+    await symlink(victim, path.join(dir, 'link.jsonl'));
+    const bad = createEventsFileSink({ file: path.join(dir, 'link.jsonl'), groupCommitMs: 0 });
+    await expect(bad.prepare()).rejects.toMatchObject({ code: 'UnsafePath' });
+    await bad.close();
+    const good = createEventsFileSink({ file: path.join(dir, 'sub', 'events.jsonl'), groupCommitMs: 0 });
+    await good.prepare();
+    expect((await stat(path.join(dir, 'sub', 'events.jsonl'))).size).toBe(0);
+    await good.deliver(makeEvent());
+    await good.close();
+    expect(await readLines(path.join(dir, 'sub', 'events.jsonl'))).toHaveLength(1);
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir, chmod } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir, chmod, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -182,4 +182,63 @@ describe('createResultWriter', () => {
     expect(path.basename(file)).toBe('9007199254740993.json');
     expect(await readFile(file, 'utf8')).toContain('"applyId": "9007199254740993"');
   });
+
+  it('refuses a symlinked product directory inside resultsDir: no secret written anywhere, no mode changed', async () => {
+    const resultsDir = path.join(dir, 'results');
+    const outside = path.join(dir, 'outside');
+    await mkdir(resultsDir);
+    await mkdir(outside);
+    await chmod(outside, 0o755);
+    await symlink(outside, path.join(resultsDir, 'a1BwAGVxxxx'));
+    const writer = createResultWriter({ resultsDir, includeSecrets: true });
+    const err = await writer.write(makeResult()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DaemonError);
+    expect((err as DaemonError).code).toBe('UnsafePath');
+    expect((err as DaemonError).kind).toBe('store');
+    expect((err as DaemonError).message).toContain(`refusing ${path.join(resultsDir, 'a1BwAGVxxxx')}: it is a symbolic link`);
+    expect(await modeOf(outside)).toBe(0o755);
+    // The DeviceSecrets are nowhere: not in the link's target, not in a temp file, not anywhere under the test dir.
+    expect(await readdir(outside)).toEqual([]);
+    expect(await filesContaining(dir, 'S3cr3t')).toEqual([]);
+  });
+
+  it('writes through a resultsDir that is itself a symlink the operator chose', async () => {
+    await mkdir(path.join(dir, 'real'));
+    await symlink(path.join(dir, 'real'), path.join(dir, 'results'));
+    const writer = createResultWriter({ resultsDir: path.join(dir, 'results'), includeSecrets: true });
+    const file = await writer.write(makeResult());
+    expect(file).toBe(path.join(dir, 'results', 'a1BwAGVxxxx', '1295006.json'));
+    expect(await readFile(path.join(dir, 'real', 'a1BwAGVxxxx', '1295006.json'), 'utf8')).toBe(toResultJson(makeResult()));
+  });
+
+  it('recreates resultsDir when it is removed after the first write', async () => {
+    const resultsDir = path.join(dir, 'results');
+    const writer = createResultWriter({ resultsDir, includeSecrets: true });
+    await writer.write(makeResult());
+    await rm(resultsDir, { recursive: true });
+    const file = await writer.write(makeResult());
+    expect(JSON.parse(await readFile(file, 'utf8')).applyId).toBe('1295006');
+  });
+
+  it('fails fast with the path and errno for a resultsDir under /proc, at prepare() and at write()', { timeout: 2000 }, async () => {
+    const writer = createResultWriter({ resultsDir: '/proc/ibw-results/x', includeSecrets: true });
+    const atPrepare = await writer.prepare().catch((e: unknown) => e);
+    expect(atPrepare).toBeInstanceOf(DaemonError);
+    expect((atPrepare as DaemonError).code).toBe('ENOENT');
+    expect((atPrepare as DaemonError).message).toContain('output.resultsDir /proc/ibw-results/x');
+    const atWrite = await writer.write(makeResult()).catch((e: unknown) => e);
+    expect(atWrite).toBeInstanceOf(DaemonError);
+    expect((atWrite as DaemonError).message).toContain('mkdir /proc/ibw-results failed');
+  });
 });
+
+/** Paths of the files under `root` (recursively, symlinks not followed) whose bytes contain `needle`. */
+async function filesContaining(root: string, needle: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir(root, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    const file = path.join(entry.parentPath, entry.name);
+    if ((await readFile(file, 'utf8')).includes(needle)) found.push(file);
+  }
+  return found;
+}
