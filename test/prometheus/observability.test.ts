@@ -3,7 +3,7 @@
  * through the CLI on the built-in simulator (both child processes), every second, while a scenario runs:
  * batches settle with every kind of outcome and one stays pending, the simulator throttles status polls, the
  * webhook fails, then recovers and refuses one batch's events for good (dead letters), and the configuration is
- * edited badly, then well.
+ * edited badly, then well. The daemon protects /metrics with `http.auth`; Prometheus scrapes it with the token.
  *
  * It proves that every expression of the Grafana dashboard returns data through the HTTP API (with the template
  * variables substituted, once without and once with an `account` label on the series), that the rule file is valid
@@ -41,6 +41,10 @@ const JOB = 'iot-batch-watcher';
 const ACCOUNT_JOB = 'iot-batch-watcher-accounts';
 const ACCOUNT = 'fleet-cn';
 const SECRET = 'whsec-prometheus-suite-0123456789';
+/** The ops server's bearer token (`http.auth` with `metrics: true`): Prometheus sends it from a file. */
+const TOKEN = 'ops-token-prometheus-suite-51c7';
+/** A scrape job without the token: its target must be down with a 401. */
+const NO_TOKEN_JOB = 'iot-batch-watcher-no-token';
 /** The batch whose events the webhook refuses for good once it recovers. */
 const DEAD_LETTER_APPLY_ID = '7300006';
 
@@ -69,7 +73,7 @@ function daemonConfig(dir: string, simUrl: string, daemonPort: number, webhookUr
     'rateLimit: { statusQps: 5, pageQps: 5, concurrency: 4 }',
     `state: { dir: ${join(dir, 'state')} }`,
     `output: { resultsDir: ${join(dir, 'results')}, eventsFile: ${join(dir, 'events.jsonl')}, webhook: { url: "${webhookUrl}", timeout: 2s } }`,
-    `http: { listen: "127.0.0.1:${daemonPort}" }`,
+    `http: { listen: "127.0.0.1:${daemonPort}", auth: { metrics: true } }`,
     'batches:',
     '  - { applyId: "7300001", productKey: a1SimProduct1, name: created }',
     '  - { applyId: "7300002", productKey: a1SimProduct1, name: check-failed }',
@@ -132,6 +136,9 @@ describe('config/observability on a real Prometheus scraping a running daemon', 
     const daemonPort = await freePort();
     const promPort = await freePort();
     const promConfig = join(dir, 'prometheus.yml');
+    const tokenFile = join(dir, 'ops-token');
+    await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    const authorization = `    authorization: { type: Bearer, credentials_file: "${tokenFile}" }`;
     await writeFile(
       promConfig,
       [
@@ -139,9 +146,13 @@ describe('config/observability on a real Prometheus scraping a running daemon', 
         `rule_files: ["${RULES_FILE}"]`,
         'scrape_configs:',
         `  - job_name: ${JOB}`,
+        authorization,
         `    static_configs: [{ targets: ["127.0.0.1:${daemonPort}"] }]`,
         `  - job_name: ${ACCOUNT_JOB}`,
+        authorization,
         `    static_configs: [{ targets: ["127.0.0.1:${daemonPort}"], labels: { account: ${ACCOUNT} } }]`,
+        `  - job_name: ${NO_TOKEN_JOB}`,
+        `    static_configs: [{ targets: ["127.0.0.1:${daemonPort}"] }]`,
         '',
       ].join('\n'),
     );
@@ -155,7 +166,7 @@ describe('config/observability on a real Prometheus scraping a running daemon', 
 
     const configFile = join(dir, 'watcher.yaml');
     await writeFile(configFile, daemonConfig(dir, simUrl, daemonPort, webhookUrl));
-    daemon = runCli(['run', '--config', configFile], { ...SIM_ENV, IBW_WEBHOOK_SECRET: SECRET });
+    daemon = runCli(['run', '--config', configFile], { ...SIM_ENV, IBW_WEBHOOK_SECRET: SECRET, IBW_HTTP_TOKEN_FILE: tokenFile });
     await daemon.waitFor(/ops endpoints listening/);
 
     // 1. The webhook fails and the simulator throttles: both alerts go pending.
@@ -247,6 +258,16 @@ describe('config/observability on a real Prometheus scraping a running daemon', 
       expect(shown.groups).toEqual([rules.groups[0]]);
       for (const name of alertNames) expect(section(doc, 'Alerts'), name).toContain(name);
     });
+  });
+
+  it('scrapes /metrics with the bearer token of http.auth, and gets 401 without it', async () => {
+    const data = await prom!.api<{ activeTargets: { labels: { job: string }; health: string; lastError: string }[] }>('/api/v1/targets');
+    const byJob = new Map(data.activeTargets.map((t) => [t.labels.job, t]));
+    expect(byJob.get(JOB)?.health).toBe('up');
+    expect(byJob.get(ACCOUNT_JOB)?.health).toBe('up');
+    expect(byJob.get(NO_TOKEN_JOB)?.health).toBe('down');
+    expect(byJob.get(NO_TOKEN_JOB)?.lastError).toMatch(/401/);
+    expect(daemon!.stdout.join('\n')).not.toContain(TOKEN);
   });
 
   describe('the Grafana dashboard', () => {
