@@ -159,15 +159,23 @@ describe('config/observability on a real Prometheus scraping a running daemon', 
     prom = await startPrometheus(promConfig, dir, promPort);
     startSec = Math.floor(Date.now() / 1000);
 
-    const scenarioFile = join(dir, 'scenario.yaml');
-    await writeFile(scenarioFile, SCENARIO);
-    sim = runCli(['simulator', '--port', '0', '--scenario', scenarioFile, '--time-scale', '2', '--qps', 'QueryBatchRegisterDeviceStatus=2']);
-    const simUrl = /http:\/\/127\.0\.0\.1:\d+/.exec(await sim.waitFor(/simulator listening on http:\/\/127\.0\.0\.1:\d+/))![0];
-
+    // The daemon next, then the simulator once Prometheus scrapes the daemon: the batches' clocks start only then, so
+    // no batch can settle before the first scrape (a counter's first sample would hide that increase). Until the
+    // simulator listens, polls fail as transient connection errors and are retried.
+    const simPort = await freePort();
+    const simUrl = `http://127.0.0.1:${simPort}`;
     const configFile = join(dir, 'watcher.yaml');
     await writeFile(configFile, daemonConfig(dir, simUrl, daemonPort, webhookUrl));
     daemon = runCli(['run', '--config', configFile], { ...SIM_ENV, IBW_WEBHOOK_SECRET: SECRET, IBW_HTTP_TOKEN_FILE: tokenFile });
     await daemon.waitFor(/ops endpoints listening/);
+    await until('Prometheus scraping the daemon', async () => {
+      const r = await prom!.query(`up{job="${JOB}"} == 1`);
+      return r.length > 0 ? r : undefined;
+    });
+    const scenarioFile = join(dir, 'scenario.yaml');
+    await writeFile(scenarioFile, SCENARIO);
+    sim = runCli(['simulator', '--port', String(simPort), '--scenario', scenarioFile, '--time-scale', '2', '--qps', 'QueryBatchRegisterDeviceStatus=2']);
+    await sim.waitFor(/simulator listening on http:\/\/127\.0\.0\.1:\d+/);
 
     // 1. The webhook fails and the simulator throttles: both alerts go pending.
     await until('IotBatchWatcherSinkFailing pending for the webhook', () => activeAlert('IotBatchWatcherSinkFailing', { sink: 'webhook', account: undefined }));
