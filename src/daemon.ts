@@ -21,7 +21,7 @@ import { type BudgetAction, type RunResult, Watcher } from './core/watcher.js';
 import { ConfigError, DaemonError, coerceError } from './errors.js';
 import { openFileLedger } from './ledger/file-ledger.js';
 import { startHousekeeping, watchConfigFile, type ConfigFileWatch, type CronScheduler, type Housekeeping } from './ops/housekeeping.js';
-import { startOpsServer, type OpsServer } from './ops/http-server.js';
+import { resolveOpsAuth, startOpsServer, type OpsServer } from './ops/http-server.js';
 import type { Logger } from './ops/logger.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createEmitterSink, type EmitterSink } from './sinks/emitter.js';
@@ -152,6 +152,7 @@ export class Daemon {
           isReady: () => this.isReady(),
           listBatches: () => this.#watcher?.list() ?? [],
           logger: log.child({ component: 'http' }),
+          auth: resolveOpsAuth(config.http.auth, this.#o.env),
         });
         log.info({ url: this.#http.url }, 'ops endpoints listening');
       }

@@ -142,7 +142,7 @@ export function applyEnvOverrides(config: CompiledConfig, env: Record<string, st
     }
     parsed = { host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port };
   }
-  return { ...config, http: { listen: parsed } };
+  return { ...config, http: { ...config.http, listen: parsed } };
 }
 
 function makeLogger(io: Io, destination: NodeJS.WritableStream, forcePretty = false): Logger {

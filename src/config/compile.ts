@@ -238,7 +238,7 @@ function compileValid(data: RawConfig, rawBatches: readonly unknown[], source: S
       webhook:
         webhook === undefined ? null : { url: webhook.url, secretEnv: webhook.secretEnv, timeoutMs: parseDuration(webhook.timeout) },
     },
-    http: { listen },
+    http: { listen, ...(data.http.auth === undefined ? {} : { auth: { tokenEnv: data.http.auth.tokenEnv, metrics: data.http.auth.metrics } }) },
     housekeeping: {
       reloadConfig: data.housekeeping.reloadConfig,
       summary: data.housekeeping.summary,

@@ -45,7 +45,7 @@ export const RAW_DEFAULTS = {
   state: { dir: './data/state' },
   output: { resultsDir: './data/results' },
   webhook: { secretEnv: 'IBW_WEBHOOK_SECRET', timeout: '5s' },
-  http: { listen: '127.0.0.1:9464' },
+  http: { listen: '127.0.0.1:9464', auth: { tokenEnv: 'IBW_HTTP_TOKEN', metrics: false } },
   housekeeping: { reloadConfig: '*/1 * * * *', summary: '*/15 * * * *', prune: '0 3 * * *', retention: '30d' },
   batch: { until: 'created', register: false },
 } as const;
@@ -338,12 +338,25 @@ const outputSchema = z
   .prefault({})
   .describe('Where results and events go.');
 
+const httpAuthSchema = z
+  .strictObject(
+    {
+      tokenEnv: envNameSchema
+        .default(RAW_DEFAULTS.http.auth.tokenEnv)
+        .describe('Env variable (or <NAME>_FILE) holding the bearer token; the name only, never the token.'),
+      metrics: booleanSchema().default(RAW_DEFAULTS.http.auth.metrics).describe('Also require the token on /metrics.'),
+    },
+    expect(MAPPING),
+  )
+  .describe('Optional bearer token required on /v1/* (and /metrics when asked); /healthz and /readyz stay open.');
+
 const httpSchema = z
   .strictObject(
     {
       listen: listenSchema
         .default(RAW_DEFAULTS.http.listen)
         .describe('host:port of /healthz /readyz /metrics /v1/batches; "off" disables.'),
+      auth: httpAuthSchema.optional(),
     },
     expect(MAPPING),
   )

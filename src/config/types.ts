@@ -75,6 +75,14 @@ export interface BatchConfig {
   source: { file: string; line: number; col: number } | null;
 }
 
+/** `http.auth`: a bearer token read from `tokenEnv` (or `<tokenEnv>_FILE`) at start. */
+export interface HttpAuthConfig {
+  /** Name of the environment variable holding the token (never the token itself). */
+  tokenEnv: string;
+  /** Also require the token on `/metrics`. */
+  metrics: boolean;
+}
+
 export interface CompiledConfig {
   /** Absolute path of the file this came from, or null for programmatic configs. */
   file: string | null;
@@ -84,8 +92,8 @@ export interface CompiledConfig {
   devices: { fetch: boolean; includeSecrets: boolean };
   state: { dir: string };
   output: { resultsDir: string; eventsFile: string | null; webhook: WebhookConfig | null };
-  /** `null` when listen is "off". */
-  http: { listen: { host: string; port: number } | null };
+  /** `listen` is `null` when "off"; `auth` is present only when `http.auth` is given. */
+  http: { listen: { host: string; port: number } | null; auth?: HttpAuthConfig };
   housekeeping: { reloadConfig: string; summary: string; prune: string; retentionMs: number };
   batches: BatchConfig[];
 }

@@ -7,17 +7,54 @@
  *   GET /v1/batches   JSON array, the same objects as `status --json`
  *
  * HEAD is accepted wherever GET is. Other methods on those paths get 405 with `Allow`; unknown paths get 404
- * JSON. The handler never throws: a failing callback becomes a 500 JSON body that carries neither the
+ * JSON.
+ *
+ * With `auth` (config `http.auth`), every path under `/v1/` (and `/metrics` when `auth.metrics`) needs
+ * `Authorization: Bearer <token>`, checked in constant time, before anything else (so an unknown `/v1/...` path
+ * reveals nothing either); a missing or wrong token gets 401 with `WWW-Authenticate: Bearer`. `/healthz` and
+ * `/readyz` stay open for probes. The token is never logged. Without `auth` on a non-loopback host, a warning at
+ * start says that `/v1/batches` is open to anyone who reaches the port. The handler never throws: a failing callback becomes a 500 JSON body that carries neither the
  * error's message nor its stack (the error goes to the log under `err`, where the logger's redaction applies).
  * `close()` also drops keep-alive connections, so shutdown never waits on an idle client.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 import type { Logger } from 'pino';
 
+import type { HttpAuthConfig } from '../config/types.js';
+import { DaemonError } from '../errors.js';
+import { isLoopbackHost } from '../loopback.js';
+import { readEnvSecret } from '../secret-env.js';
+
 import type { Metrics } from './metrics.js';
+
+/** Bearer-token protection of the ops server (resolved from `http.auth` by {@link resolveOpsAuth}). */
+export interface OpsAuth {
+  /** The token clients must send as `Authorization: Bearer <token>`. */
+  token: string;
+  /** Also protect `/metrics` (Prometheus then needs `authorization: { credentials_file: ... }`). */
+  metrics: boolean;
+}
+
+/**
+ * Reads the token of `http.auth` from `<tokenEnv>` or `<tokenEnv>_FILE`; undefined when `auth` is not configured.
+ * Throws a DaemonError (kind `config`, exit 2) when the variable holds nothing, names both variables, never the value.
+ */
+export function resolveOpsAuth(auth: HttpAuthConfig | undefined, env: Readonly<Record<string, string | undefined>>): OpsAuth | undefined {
+  if (!auth) return undefined;
+  const token = readEnvSecret(env, auth.tokenEnv);
+  if (!token) {
+    throw new DaemonError(`http.auth is set but neither ${auth.tokenEnv} nor ${auth.tokenEnv}_FILE (http.auth.tokenEnv) holds a token`, {
+      kind: 'config',
+      scope: 'process',
+      code: 'HttpTokenMissing',
+    });
+  }
+  return { token, metrics: auth.metrics };
+}
 
 /** Options of {@link startOpsServer}. */
 export interface OpsServerOptions {
@@ -33,6 +70,8 @@ export interface OpsServerOptions {
   listBatches: () => unknown[] | Promise<unknown[]>;
   /** Logger for request failures and server errors. */
   logger: Logger;
+  /** Require a bearer token on `/v1/*` (and `/metrics` when asked). @default none: every path is open */
+  auth?: OpsAuth;
 }
 
 /** A running ops server. */
@@ -50,7 +89,9 @@ const ROUTES: ReadonlySet<string> = new Set<Route>(['/healthz', '/readyz', '/met
 
 /** Starts the ops server; resolves once it listens, rejects if it cannot bind (e.g. EADDRINUSE). */
 export function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
-  const { metrics, isReady, listBatches, logger } = options;
+  const { metrics, isReady, listBatches, logger, auth } = options;
+  // NOTE: digests of equal length, so timingSafeEqual reveals neither the token nor its length.
+  const tokenDigest = auth ? digest(auth.token) : null;
 
   const server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
@@ -63,6 +104,14 @@ export function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = pathOf(req.url);
+    if (tokenDigest && (path === '/v1' || path.startsWith('/v1/') || (auth?.metrics === true && path === '/metrics'))) {
+      const presented = bearerToken(req.headers.authorization);
+      if (presented === null || !timingSafeEqual(digest(presented), tokenDigest)) {
+        res.setHeader('www-authenticate', presented === null ? 'Bearer realm="iot-batch-watcher"' : 'Bearer realm="iot-batch-watcher", error="invalid_token"');
+        sendJson(res, 401, { error: 'unauthorized' });
+        return;
+      }
+    }
     if (!ROUTES.has(path)) {
       sendJson(res, 404, { error: 'not found' });
       return;
@@ -132,6 +181,12 @@ export function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
       });
       const port = (server.address() as AddressInfo).port;
       const url = `http://${formatHost(options.host)}:${port}`;
+      if (!auth && !isLoopbackHost(options.host)) {
+        logger.warn(
+          { host: options.host, port },
+          'ops endpoints listen beyond loopback without http.auth: /v1/batches (ApplyIds, names, labels, errors) is open to anyone who reaches the port',
+        );
+      }
       let closing: Promise<void> | undefined;
       resolve({
         url,
@@ -155,6 +210,17 @@ function pathOf(rawUrl: string | undefined): string {
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}
+
+/** The token of an `Authorization: Bearer <token>` header (scheme case-insensitive), or null. */
+function bearerToken(header: string | undefined): string | null {
+  if (header === undefined) return null;
+  const m = /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
+  return m ? m[1]! : null;
 }
 
 function formatHost(host: string): string {

@@ -12,13 +12,15 @@
  *   ibw_config_reloads_total{outcome}             counter    ok | invalid | error
  *
  * plus prom-client's default process metrics (`ibw_process_cpu_seconds_total`, `ibw_nodejs_eventloop_lag_seconds`, ...).
- * Label combinations known up front are initialised at 0 so dashboards and `rate()` see them before the first event.
+ * Label combinations known up front (sinks and delivery outcomes included) are initialised at 0 so dashboards,
+ * `rate()` and `increase()` see them before the first event.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 import type { ApiAction } from '../core/ports.js';
 import type { BatchState } from '../core/record.js';
 import { OUTCOMES } from '../events.js';
+import type { DeliveryOutcome } from '../sinks/outbox.js';
 
 /** The prefix of every metric name. */
 export const METRIC_PREFIX = 'ibw_';
@@ -41,6 +43,9 @@ export const METRIC_NAMES = {
 const CONFIG_RELOAD_OUTCOMES: readonly ConfigReloadOutcome[] = ['ok', 'invalid', 'error'];
 const BATCH_STATES: readonly BatchState[] = ['pending', 'fetching', 'settled', 'parked'];
 const BUDGETED_ACTIONS: readonly ApiAction[] = ['QueryBatchRegisterDeviceStatus', 'QueryPageByApplyId'];
+/** The daemon's sinks (src/sinks/*) and their delivery outcomes. */
+const SINK_NAMES: readonly string[] = ['log', 'emitter', 'events_file', 'webhook'];
+const DELIVERY_OUTCOMES: readonly DeliveryOutcome[] = ['ok', 'retry', 'dead_letter', 'error'];
 
 /** API latency: tens of milliseconds to the request timeout. */
 const API_DURATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -155,6 +160,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   for (const state of BATCH_STATES) batches.set({ state }, 0);
   for (const action of BUDGETED_ACTIONS) throttled.inc({ action }, 0);
   for (const outcome of OUTCOMES) settleSeconds.zero({ outcome });
+  // NOTE: a counter that first appears at 1 has no increase() in Prometheus, so the first dead letter (or the first
+  // retry of a sink that never failed before) would be invisible to the alerts without these zeros.
+  for (const sink of SINK_NAMES) for (const outcome of DELIVERY_OUTCOMES) sinkDeliveries.inc({ sink, outcome }, 0);
 
   if (options.collectDefault ?? true) {
     collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });

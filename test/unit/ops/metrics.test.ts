@@ -57,6 +57,12 @@ describe('createMetrics', () => {
       expect(sample(text, `ibw_batch_settle_seconds_count{outcome="${outcome}"}`)).toBe(0);
     }
     expect(sample(text, 'ibw_throttled_total{action="QueryBatchRegisterDeviceStatus"}')).toBe(0);
+    // Every sink × delivery outcome: the first dead letter must be an increase() from 0, not a new series at 1.
+    for (const sink of ['log', 'emitter', 'events_file', 'webhook']) {
+      for (const outcome of ['ok', 'retry', 'dead_letter', 'error']) {
+        expect(sample(text, `ibw_sink_deliveries_total{sink="${sink}",outcome="${outcome}"}`), `${sink} ${outcome}`).toBe(0);
+      }
+    }
   });
 
   it('counts reloads, throttles and settle times', async () => {
