@@ -175,12 +175,25 @@ export async function openPostgresLedger(options: PostgresLedgerOptions): Promis
   }
   const redact = redactor(secretsOf(options.connectionString, options.env ?? process.env));
   const { Pool } = await loadPg();
-  const pool = new Pool({
-    ...(options.connectionString === undefined ? {} : { connectionString: options.connectionString }),
-    ...(options.ssl === undefined ? {} : { ssl: options.ssl }),
-    max: options.poolSize ?? 4,
-    application_name: 'iot-batch-watcher',
-  });
+  let pool: pg.Pool;
+  try {
+    // pg parses the URL only when it connects, and throws from inside the pool: check it first.
+    if (options.connectionString !== undefined && /^postgres(ql)?:/i.test(options.connectionString)) {
+      new URL(options.connectionString);
+    }
+    pool = new Pool({
+      ...(options.connectionString === undefined ? {} : { connectionString: options.connectionString }),
+      ...(options.ssl === undefined ? {} : { ssl: options.ssl }),
+      max: options.poolSize ?? 4,
+      application_name: 'iot-batch-watcher',
+    });
+  } catch (err) {
+    throw new DaemonError(redact(`the PostgreSQL connection URL is not valid: ${err instanceof Error ? err.message : String(err)}`), {
+      kind: 'config',
+      scope: 'process',
+      code: 'InvalidDatabaseUrl',
+    });
+  }
   // An idle connection that breaks must not crash the process; the next query reports it.
   pool.on('error', (err) => options.logger?.warn({ error: redact(err.message) }, 'PostgreSQL connection lost'));
   const clock = options.clock ?? systemClock;
@@ -195,9 +208,12 @@ export async function openPostgresLedger(options: PostgresLedgerOptions): Promis
   });
   try {
     let applied: number[];
-    const client = await pool.connect().catch((err: unknown) => {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (err) {
       throw databaseError('connect', err, redact);
-    });
+    }
     try {
       applied = await migrate(client, options.schema, quoted).catch((err: unknown) => {
         throw databaseError(`migrate schema ${options.schema}`, err, redact);
