@@ -112,12 +112,12 @@ describe('account lease and fenced writes', () => {
     // Lease 1 s renewed every 100 ms: tolerates a 900 ms stall of this busy machine's event loop.
     const first = await open(schema, { owner: 'replica-1', leaseMs: 1000, renewEveryMs: 100 });
     const second = await open(schema, { owner: 'replica-2', acquire: false });
-    const [{ started }] = await sql<{ started: Date }>('SELECT clock_timestamp() AS started');
+    const [{ started }] = (await sql<{ started: Date }>('SELECT clock_timestamp() AS started')) as [{ started: Date }];
     // Keep trying for two lease durations (server clock): every attempt must fail.
     await eventually(async () => {
       expect(await second.acquireLease()).toBe(false);
-      const [{ now }] = await sql<{ now: Date }>('SELECT clock_timestamp() AS now');
-      return now.getTime() - started!.getTime() > 2000;
+      const [{ now }] = (await sql<{ now: Date }>('SELECT clock_timestamp() AS now')) as [{ now: Date }];
+      return now.getTime() - started.getTime() > 2000;
     });
     await first.append([batchRec(makeBatch(1))]);
     expect(first.lease.epoch).toBe(1);
