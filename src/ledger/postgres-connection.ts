@@ -95,3 +95,36 @@ export function databaseError(action: string, err: unknown, redact: (text: strin
     code: code ?? 'DatabaseError',
   });
 }
+
+/**
+ * A single connection for the read-only commands (`results`), with the same redaction. The caller ends it.
+ */
+export async function connectPostgres(
+  connectionString: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<{ client: pg.Client; redact: (text: string) => string }> {
+  const redact = redactor(secretsOf(connectionString, env));
+  const { Client } = await loadPg();
+  let client: pg.Client;
+  try {
+    if (connectionString !== undefined && /^postgres(ql)?:/i.test(connectionString)) new URL(connectionString);
+    client = new Client({
+      ...(connectionString === undefined ? {} : { connectionString }),
+      application_name: 'iot-batch-watcher',
+    });
+  } catch (err) {
+    throw new DaemonError(redact(`the PostgreSQL connection URL is not valid: ${err instanceof Error ? err.message : String(err)}`), {
+      kind: 'config',
+      scope: 'process',
+      code: 'InvalidDatabaseUrl',
+    });
+  }
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw databaseError('connect', err, redact);
+  }
+  return { client, redact };
+}

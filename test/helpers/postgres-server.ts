@@ -110,7 +110,7 @@ export async function startTestPostgres(options: { bin?: string } = {}): Promise
     const log = await readFile(logFile, 'utf8').catch(() => '');
     await rm(base, { recursive: true, force: true }).catch(() => undefined);
     const detail = err instanceof Error ? err.message : String(err);
-    throw new Error(`PostgreSQL test server did not start: ${detail}${log === '' ? '' : `\nserver log:\n${log}`}`);
+    throw new Error(`PostgreSQL test server did not start: ${detail}${log === '' ? '' : `\nserver log:\n${log}`}`, { cause: err });
   }
   const startMs = performance.now() - started;
   let stopped = false;

@@ -141,7 +141,7 @@ describe('PostgreSQL ledger', () => {
     expect(malformed).toMatchObject({ kind: 'config', code: 'InvalidDatabaseUrl' });
     const texts = [
       ...lines.map((l) => JSON.stringify(l)),
-      ...[badAuth, refused, malformed].map((e) => `${String(e)} ${JSON.stringify(e)} ${e instanceof Error ? (e.stack ?? '') : ''}`),
+      ...[badAuth, refused, malformed].map((e) => `${(e as Error).message} ${JSON.stringify(e)} ${(e as Error).stack ?? ''}`),
     ];
     expect(lines.length).toBeGreaterThan(0);
     for (const text of texts) expect(text).not.toContain(password);
