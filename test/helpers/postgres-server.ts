@@ -4,7 +4,8 @@
  *
  * `initdb` refuses to run as root, so under root (CI runs `.ci/run` as root) the server runs as the `postgres`
  * user through `su`; the temporary directory is then handed to that user. As any other user it runs as that
- * user. Durability settings are off (fsync, synchronous_commit, full_page_writes): the data is thrown away.
+ * user. Durability settings are off (fsync, synchronous_commit, full_page_writes) unless `durable` (benchmarks):
+ * the data is thrown away.
  *
  * Host authentication is scram-sha-256 with a random password, so tests exercise a URL that carries a
  * password (and can check that it never reaches a log line).
@@ -61,7 +62,7 @@ async function postgresIds(): Promise<{ uid: number; gid: number }> {
  * Starts a server. Throws (with the server log when there is one) when it cannot start: callers fail, never
  * skip.
  */
-export async function startTestPostgres(options: { bin?: string } = {}): Promise<TestPostgres> {
+export async function startTestPostgres(options: { bin?: string; durable?: boolean } = {}): Promise<TestPostgres> {
   const bin = options.bin ?? process.env.IBW_PG_BIN ?? DEFAULT_BIN;
   for (const tool of ['initdb', 'pg_ctl']) {
     if (!existsSync(join(bin, tool))) {
@@ -102,8 +103,8 @@ export async function startTestPostgres(options: { bin?: string } = {}): Promise
     ]);
     const serverOptions = [
       '-c listen_addresses=127.0.0.1', `-c port=${port}`, "-c unix_socket_directories=''",
-      '-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off', '-c max_connections=200',
-      '-c shared_buffers=32MB',
+      ...(options.durable ? [] : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
+      '-c max_connections=200', '-c shared_buffers=32MB',
     ].join(' ');
     await exec('pg_ctl', ['-D', dataDir, '-l', logFile, '-w', '-t', '30', '-o', serverOptions, 'start']);
   } catch (err) {

@@ -46,7 +46,7 @@ describe('PostgreSQL ledger', () => {
     expect((await ledger.load()).batches.size).toBe(251);
   });
 
-  it('a compaction blocked in the database does not block appends', async () => {
+  it('a compaction blocked in the database blocks neither appends nor lease renewal', async () => {
     const schema = freshSchema();
     const ledger = await open(schema, { groupCommitMs: 0 });
     await ledger.append(Array.from({ length: 50 }, (_, i) => batchRec(makeBatch(i))));
@@ -62,6 +62,8 @@ describe('PostgreSQL ledger', () => {
     });
     await new Promise((r) => setTimeout(r, 50));
     for (let i = 0; i < 5; i += 1) await ledger.append([batchRec(makeBatch(100 + i)), eventRec(`e${i}`)]);
+    // Nor the lease renewal: the compaction checks its fence only right before its commit.
+    expect(await ledger.lease.renew()).toBe(true);
     expect(compacted).toBe(false);
     await blocker.query('COMMIT');
     await blocker.end();
