@@ -63,6 +63,8 @@ export interface PostgresLedgerOptions {
   acquire?: boolean;
   /** How long the first append of a group waits for others. @default 2 */
   groupCommitMs?: number;
+  /** How long a new connection may take. @default 10000 */
+  connectTimeoutMs?: number;
   /** Pool size. @default 4 (appends, compaction, lease renewal and reads each get a connection) */
   poolSize?: number;
   /** Environment whose PGPASSWORD is redacted from messages too. @default process.env */
@@ -187,6 +189,10 @@ export async function openPostgresLedger(options: PostgresLedgerOptions): Promis
       ...(options.ssl === undefined ? {} : { ssl: options.ssl }),
       max: options.poolSize ?? 4,
       application_name: 'iot-batch-watcher',
+      // A database that does not answer must fail a call, not hang it (the caller retries); keepalive notices a
+      // dead peer after a partition.
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+      keepAlive: true,
     });
   } catch (err) {
     throw new DaemonError(redact(`the PostgreSQL connection URL is not valid: ${err instanceof Error ? err.message : String(err)}`), {

@@ -13,10 +13,10 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -47,6 +47,18 @@ function freePort(): Promise<number> {
   });
 }
 
+/** os.tmpdir() when every ancestor lets others through (the server runs as `postgres`), else /tmp. */
+async function traversableTmp(): Promise<string> {
+  let dir = tmpdir();
+  const start = dir;
+  for (;;) {
+    if (((await stat(dir)).mode & 0o001) === 0) return '/tmp';
+    const parent = dirname(dir);
+    if (parent === dir) return start;
+    dir = parent;
+  }
+}
+
 function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
@@ -71,7 +83,7 @@ export async function startTestPostgres(options: { bin?: string; durable?: boole
   }
   const started = performance.now();
   const asRoot = process.getuid?.() === 0;
-  const base = await mkdtemp(join(tmpdir(), 'ibw-pg-'));
+  const base = await mkdtemp(join(asRoot ? await traversableTmp() : tmpdir(), 'ibw-pg-'));
   const dataDir = join(base, 'data');
   const logFile = join(base, 'server.log');
   const pwFile = join(base, 'pw');
