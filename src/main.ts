@@ -17,6 +17,8 @@ import type { CompiledConfig } from './config/types.js';
 import { compileConfigObject } from './config/compile.js';
 import { loadConfigFile, resolveConfigPath, resolveLogSettings } from './config/load.js';
 import { validateCommand } from './config/validate-command.js';
+import { migrateCommand } from './commands/migrate.js';
+import { CommandUsageError, resultsCommand } from './commands/results.js';
 import type { BatchResult, ResultWriter } from './core/ports.js';
 import { formatStatusTable, toStatusRows } from './core/status-row.js';
 import { Daemon } from './daemon.js';
@@ -52,6 +54,10 @@ Commands:
   wait --product-key PK --apply-id ID [--until created|checked] [--timeout 30m] [--register]
        [--config FILE] [--endpoint URL] [--region-id ID] [--iot-instance-id ID]
                                             watch one batch in the foreground; result JSON on stdout
+  results [--account A] [--product-key PK] [--apply-id ID] [--format json|csv] [--config FILE]
+                                            stored results (with device secrets) from either backend
+  migrate --from-file DIR [--account A] [--config FILE]
+                                            move a file ledger into PostgreSQL (state.postgres)
   simulator [--port 8787] [--scenario FILE] the built-in IoT Platform simulator (see --help)
   demo                                      simulator + daemon on config/demo.yaml, pretty logs, summary
   help                                      this text
@@ -59,7 +65,7 @@ Commands:
 The configuration file is --config, else $IBW_CONFIG, else config/watcher.yaml.
 `;
 
-const COMMANDS = new Set(['run', 'validate', 'status', 'wait', 'simulator', 'demo', 'help']);
+const COMMANDS = new Set(['run', 'validate', 'status', 'wait', 'results', 'migrate', 'simulator', 'demo', 'help']);
 
 /** Runs one command and resolves with its exit code. */
 export async function main(io: Io): Promise<number> {
@@ -82,6 +88,10 @@ export async function main(io: Io): Promise<number> {
         return await statusCommand(args, io);
       case 'wait':
         return await waitCommand(args, io);
+      case 'results':
+        return await resultsCommand(args, { ...io, loadConfig: (path) => loadConfig(path, io) });
+      case 'migrate':
+        return await migrateCommand(args, { ...io, loadConfig: (path) => loadConfig(path, io), now: () => Date.now() });
       case 'simulator':
         return await simulatorCommand(args, io);
       case 'demo':
@@ -90,7 +100,7 @@ export async function main(io: Io): Promise<number> {
         return await runCommand(args, io);
     }
   } catch (err) {
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof CommandUsageError) {
       io.stderr.write(`${err.message}\n\n${USAGE}`);
       return EXIT.usage;
     }

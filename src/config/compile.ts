@@ -231,7 +231,15 @@ function compileValid(data: RawConfig, rawBatches: readonly unknown[], source: S
     polling,
     rateLimit: { ...data.rateLimit },
     devices: { ...data.devices },
-    state: { dir: path.resolve(cwd, data.state.dir) },
+    state: {
+      backend: data.state.backend,
+      dir: path.resolve(cwd, data.state.dir),
+      postgres: {
+        urlEnv: data.state.postgres.urlEnv,
+        schema: data.state.postgres.schema,
+        leaseMs: parseDuration(data.state.postgres.lease),
+      },
+    },
     output: {
       resultsDir: path.resolve(cwd, data.output.resultsDir),
       eventsFile: data.output.eventsFile === undefined ? null : path.resolve(cwd, data.output.eventsFile),

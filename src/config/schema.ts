@@ -42,7 +42,7 @@ export const RAW_DEFAULTS = {
   },
   rateLimit: { statusQps: 5, pageQps: 5, concurrency: 8 },
   devices: { fetch: true, includeSecrets: true },
-  state: { dir: './data/state' },
+  state: { backend: 'file', dir: './data/state', postgres: { urlEnv: 'IBW_DATABASE_URL', schema: 'iot_batch_watcher', lease: '15s' } },
   output: { resultsDir: './data/results' },
   webhook: { secretEnv: 'IBW_WEBHOOK_SECRET', timeout: '5s' },
   http: { listen: '127.0.0.1:9464', auth: { tokenEnv: 'IBW_HTTP_TOKEN', metrics: false } },
@@ -305,9 +305,36 @@ const devicesSchema = z
 
 const PATH_EXPECTED = 'a file system path';
 
+const PG_SCHEMA_EXPECTED = 'a PostgreSQL schema name (lower-case letters, digits and "_", not starting with a digit, at most 63)';
+const pgSchemaNameSchema = z.string(expect(PG_SCHEMA_EXPECTED)).regex(/^[a-z_][a-z0-9_]{0,62}$/, expect(PG_SCHEMA_EXPECTED));
+
+const statePostgresSchema = z
+  .strictObject(
+    {
+      urlEnv: envNameSchema
+        .default(RAW_DEFAULTS.state.postgres.urlEnv)
+        .describe('Env variable with the connection URL (or <NAME>_FILE); PG* variables fill gaps.'),
+      schema: pgSchemaNameSchema
+        .default(RAW_DEFAULTS.state.postgres.schema)
+        .describe('Schema created and migrated on start (versioned, never destructive).'),
+      lease: positiveDurationSchema
+        .default(RAW_DEFAULTS.state.postgres.lease)
+        .describe("Ownership of an account lapses this long after its owner stops renewing."),
+    },
+    expect(MAPPING),
+  )
+  .prefault({})
+  .describe('The PostgreSQL backend (state.backend: postgres).');
+
 const stateSchema = z
   .strictObject(
-    { dir: nonEmptyString(PATH_EXPECTED).default(RAW_DEFAULTS.state.dir).describe('Directory of the durable ledger.') },
+    {
+      backend: enumSchema(['file', 'postgres'] as const)
+        .default(RAW_DEFAULTS.state.backend)
+        .describe('Where durable state lives: file (state.dir) or postgres.'),
+      dir: nonEmptyString(PATH_EXPECTED).default(RAW_DEFAULTS.state.dir).describe('Directory of the durable ledger.'),
+      postgres: statePostgresSchema,
+    },
     expect(MAPPING),
   )
   .prefault({})

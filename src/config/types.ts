@@ -90,7 +90,13 @@ export interface CompiledConfig {
   polling: PollingPolicy;
   rateLimit: RateLimitConfig;
   devices: { fetch: boolean; includeSecrets: boolean };
-  state: { dir: string };
+  state: {
+    /** Where durable state lives (DESIGN.md §12). `compile` always sets it; absent (hand-built configs) means file. */
+    backend?: 'file' | 'postgres';
+    dir: string;
+    /** Used when `backend` is postgres. `compile` always sets it. */
+    postgres?: { urlEnv: string; schema: string; leaseMs: number };
+  };
   output: { resultsDir: string; eventsFile: string | null; webhook: WebhookConfig | null };
   /** `listen` is `null` when "off"; `auth` is present only when `http.auth` is given. */
   http: { listen: { host: string; port: number } | null; auth?: HttpAuthConfig };

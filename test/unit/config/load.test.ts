@@ -46,7 +46,11 @@ describe('defaults', () => {
       polling: DEFAULT_POLLING,
       rateLimit: { statusQps: 5, pageQps: 5, concurrency: 8 },
       devices: { fetch: true, includeSecrets: true },
-      state: { dir: '/srv/watcher/data/state' },
+      state: {
+        backend: 'file',
+        dir: '/srv/watcher/data/state',
+        postgres: { urlEnv: 'IBW_DATABASE_URL', schema: 'iot_batch_watcher', leaseMs: 15_000 },
+      },
       output: { resultsDir: '/srv/watcher/data/results', eventsFile: null, webhook: null },
       http: { listen: { host: '127.0.0.1', port: 9464 } },
       housekeeping: { reloadConfig: '*/1 * * * *', summary: '*/15 * * * *', prune: '0 3 * * *', retentionMs: 2_592_000_000 },

@@ -8,6 +8,8 @@ import { DaemonError } from '../../../src/errors.js';
 import { openFileLedger } from '../../../src/ledger/file-ledger.js';
 import { createMemoryLedger, createMemoryLedgerBacking } from '../../../src/ledger/memory-ledger.js';
 import type { MemoryLedgerBacking } from '../../../src/ledger/memory-ledger.js';
+import { openPostgresLedger } from '../../../src/ledger/postgres-ledger.js';
+import { dropSchema, testDatabaseUrl, uniqueSchema } from '../../helpers/postgres.js';
 import { batchRec, eventRec, makeBatch, plain, tempDir } from './helpers.js';
 
 interface Harness {
@@ -32,6 +34,17 @@ const implementations: { name: string; create: () => Promise<Harness> }[] = [
     create: async () => {
       const { dir, cleanup } = await tempDir();
       return { open: () => openFileLedger({ dir, groupCommitMs: 1 }), cleanup };
+    },
+  },
+  {
+    // The real server from test/setup/postgres.ts; one fresh schema per test.
+    name: 'postgres',
+    create: () => {
+      const schema = uniqueSchema('ibw_conf');
+      return Promise.resolve({
+        open: () => openPostgresLedger({ connectionString: testDatabaseUrl(), schema, leaseMs: 15_000, groupCommitMs: 1 }),
+        cleanup: () => dropSchema(schema),
+      });
     },
   },
 ];

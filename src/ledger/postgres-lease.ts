@@ -1,0 +1,171 @@
+/**
+ * Ownership of one account (DESIGN.md §12): a row in `leases` with an owner, a fencing `epoch` and an
+ * `expires_at` set and compared on the server's clock, so replicas' clock skew does not matter.
+ *
+ * - `acquire()` takes the row when it is free, released, or expired, and bumps the epoch; it never takes a live
+ *   lease of another owner.
+ * - `renew()` extends it while owner and epoch still match; a renewal that finds another epoch means the lease
+ *   was lost.
+ * - `release()` gives it up at once (SIGTERM hands over without waiting for the expiry).
+ * - `trusted()` is the local view: true only within `trustMs` (shorter than the lease) after the moment the last
+ *   successful acquire/renew was *sent*. The server set the expiry after that moment, so a caller that stops
+ *   acting when `trusted()` turns false stops before any other replica can acquire — provided the two clocks
+ *   run at about the same rate, which `lease - trust` leaves room for.
+ *
+ * Every write of the owner carries `owner` and `epoch` and is checked inside its own transaction
+ * ({@link fenceSql}); that, not `trusted()`, is what refuses a late write of a paused replica.
+ */
+import type pg from 'pg';
+
+import type { Clock } from '../core/clock.js';
+
+/** Who holds the lease now, as the database says. */
+export interface LeaseHolder {
+  owner: string | null;
+  epoch: number;
+  /** Milliseconds until it expires on the server's clock (negative when expired). */
+  remainingMs: number;
+}
+
+/** What a fenced write must prove. */
+export interface Fence {
+  owner: string;
+  epoch: number;
+}
+
+/**
+ * The CTE that fences one statement: `WITH fence AS (...) <statement> WHERE EXISTS (SELECT 1 FROM fence)`.
+ * `FOR SHARE` locks the lease row until the statement's transaction ends, so a takeover (an UPDATE of that row)
+ * waits for the write to commit and cannot slip between the check and the write. Parameters: $1 account,
+ * $2 owner, $3 epoch.
+ */
+export function fenceSql(quoted: string): string {
+  return `fence AS (SELECT 1 FROM ${quoted}.leases WHERE account = $1 AND owner = $2 AND epoch = $3 FOR SHARE)`;
+}
+
+/** Options of {@link AccountLease}. */
+export interface AccountLeaseOptions {
+  pool: pg.Pool;
+  quoted: string;
+  account: string;
+  owner: string;
+  leaseMs: number;
+  /** @default two thirds of leaseMs */
+  trustMs?: number;
+  clock: Clock;
+}
+
+/** The lease of one account as seen by one owner. */
+export class AccountLease {
+  readonly account: string;
+  readonly owner: string;
+  readonly leaseMs: number;
+  readonly trustMs: number;
+  private readonly pool: pg.Pool;
+  private readonly quoted: string;
+  private readonly clock: Clock;
+  private heldEpoch: number | null = null;
+  private trustedUntil = Number.NEGATIVE_INFINITY;
+
+  constructor(options: AccountLeaseOptions) {
+    this.pool = options.pool;
+    this.quoted = options.quoted;
+    this.account = options.account;
+    this.owner = options.owner;
+    this.leaseMs = options.leaseMs;
+    this.trustMs = options.trustMs ?? Math.floor((options.leaseMs * 2) / 3);
+    this.clock = options.clock;
+    if (!(this.trustMs > 0 && this.trustMs < this.leaseMs)) {
+      throw new RangeError(`trustMs (${this.trustMs}) must be > 0 and shorter than the lease (${this.leaseMs})`);
+    }
+  }
+
+  /** The epoch we hold, or null. */
+  get epoch(): number | null {
+    return this.heldEpoch;
+  }
+
+  /** Owner and epoch for a fenced write, or null when we do not hold the lease. */
+  fence(): Fence | null {
+    return this.heldEpoch === null ? null : { owner: this.owner, epoch: this.heldEpoch };
+  }
+
+  /** True while the lease can be trusted locally (see the file comment). */
+  trusted(): boolean {
+    return this.heldEpoch !== null && this.clock.now() < this.trustedUntil;
+  }
+
+  /** Milliseconds of local trust left (0 when none). */
+  trustRemainingMs(): number {
+    return this.heldEpoch === null ? 0 : Math.max(0, this.trustedUntil - this.clock.now());
+  }
+
+  /** Takes the lease when free or expired; resolves with the new epoch, or null when another owner holds it. */
+  async acquire(): Promise<number | null> {
+    if (this.heldEpoch !== null && (await this.renew())) return this.heldEpoch;
+    const sentAt = this.clock.now();
+    const { rows } = await this.pool.query<{ epoch: string }>(
+      `INSERT INTO ${this.quoted}.leases AS l (account, owner, epoch, expires_at, acquired_at, renewed_at)
+       VALUES ($1, $2, 1, clock_timestamp() + $3 * interval '1 millisecond', clock_timestamp(), clock_timestamp())
+       ON CONFLICT (account) DO UPDATE
+         SET owner = EXCLUDED.owner, epoch = l.epoch + 1, expires_at = EXCLUDED.expires_at,
+             acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at
+         WHERE l.owner IS NULL OR l.expires_at <= clock_timestamp()
+       RETURNING epoch`,
+      [this.account, this.owner, this.leaseMs],
+    );
+    const row = rows[0];
+    if (row === undefined) return null;
+    this.heldEpoch = Number(row.epoch);
+    this.trustedUntil = sentAt + this.trustMs;
+    return this.heldEpoch;
+  }
+
+  /** Extends the lease. False (and no longer held) when another owner took it over. */
+  async renew(): Promise<boolean> {
+    const epoch = this.heldEpoch;
+    if (epoch === null) return false;
+    const sentAt = this.clock.now();
+    const { rowCount } = await this.pool.query(
+      `UPDATE ${this.quoted}.leases
+          SET expires_at = clock_timestamp() + $4 * interval '1 millisecond', renewed_at = clock_timestamp()
+        WHERE account = $1 AND owner = $2 AND epoch = $3`,
+      [this.account, this.owner, epoch, this.leaseMs],
+    );
+    if (rowCount === 1) {
+      if (this.heldEpoch === epoch) this.trustedUntil = sentAt + this.trustMs;
+      return true;
+    }
+    this.lost();
+    return false;
+  }
+
+  /** Gives the lease up (the next acquirer need not wait for the expiry). */
+  async release(): Promise<void> {
+    const epoch = this.heldEpoch;
+    this.lost();
+    if (epoch === null) return;
+    await this.pool.query(
+      `UPDATE ${this.quoted}.leases SET owner = NULL, expires_at = clock_timestamp()
+        WHERE account = $1 AND owner = $2 AND epoch = $3`,
+      [this.account, this.owner, epoch],
+    );
+  }
+
+  /** Forget the lease locally (a fenced write was refused, or it was released). */
+  lost(): void {
+    this.heldEpoch = null;
+    this.trustedUntil = Number.NEGATIVE_INFINITY;
+  }
+
+  /** The current holder, as the database says (for messages and status). */
+  async holder(): Promise<LeaseHolder | null> {
+    const { rows } = await this.pool.query<{ owner: string | null; epoch: string; remaining_ms: string }>(
+      `SELECT owner, epoch, (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms
+         FROM ${this.quoted}.leases WHERE account = $1`,
+      [this.account],
+    );
+    const row = rows[0];
+    return row === undefined ? null : { owner: row.owner, epoch: Number(row.epoch), remainingMs: Number(row.remaining_ms) };
+  }
+}
