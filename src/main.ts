@@ -15,7 +15,9 @@ type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
 import type { CompiledConfig } from './config/types.js';
 import { compileConfigObject } from './config/compile.js';
-import { loadConfigFile, resolveConfigPath, resolveLogSettings } from './config/load.js';
+import { createConfigSource, type ConfigSource } from './config/config-source.js';
+import { loadConfigFile, parseConfigText, resolveConfigPath, resolveLogSettings } from './config/load.js';
+import { maxConfigBytes } from './config/read-file.js';
 import { validateCommand } from './config/validate-command.js';
 import type { BatchResult, ResultWriter } from './core/ports.js';
 import { formatStatusTable, toStatusRows } from './core/status-row.js';
@@ -119,10 +121,47 @@ function parse<const O extends ParseArgsOptionsConfig>(args: string[], options: 
   }
 }
 
-/** Loads the configuration with the env overrides that are not in the file (IBW_HTTP_LISTEN). */
-async function loadConfig(path: string, io: Pick<Io, 'env' | 'cwd'>): Promise<CompiledConfig> {
-  const config = await loadConfigFile(path, { env: io.env, cwd: io.cwd });
-  return applyEnvOverrides(config, io.env);
+/** One config source per command run (keyed by its Io) and file, so `run`'s reloads share the first load's state. */
+const configSources = new WeakMap<object, Map<string, ConfigSource>>();
+
+/**
+ * Loads the configuration with the env overrides that are not in the file (IBW_HTTP_LISTEN). The first call for a
+ * file reads it once it is stable; later calls (the daemon's reloads) go through the same {@link ConfigSource}, so
+ * an unchanged file is not parsed again and a removal needs two stable reads (src/config/config-source.ts).
+ */
+async function loadConfig(path: string, io: Pick<Io, 'env' | 'cwd' | 'stdout'>): Promise<CompiledConfig> {
+  let byFile = configSources.get(io);
+  if (byFile === undefined) {
+    byFile = new Map();
+    configSources.set(io, byFile);
+  }
+  const key = resolve(io.cwd, path);
+  let source = byFile.get(key);
+  if (source === undefined) {
+    const maxBytes = maxConfigBytes(io.env);
+    let logger: Logger | undefined;
+    source = createConfigSource({
+      file: path,
+      cwd: io.cwd,
+      maxBytes,
+      compile: (text, file) => applyEnvOverrides(parseConfigText(text, file, { env: io.env, cwd: io.cwd }), io.env),
+      logger: {
+        info: (obj, msg) => (logger ??= configLogger(io)).info({ component: 'config', ...obj }, msg),
+        warn: (obj, msg) => (logger ??= configLogger(io)).warn({ component: 'config', ...obj }, msg),
+      },
+    });
+    byFile.set(key, source);
+  }
+  return source.load();
+}
+
+/**
+ * The logger of the config source. It logs only from the second load on, which only `run` does (its reloads), so
+ * its lines go where `run` logs: stdout.
+ */
+function configLogger(io: Pick<Io, 'env' | 'stdout'>): Logger {
+  const settings = resolveLogSettings(io.env);
+  return createLogger({ level: settings.level, format: settings.format, destination: io.stdout });
 }
 
 /**

@@ -7,7 +7,6 @@
  * it) instead of being silently rounded; every safe integer becomes a number again before validation.
  */
 
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { type Document, LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, visit } from 'yaml';
@@ -16,6 +15,7 @@ import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { type SourceMap, sortIssues, validateAndCompile } from './compile.js';
 import { type ConfigPath, type IssueAnchor, formatPath } from './cross-checks.js';
+import { maxConfigBytes, readConfigFile } from './read-file.js';
 import type { CompiledConfig } from './types.js';
 
 // Re-exported so the loader is one import for callers that also need the env overrides.
@@ -237,18 +237,11 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
  * Reads, validates and compiles a configuration file.
  *
  * @param file - path of the YAML file, relative to `options.cwd` or absolute. Shown as given in issues.
- * @throws ConfigError with every issue (an unreadable file is one issue at line 0).
+ * @throws ConfigError with every issue (an unreadable, irregular or too large file is one issue at line 0;
+ *   the size limit is `IBW_CONFIG_MAX_BYTES` in `options.env`, default 64 MiB).
  */
 export async function loadConfigFile(file: string, options: LoadOptions = {}): Promise<CompiledConfig> {
   const cwd = options.cwd ?? process.cwd();
-  let text: string;
-  try {
-    text = await readFile(path.resolve(cwd, file), 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
-    throw new ConfigError([{ file, line: 0, col: 0, path: '', message: `expected a readable YAML file, got an error: ${why}` }]);
-  }
-  return parseConfigText(text, file, { ...options, cwd });
+  const content = await readConfigFile(file, { cwd, maxBytes: maxConfigBytes(options.env ?? {}) });
+  return parseConfigText(content.text, file, { ...options, cwd });
 }
