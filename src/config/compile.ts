@@ -107,7 +107,9 @@ export function fromZodIssues(issues: readonly z.core.$ZodIssue[]): PathIssue[] 
       for (const key of issue.keys) out.push({ path: [...p, key], anchor: 'key', message: unknownKeyMessage(p, key) });
     } else {
       const missing = issue.code === 'invalid_type' && issue.input === undefined && p.length > 0;
-      out.push({ path: p, anchor: missing ? 'parent' : 'value', message: issue.message });
+      // A bad mapping key (a label name) is pointed at where the key is written.
+      const anchor = missing ? 'parent' : issue.code === 'invalid_key' ? 'key' : 'value';
+      out.push({ path: p, anchor, message: issue.message });
     }
   }
   return out;

@@ -48,7 +48,9 @@ interface Effective {
 /** Formats `path` as in ConfigIssue.path. */
 export function formatPath(path: ConfigPath): string {
   let out = '';
-  for (const segment of path) {
+  for (const whole of path) {
+    // NOTE: a key can be as long as the file; a message shows its first 60 characters.
+    const segment = typeof whole === 'string' && whole.length > 60 ? `${whole.slice(0, 60)}…` : whole;
     if (typeof segment === 'number') out += `[${segment}]`;
     // NOTE: a key that is not a plain word (empty, spaces, dots) is shown quoted, so the path never looks blank.
     else if (!/^[A-Za-z_$][\w$-]*$/.test(segment)) out += `[${JSON.stringify(segment)}]`;
