@@ -17,6 +17,7 @@ import { type SourceMap, sortIssues, validateAndCompile } from './compile.js';
 import { type ConfigPath, type IssueAnchor, formatPath } from './cross-checks.js';
 import { maxConfigBytes, readConfigFile } from './read-file.js';
 import type { CompiledConfig } from './types.js';
+import { type FastPosition, fastParseYaml } from './fast-yaml.js';
 
 // Re-exported so the loader is one import for callers that also need the env overrides.
 export { DEFAULT_CONFIG_PATH, resolveConfigPath, resolveLogSettings } from './env.js';
@@ -190,6 +191,40 @@ function issueAt(file: string, lines: LineCounter, offset: number, message: stri
  */
 export function parseConfigText(text: string, file: string, options: LoadOptions = {}): CompiledConfig {
   const cwd = options.cwd ?? process.cwd();
+  const absoluteFile = path.resolve(cwd, file);
+  // Fast path: plain values without a document model. Any problem (or anything outside its subset) goes to the
+  // full parser below, which re-reads the text with positions so every issue names file:line:col.
+  const fast = fastParseYaml(text);
+  if (fast !== null) {
+    try {
+      return validateAndCompile(fast.value, fastSource(fast.batchPositions, file, absoluteFile), cwd);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+    }
+  }
+  return parseWithPositions(text, file, absoluteFile, cwd);
+}
+
+/**
+ * {@link parseConfigText} without the fast path: always the full `yaml` parser with positions. The reference the
+ * fast path is tested against; the same result for every valid file, and the same issues for every invalid one.
+ */
+export function parseConfigTextFully(text: string, file: string, options: LoadOptions = {}): CompiledConfig {
+  const cwd = options.cwd ?? process.cwd();
+  return parseWithPositions(text, file, path.resolve(cwd, file), cwd);
+}
+
+/** The SourceMap of the fast path: it knows where each batch starts, which is all a valid file needs. */
+function fastSource(batchPositions: readonly FastPosition[], displayFile: string, absoluteFile: string): SourceMap {
+  const position = (p: ConfigPath): { line: number; col: number } => {
+    const at = p.length === 2 && p[0] === 'batches' && typeof p[1] === 'number' ? batchPositions[p[1]] : undefined;
+    // NOTE: other positions are asked for only to report issues, and issues are always reported by the full parser.
+    return at ?? { line: 0, col: 0 };
+  };
+  return { displayFile, absoluteFile, hasPositions: true, position, describe: (p) => formatPath(p) };
+}
+
+function parseWithPositions(text: string, file: string, absoluteFile: string, cwd: string): CompiledConfig {
   const lines = new LineCounter();
   const doc = parseDocument(text, {
     lineCounter: lines,
@@ -228,7 +263,6 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
     throw new ConfigError(sortIssues([...yamlIssues, issueAt(file, lines, offset, `YAML problem: ${message}`)]));
   }
 
-  const absoluteFile = path.resolve(cwd, file);
   const source = yamlSource(doc, lines, file, absoluteFile);
   return validateAndCompile(raw, source, cwd, [...yamlIssues, ...duplicateKeys(doc, lines, file)]);
 }

@@ -1,0 +1,12 @@
+import { readFileSync } from 'node:fs';
+import { fastParseYaml } from './dist/config/fast-yaml.js';
+import { configSchema } from './dist/config/schema.js';
+import { crossCheck } from './dist/config/cross-checks.js';
+import { hashBatchEntry, validateAndCompile } from './dist/config/compile.js';
+const text = readFileSync(process.argv[2], 'utf8');
+let t = performance.now();
+const lap = (l) => { const n = performance.now(); console.log(l, (n - t).toFixed(0), 'ms', (process.memoryUsage().rss/1e6).toFixed(0),'MB'); t = n; };
+const f = fastParseYaml(text); lap('fast ' + (f !== null));
+const r = configSchema.safeParse(f.value, { reportInput: true }); lap('zod ' + r.success);
+crossCheck(f.value, (p) => String(p)); lap('cross');
+for (const b of f.value.batches) hashBatchEntry(b); lap('hash');
