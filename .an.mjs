@@ -1,5 +1,5 @@
 import { readFileSync, readdirSync } from 'node:fs';
-const dir = '/tmp/cfgbench/prof'; const f = readdirSync(dir).sort().pop();
+const dir = '/tmp/cfgbench/prof2'; const f = readdirSync(dir).sort().pop();
 const p = JSON.parse(readFileSync(dir + '/' + f, 'utf8'));
 const self = new Map(); const byId = new Map(p.nodes.map(n => [n.id, n]));
 const dt = p.timeDeltas; const counts = new Map();

@@ -16,7 +16,7 @@ import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { type ConfigPath, type IssueAnchor, type PathIssue, crossCheck, formatPath } from './cross-checks.js';
 import { parseDuration } from './duration.js';
-import { type RawBatch, type RawConfig, allowedKeysAt, configSchema, parseListen } from './schema.js';
+import { type RawBatch, type RawConfig, allowedKeysAt, batchSchema, configSchema, parseListen } from './schema.js';
 import type { BatchConfig, CompiledConfig, PollingPolicy } from './types.js';
 
 /** Options of {@link compileConfigObject}. */
@@ -193,7 +193,15 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-function compileValid(data: RawConfig, rawBatches: readonly unknown[], source: SourceMap, cwd: string): CompiledConfig {
+/** What every batch of one configuration inherits. */
+interface BatchContext {
+  alibaba: RawConfig['alibaba'];
+  endpoint: string;
+  polling: PollingPolicy;
+  source: SourceMap;
+}
+
+function batchContext(data: RawConfig, source: SourceMap): BatchContext {
   const a = data.alibaba;
   const endpoint = a.endpoint === undefined ? defaultEndpoint(a.regionId) : new URL(a.endpoint).origin;
   const polling = pollingMs(data.polling, {
@@ -204,32 +212,40 @@ function compileValid(data: RawConfig, rawBatches: readonly unknown[], source: S
     timeoutMs: 0,
     awaitingRegistrationDelayMs: 0,
   });
+  return { alibaba: a, endpoint, polling, source };
+}
+
+function compileBatch(b: RawBatch, rawEntry: unknown, index: number, ctx: BatchContext): BatchConfig {
+  const a = ctx.alibaba;
+  const applyId = String(b.applyId);
+  const regionId = b.regionId ?? a.regionId;
+  const position = ctx.source.position(['batches', index], 'value');
+  return {
+    applyId,
+    productKey: b.productKey,
+    key: `${b.productKey}/${applyId}`,
+    name: b.name ?? null,
+    until: b.until,
+    register: b.register,
+    iotInstanceId: b.iotInstanceId ?? a.iotInstanceId ?? null,
+    regionId,
+    // NOTE: a batch in another region talks to that region's public endpoint, even when alibaba.endpoint
+    // overrides the endpoint of the main region (the override is per region by nature).
+    endpoint: regionId === a.regionId ? ctx.endpoint : defaultEndpoint(regionId),
+    // NOTE: zod's output is already a fresh object of our own: no copy (100,000 of them at scale).
+    labels: b.labels === undefined || Object.keys(b.labels).length === 0 ? NO_LABELS : b.labels,
+    // NOTE: batches without overrides share one frozen policy (100,000 batches, one object).
+    polling: b.polling === undefined || Object.keys(b.polling).length === 0 ? ctx.polling : pollingMs(b.polling, ctx.polling),
+    entryHash: hashBatchEntry(rawEntry),
+    source: ctx.source.hasPositions ? { file: ctx.source.displayFile, line: position.line, col: position.col } : null,
+  };
+}
+
+function compileValid(data: RawConfig, ctx: BatchContext, batches: BatchConfig[], cwd: string): CompiledConfig {
+  const a = data.alibaba;
+  const { endpoint, polling, source } = ctx;
   const listen = data.http.listen === 'off' ? null : parseListen(data.http.listen);
   const webhook = data.output.webhook;
-
-  const batches = data.batches.map((b: RawBatch, index): BatchConfig => {
-    const applyId = String(b.applyId);
-    const regionId = b.regionId ?? a.regionId;
-    const position = source.position(['batches', index], 'value');
-    return {
-      applyId,
-      productKey: b.productKey,
-      key: `${b.productKey}/${applyId}`,
-      name: b.name ?? null,
-      until: b.until,
-      register: b.register,
-      iotInstanceId: b.iotInstanceId ?? a.iotInstanceId ?? null,
-      regionId,
-      // NOTE: a batch in another region talks to that region's public endpoint, even when alibaba.endpoint
-      // overrides the endpoint of the main region (the override is per region by nature).
-      endpoint: regionId === a.regionId ? endpoint : defaultEndpoint(regionId),
-      labels: b.labels === undefined ? NO_LABELS : { ...b.labels },
-      // NOTE: batches without overrides share one frozen policy (100,000 batches, one object).
-      polling: b.polling === undefined || Object.keys(b.polling).length === 0 ? polling : pollingMs(b.polling, polling),
-      entryHash: hashBatchEntry(rawBatches[index]),
-      source: source.hasPositions ? { file: source.displayFile, line: position.line, col: position.col } : null,
-    };
-  });
 
   const compiled: CompiledConfig = {
     file: source.absoluteFile,
@@ -279,13 +295,41 @@ export function validateAndCompile(
   cwd: string,
   earlierIssues: readonly ConfigIssue[] = [],
 ): CompiledConfig {
+  if (earlierIssues.length === 0 && raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
+    const rawBatches = (raw as { batches?: unknown }).batches;
+    if (Array.isArray(rawBatches)) {
+      const compiled = compileStreaming(raw as Record<string, unknown>, rawBatches, source, cwd);
+      if (compiled !== null) return compiled;
+    }
+  }
   const parsed = configSchema.safeParse(raw, { reportInput: true });
   const issues = [...(parsed.success ? [] : fromZodIssues(parsed.error.issues)), ...crossCheck(raw, (p) => source.describe(p))];
   if (issues.length > 0 || earlierIssues.length > 0 || !parsed.success) {
     throw new ConfigError(sortIssues([...earlierIssues, ...toConfigIssues(issues, source)]));
   }
   const rawBatches = (raw as { batches?: unknown[] }).batches ?? [];
-  return compileValid(parsed.data, rawBatches, source, cwd);
+  const ctx = batchContext(parsed.data, source);
+  return compileValid(parsed.data, ctx, parsed.data.batches.map((b, i) => compileBatch(b, rawBatches[i], i, ctx)), cwd);
+}
+
+/**
+ * The success path at scale: the sections first, then each batch validated and compiled on its own, so the
+ * validated copy of one entry is garbage as soon as it is compiled (instead of 100,000 of them at once).
+ * Returns null at the first issue of any kind; the caller then validates the whole again to report every issue
+ * in the usual order.
+ */
+function compileStreaming(raw: Record<string, unknown>, rawBatches: readonly unknown[], source: SourceMap, cwd: string): CompiledConfig | null {
+  const top = configSchema.safeParse({ ...raw, batches: [] });
+  if (!top.success) return null;
+  if (crossCheck(raw, (p) => source.describe(p)).length > 0) return null;
+  const ctx = batchContext(top.data, source);
+  const batches: BatchConfig[] = new Array<BatchConfig>(rawBatches.length);
+  for (let i = 0; i < rawBatches.length; i += 1) {
+    const entry = batchSchema.safeParse(rawBatches[i]);
+    if (!entry.success) return null;
+    batches[i] = compileBatch(entry.data, rawBatches[i], i, ctx);
+  }
+  return compileValid(top.data, ctx, batches, cwd);
 }
 
 /**

@@ -183,7 +183,9 @@ const applyIdSchema = z
   });
 
 const PRODUCT_KEY_EXPECTED = 'a ProductKey (letters, digits, "_" or "-")';
-const productKeySchema = z.string(expect(PRODUCT_KEY_EXPECTED)).regex(/^[A-Za-z0-9_-]+$/, expect(PRODUCT_KEY_EXPECTED));
+/** What a ProductKey may be made of. */
+export const PRODUCT_KEY_PATTERN = /^[A-Za-z0-9_-]+$/;
+const productKeySchema = z.string(expect(PRODUCT_KEY_EXPECTED)).regex(PRODUCT_KEY_PATTERN, expect(PRODUCT_KEY_EXPECTED));
 
 const REGION_EXPECTED = 'a region id like "cn-shanghai"';
 const regionSchema = z.string(expect(REGION_EXPECTED)).regex(/^[a-z0-9]+(?:-[a-z0-9]+)*$/, expect(REGION_EXPECTED));

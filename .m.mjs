@@ -1,0 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { parseConfigText } from './dist/config/load.js';
+import { fastParseYaml } from './dist/config/fast-yaml.js';
+const mem = (l) => { gc(); const m = process.memoryUsage(); console.log(l, 'heap', (m.heapUsed/1e6).toFixed(0), 'rss', (m.rss/1e6).toFixed(0)); };
+mem('start');
+let text = readFileSync(process.argv[2], 'utf8'); mem('text');
+let f = fastParseYaml(text); mem('fast value');
+f = null;
+const c = parseConfigText(text, 'x.yaml', {}); mem('compiled (+text)');
+text = null; mem('compiled only');
+console.log(c.batches.length);
