@@ -169,7 +169,8 @@ export function hashBatchEntry(entry: unknown): string {
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
-function defaultEndpoint(regionId: string): string {
+/** The public endpoint of a region. */
+export function defaultEndpoint(regionId: string): string {
   return `https://iot.${regionId}.aliyuncs.com`;
 }
 
@@ -194,8 +195,10 @@ function deepFreeze<T>(value: T): T {
 }
 
 /** What every batch of one configuration inherits. */
-interface BatchContext {
-  alibaba: RawConfig['alibaba'];
+export interface BatchContext {
+  regionId: string;
+  iotInstanceId: string | null;
+  /** The endpoint of `regionId`. */
   endpoint: string;
   polling: PollingPolicy;
   source: SourceMap;
@@ -212,13 +215,12 @@ function batchContext(data: RawConfig, source: SourceMap): BatchContext {
     timeoutMs: 0,
     awaitingRegistrationDelayMs: 0,
   });
-  return { alibaba: a, endpoint, polling, source };
+  return { regionId: a.regionId, iotInstanceId: a.iotInstanceId ?? null, endpoint, polling, source };
 }
 
 function compileBatch(b: RawBatch, rawEntry: unknown, index: number, ctx: BatchContext): BatchConfig {
-  const a = ctx.alibaba;
   const applyId = String(b.applyId);
-  const regionId = b.regionId ?? a.regionId;
+  const regionId = b.regionId ?? ctx.regionId;
   const position = ctx.source.position(['batches', index], 'value');
   return {
     applyId,
@@ -227,11 +229,11 @@ function compileBatch(b: RawBatch, rawEntry: unknown, index: number, ctx: BatchC
     name: b.name ?? null,
     until: b.until,
     register: b.register,
-    iotInstanceId: b.iotInstanceId ?? a.iotInstanceId ?? null,
+    iotInstanceId: b.iotInstanceId ?? ctx.iotInstanceId,
     regionId,
     // NOTE: a batch in another region talks to that region's public endpoint, even when alibaba.endpoint
     // overrides the endpoint of the main region (the override is per region by nature).
-    endpoint: regionId === a.regionId ? ctx.endpoint : defaultEndpoint(regionId),
+    endpoint: regionId === ctx.regionId ? ctx.endpoint : defaultEndpoint(regionId),
     // NOTE: zod's output is already a fresh object of our own: no copy (100,000 of them at scale).
     labels: b.labels === undefined || Object.keys(b.labels).length === 0 ? NO_LABELS : b.labels,
     // NOTE: batches without overrides share one frozen policy (100,000 batches, one object).
@@ -341,4 +343,21 @@ function compileStreaming(raw: Record<string, unknown>, rawBatches: readonly unk
  */
 export function compileConfigObject(raw: unknown, options: CompileOptions = {}): CompiledConfig {
   return validateAndCompile(raw, OBJECT_SOURCE, options.cwd ?? process.cwd());
+}
+
+/**
+ * Validates and compiles one batch entry on its own, against inherited settings (for `wait`, which watches one
+ * batch given by flags). Same schema, defaults and hashing as an entry of the file.
+ *
+ * @returns the batch, or the zod issues (paths relative to the entry, e.g. `['polling', 'timeout']`).
+ */
+export function compileSingleBatch(
+  entry: unknown,
+  inherited: Omit<BatchContext, 'source'>,
+): { ok: true; batch: BatchConfig } | { ok: false; issues: PathIssue[] } {
+  const parsed = batchSchema.safeParse(entry, { reportInput: true });
+  if (!parsed.success) return { ok: false, issues: fromZodIssues(parsed.error.issues) };
+  const issues = crossCheck({ batches: [entry] }, (p) => formatPath(p)).map((i) => ({ ...i, path: i.path.slice(2) }));
+  if (issues.length > 0) return { ok: false, issues };
+  return { ok: true, batch: deepFreeze(compileBatch(parsed.data, entry, 0, { ...inherited, source: OBJECT_SOURCE })) };
 }

@@ -135,7 +135,8 @@ export function parseListen(value: string): { host: string; port: number } | nul
   return { host, port };
 }
 
-const LISTEN_EXPECTED = '"host:port" (port 0 to 65535, IPv6 in brackets) or "off"';
+/** What `http.listen` and `IBW_HTTP_LISTEN` accept, for messages. */
+export const LISTEN_EXPECTED = '"host:port" (port 0 to 65535, IPv6 in brackets) or "off"';
 const listenSchema = z.string(expect(LISTEN_EXPECTED)).superRefine((value, ctx) => {
   if (value !== 'off' && parseListen(value) === null) {
     ctx.addIssue({ code: 'custom', message: expectedGot(LISTEN_EXPECTED, value), input: value });
