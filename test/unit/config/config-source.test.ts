@@ -64,7 +64,7 @@ function setup(options: { maxWaitMs?: number } = {}) {
 async function loadAdvancing(clock: ManualClock, source: ConfigSource, stepMs = 100, maxMs = 60_000): Promise<CompiledConfig> {
   let done = false;
   let result: CompiledConfig | undefined;
-  let error: unknown;
+  let error: Error | undefined;
   const p = source.load().then(
     (r) => {
       done = true;
@@ -72,7 +72,7 @@ async function loadAdvancing(clock: ManualClock, source: ConfigSource, stepMs = 
     },
     (e: unknown) => {
       done = true;
-      error = e;
+      error = e instanceof Error ? e : new Error(String(e));
     },
   );
   for (let t = 0; !done && t <= maxMs; t += stepMs) await clock.advance(stepMs);
