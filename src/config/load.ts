@@ -1,10 +1,17 @@
 /**
- * Reads the YAML configuration with positions kept, so every issue names file:line:col (DESIGN.md §2).
+ * Reads the YAML configuration; every issue names file:line:col (DESIGN.md §2).
  *
- * Steps: parse (YAML syntax errors are issues; when there are any, nothing else is checked, since the
- * structure is unreliable) → duplicate mapping keys → zod schema + cross-key rules (`compile.ts`) → compile.
+ * Two paths, one result (issue #14):
+ * - **Fast** (`fast-yaml.ts`): plain values straight from the text, no document model and no positions but where
+ *   each batch starts; then validation and compilation batch by batch. Taken by every file inside the plain YAML
+ *   subset that is valid.
+ * - **Full**, with positions: whenever the fast reader gives up or validation finds any issue, the text is parsed
+ *   again with the `yaml` package's document model so every issue names its line and column. Steps: parse (YAML
+ *   syntax errors are issues; when there are any, nothing else is checked, since the structure is unreliable) →
+ *   duplicate mapping keys → zod schema + cross-key rules (`compile.ts`) → compile.
  * Integers are read as bigints first so an ApplyId beyond 2^53 is seen exactly (and refused with advice to quote
- * it) instead of being silently rounded; every safe integer becomes a number again before validation.
+ * it) instead of being silently rounded; every safe integer becomes a number again before validation. Nothing of
+ * either parse (documents, nodes, line tables) outlives the call: the CompiledConfig holds plain values only.
  */
 
 import path from 'node:path';
