@@ -406,6 +406,12 @@ export class Daemon {
       this.metrics.recordConfigReload('error');
       return 'error';
     }
+    // The config source hands back the running objects when the file is unchanged or not yet stable: nothing to apply.
+    if (next.batches === this.#config.batches && next.polling === this.#config.polling) {
+      if (reason !== 'cron') this.#log.info({ reason }, 'configuration unchanged');
+      this.metrics.recordConfigReload('ok');
+      return 'unchanged';
+    }
     try {
       const restartOnly = (['alibaba', 'rateLimit', 'state', 'output', 'http', 'housekeeping', 'devices'] as const).filter(
         (k) => JSON.stringify(next[k]) !== JSON.stringify(this.#config[k]),

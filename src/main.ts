@@ -14,11 +14,14 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
 import type { CompiledConfig } from './config/types.js';
-import { compileConfigObject } from './config/compile.js';
-import { loadConfigFile, resolveConfigPath, resolveLogSettings } from './config/load.js';
+import { applyEnvOverrides } from './config/env-overrides.js';
+import { createConfigSource, type ConfigSource } from './config/config-source.js';
+import { loadConfigFile, parseConfigText, resolveConfigPath, resolveLogSettings } from './config/load.js';
+import { maxConfigBytes } from './config/read-file.js';
 import { validateCommand } from './config/validate-command.js';
 import { migrateCommand } from './commands/migrate.js';
 import { CommandUsageError, resultsCommand } from './commands/results.js';
+import { compileWaitConfig } from './config/wait-config.js';
 import type { BatchResult, ResultWriter } from './core/ports.js';
 import { formatStatusTable, toStatusRows } from './core/status-row.js';
 import { Daemon } from './daemon.js';
@@ -129,31 +132,51 @@ function parse<const O extends ParseArgsOptionsConfig>(args: string[], options: 
   }
 }
 
-/** Loads the configuration with the env overrides that are not in the file (IBW_HTTP_LISTEN). */
-async function loadConfig(path: string, io: Pick<Io, 'env' | 'cwd'>): Promise<CompiledConfig> {
-  const config = await loadConfigFile(path, { env: io.env, cwd: io.cwd });
-  return applyEnvOverrides(config, io.env);
+/** One config source per command run (keyed by its Io) and file, so `run`'s reloads share the first load's state. */
+const configSources = new WeakMap<object, Map<string, ConfigSource>>();
+
+/**
+ * Loads the configuration with the env overrides that are not in the file (IBW_HTTP_LISTEN). The first call for a
+ * file reads it once it is stable; later calls (the daemon's reloads) go through the same {@link ConfigSource}, so
+ * an unchanged file is not parsed again and a removal needs two stable reads (src/config/config-source.ts).
+ */
+async function loadConfig(path: string, io: Pick<Io, 'env' | 'cwd' | 'stdout'>): Promise<CompiledConfig> {
+  let byFile = configSources.get(io);
+  if (byFile === undefined) {
+    byFile = new Map();
+    configSources.set(io, byFile);
+  }
+  const key = resolve(io.cwd, path);
+  let source = byFile.get(key);
+  if (source === undefined) {
+    const maxBytes = maxConfigBytes(io.env);
+    let logger: Logger | undefined;
+    source = createConfigSource({
+      file: path,
+      cwd: io.cwd,
+      maxBytes,
+      compile: (text, file) => applyEnvOverrides(parseConfigText(text, file, { env: io.env, cwd: io.cwd }), io.env),
+      logger: {
+        info: (obj, msg) => (logger ??= configLogger(io)).info({ component: 'config', ...obj }, msg),
+        warn: (obj, msg) => (logger ??= configLogger(io)).warn({ component: 'config', ...obj }, msg),
+      },
+    });
+    byFile.set(key, source);
+  }
+  return source.load();
 }
 
 /**
- * `IBW_HTTP_LISTEN` (`host:port` or `off`) wins over `http.listen`; the container image sets it to
- * `0.0.0.0:9464` so probes and Prometheus reach the pod.
+ * The logger of the config source. It logs only from the second load on, which only `run` does (its reloads), so
+ * its lines go where `run` logs: stdout.
  */
-export function applyEnvOverrides(config: CompiledConfig, env: Record<string, string | undefined>): CompiledConfig {
-  const listen = env.IBW_HTTP_LISTEN?.trim();
-  if (!listen) return config;
-  let parsed: CompiledConfig['http']['listen'];
-  if (listen === 'off') parsed = null;
-  else {
-    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
-    const port = m ? Number(m[2]) : NaN;
-    if (!m || !(port >= 0 && port <= 65535)) {
-      throw new ConfigError([{ file: 'env', line: 0, col: 0, path: 'IBW_HTTP_LISTEN', message: `expected "host:port" or "off", got \`${JSON.stringify(listen)}\`` }]);
-    }
-    parsed = { host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port };
-  }
-  return { ...config, http: { ...config.http, listen: parsed } };
+function configLogger(io: Pick<Io, 'env' | 'stdout'>): Logger {
+  const settings = resolveLogSettings(io.env);
+  return createLogger({ level: settings.level, format: settings.format, destination: io.stdout });
 }
+
+// `IBW_HTTP_LISTEN` wins over `http.listen`, by the schema's own rule (src/config/env-overrides.ts).
+export { applyEnvOverrides };
 
 function makeLogger(io: Io, destination: NodeJS.WritableStream, forcePretty = false): Logger {
   const settings = resolveLogSettings(io.env);
@@ -283,55 +306,31 @@ async function waitCommand(args: string[], io: Io): Promise<number> {
     'region-id': { type: 'string' },
     'iot-instance-id': { type: 'string' },
   });
-  const productKey = opts['product-key'];
-  const applyId = opts['apply-id'];
-  if (!productKey || !applyId) throw new UsageError('wait needs --product-key and --apply-id');
-  if (opts.until !== undefined && opts.until !== 'created' && opts.until !== 'checked') {
-    throw new UsageError(`--until must be created or checked, got ${JSON.stringify(opts.until)}`);
-  }
-  // The file (if any) gives alibaba/polling/rateLimit settings; its batches are ignored.
+  // The file (if any) gives alibaba/polling/rateLimit/devices settings; its batches are ignored.
   const explicit = opts.config ?? io.env.IBW_CONFIG;
   const path = resolveConfigPath(opts.config, io.env);
   const base = explicit || existsSync(resolve(io.cwd, path)) ? await loadConfig(path, io) : null;
-  const raw = {
-    alibaba: {
-      regionId: opts['region-id'] ?? base?.alibaba.regionId ?? 'cn-shanghai',
-      ...(opts.endpoint ?? base?.alibaba.endpoint ? { endpoint: opts.endpoint ?? base?.alibaba.endpoint } : {}),
-      ...(base?.alibaba.iotInstanceId ? { iotInstanceId: base.alibaba.iotInstanceId } : {}),
-      signatureVersion: base?.alibaba.signatureVersion ?? 'v3',
-      requestTimeout: base?.alibaba.requestTimeoutMs ?? 10_000,
-      credentials: base?.alibaba.credentials ?? 'env',
+  const config = compileWaitConfig(
+    {
+      productKey: opts['product-key'],
+      applyId: opts['apply-id'],
+      until: opts.until,
+      timeout: opts.timeout,
+      register: opts.register,
+      endpoint: opts.endpoint,
+      regionId: opts['region-id'],
+      iotInstanceId: opts['iot-instance-id'],
     },
-    polling: {
-      ...(base
-        ? {
-            initialDelay: base.polling.initialDelayMs,
-            maxDelay: base.polling.maxDelayMs,
-            multiplier: base.polling.multiplier,
-            stalledAfter: base.polling.stalledAfterMs,
-            awaitingRegistrationDelay: base.polling.awaitingRegistrationDelayMs,
-            timeout: base.polling.timeoutMs,
-          }
-        : {}),
-      ...(opts.timeout ? { timeout: opts.timeout } : {}),
-    },
-    rateLimit: base
-      ? { statusQps: base.rateLimit.statusQps, pageQps: base.rateLimit.pageQps, concurrency: base.rateLimit.concurrency }
-      : {},
-    devices: base ? { fetch: base.devices.fetch, includeSecrets: base.devices.includeSecrets } : {},
-    http: { listen: 'off' },
-    batches: [
-      {
-        applyId,
-        productKey,
-        until: opts.until ?? 'created',
-        register: opts.register ?? false,
-        ...(opts['iot-instance-id'] ? { iotInstanceId: opts['iot-instance-id'] } : {}),
-      },
-    ],
-  };
-  const config = compileConfigObject(raw, { cwd: io.cwd });
+    base,
+    io.cwd,
+  );
   const logger = makeLogger(io, io.stderr);
+  const batch = config.batches[0]!;
+  // Says which endpoint it talks to: without --endpoint (and without a file) that is Alibaba's production endpoint.
+  logger.info(
+    { endpoint: config.alibaba.endpoint, regionId: config.alibaba.regionId, productKey: batch.productKey, applyId: batch.applyId, config: base ? path : null },
+    `wait: watching ${batch.key} at ${config.alibaba.endpoint}`,
+  );
   const results = new MemoryResultWriter();
   const daemon = new Daemon({
     config,

@@ -7,7 +7,7 @@
  * CompiledConfig: every duration in `*Ms`, every default filled, paths absolute, deeply frozen.
  */
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import path from 'node:path';
 
 import type { z } from 'zod';
@@ -16,7 +16,7 @@ import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { type ConfigPath, type IssueAnchor, type PathIssue, crossCheck, formatPath } from './cross-checks.js';
 import { parseDuration } from './duration.js';
-import { type RawBatch, type RawConfig, allowedKeysAt, configSchema, parseListen } from './schema.js';
+import { type RawBatch, type RawConfig, allowedKeysAt, batchSchema, configSchema, parseListen } from './schema.js';
 import type { BatchConfig, CompiledConfig, PollingPolicy } from './types.js';
 
 /** Options of {@link compileConfigObject}. */
@@ -107,7 +107,9 @@ export function fromZodIssues(issues: readonly z.core.$ZodIssue[]): PathIssue[] 
       for (const key of issue.keys) out.push({ path: [...p, key], anchor: 'key', message: unknownKeyMessage(p, key) });
     } else {
       const missing = issue.code === 'invalid_type' && issue.input === undefined && p.length > 0;
-      out.push({ path: p, anchor: missing ? 'parent' : 'value', message: issue.message });
+      // A bad mapping key (a label name) is pointed at where the key is written.
+      const anchor = missing ? 'parent' : issue.code === 'invalid_key' ? 'key' : 'value';
+      out.push({ path: p, anchor, message: issue.message });
     }
   }
   return out;
@@ -137,26 +139,38 @@ export function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
 
 /** Sorted-key JSON, so reordering the keys of an entry does not change its hash. */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v)).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.keys(value)
-      .sort()
-      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
-    return `{${entries.join(',')}}`;
-  }
+  // NOTE: written as loops, not map/filter/join chains: at 100,000 entries this runs on every load (issue #14).
+  // The output must stay byte for byte what it was: ledgers keep these hashes to notice changed entries.
+  if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'bigint') return value.toString();
-  return JSON.stringify(value) ?? 'null';
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i += 1) out += (i === 0 ? '' : ',') + canonicalJson(value[i]);
+    return `${out}]`;
+  }
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record).sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    const v = record[k];
+    if (v === undefined) continue;
+    out += `${first ? '' : ','}${JSON.stringify(k)}:${canonicalJson(v)}`;
+    first = false;
+  }
+  return `${out}}`;
 }
 
 /** sha256 (hex) of the canonical JSON of a batch entry as written. */
 export function hashBatchEntry(entry: unknown): string {
-  return createHash('sha256').update(canonicalJson(entry)).digest('hex');
+  return hash('sha256', canonicalJson(entry), 'hex');
 }
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
-function defaultEndpoint(regionId: string): string {
+/** The public endpoint of a region. */
+export function defaultEndpoint(regionId: string): string {
   return `https://iot.${regionId}.aliyuncs.com`;
 }
 
@@ -180,7 +194,17 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-function compileValid(data: RawConfig, rawBatches: readonly unknown[], source: SourceMap, cwd: string): CompiledConfig {
+/** What every batch of one configuration inherits. */
+export interface BatchContext {
+  regionId: string;
+  iotInstanceId: string | null;
+  /** The endpoint of `regionId`. */
+  endpoint: string;
+  polling: PollingPolicy;
+  source: SourceMap;
+}
+
+function batchContext(data: RawConfig, source: SourceMap): BatchContext {
   const a = data.alibaba;
   const endpoint = a.endpoint === undefined ? defaultEndpoint(a.regionId) : new URL(a.endpoint).origin;
   const polling = pollingMs(data.polling, {
@@ -191,32 +215,39 @@ function compileValid(data: RawConfig, rawBatches: readonly unknown[], source: S
     timeoutMs: 0,
     awaitingRegistrationDelayMs: 0,
   });
+  return { regionId: a.regionId, iotInstanceId: a.iotInstanceId ?? null, endpoint, polling, source };
+}
+
+function compileBatch(b: RawBatch, rawEntry: unknown, index: number, ctx: BatchContext): BatchConfig {
+  const applyId = String(b.applyId);
+  const regionId = b.regionId ?? ctx.regionId;
+  const position = ctx.source.position(['batches', index], 'value');
+  return {
+    applyId,
+    productKey: b.productKey,
+    key: `${b.productKey}/${applyId}`,
+    name: b.name ?? null,
+    until: b.until,
+    register: b.register,
+    iotInstanceId: b.iotInstanceId ?? ctx.iotInstanceId,
+    regionId,
+    // NOTE: a batch in another region talks to that region's public endpoint, even when alibaba.endpoint
+    // overrides the endpoint of the main region (the override is per region by nature).
+    endpoint: regionId === ctx.regionId ? ctx.endpoint : defaultEndpoint(regionId),
+    // NOTE: zod's output is already a fresh object of our own: no copy (100,000 of them at scale).
+    labels: b.labels === undefined || Object.keys(b.labels).length === 0 ? NO_LABELS : b.labels,
+    // NOTE: batches without overrides share one frozen policy (100,000 batches, one object).
+    polling: b.polling === undefined || Object.keys(b.polling).length === 0 ? ctx.polling : pollingMs(b.polling, ctx.polling),
+    entryHash: hashBatchEntry(rawEntry),
+    source: ctx.source.hasPositions ? { file: ctx.source.displayFile, line: position.line, col: position.col } : null,
+  };
+}
+
+function compileValid(data: RawConfig, ctx: BatchContext, batches: BatchConfig[], cwd: string): CompiledConfig {
+  const a = data.alibaba;
+  const { endpoint, polling, source } = ctx;
   const listen = data.http.listen === 'off' ? null : parseListen(data.http.listen);
   const webhook = data.output.webhook;
-
-  const batches = data.batches.map((b: RawBatch, index): BatchConfig => {
-    const applyId = String(b.applyId);
-    const regionId = b.regionId ?? a.regionId;
-    const position = source.position(['batches', index], 'value');
-    return {
-      applyId,
-      productKey: b.productKey,
-      key: `${b.productKey}/${applyId}`,
-      name: b.name ?? null,
-      until: b.until,
-      register: b.register,
-      iotInstanceId: b.iotInstanceId ?? a.iotInstanceId ?? null,
-      regionId,
-      // NOTE: a batch in another region talks to that region's public endpoint, even when alibaba.endpoint
-      // overrides the endpoint of the main region (the override is per region by nature).
-      endpoint: regionId === a.regionId ? endpoint : defaultEndpoint(regionId),
-      labels: b.labels === undefined ? NO_LABELS : { ...b.labels },
-      // NOTE: batches without overrides share one frozen policy (100,000 batches, one object).
-      polling: b.polling === undefined || Object.keys(b.polling).length === 0 ? polling : pollingMs(b.polling, polling),
-      entryHash: hashBatchEntry(rawBatches[index]),
-      source: source.hasPositions ? { file: source.displayFile, line: position.line, col: position.col } : null,
-    };
-  });
 
   const compiled: CompiledConfig = {
     file: source.absoluteFile,
@@ -274,13 +305,41 @@ export function validateAndCompile(
   cwd: string,
   earlierIssues: readonly ConfigIssue[] = [],
 ): CompiledConfig {
+  if (earlierIssues.length === 0 && raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
+    const rawBatches = (raw as { batches?: unknown }).batches;
+    if (Array.isArray(rawBatches)) {
+      const compiled = compileStreaming(raw as Record<string, unknown>, rawBatches, source, cwd);
+      if (compiled !== null) return compiled;
+    }
+  }
   const parsed = configSchema.safeParse(raw, { reportInput: true });
   const issues = [...(parsed.success ? [] : fromZodIssues(parsed.error.issues)), ...crossCheck(raw, (p) => source.describe(p))];
   if (issues.length > 0 || earlierIssues.length > 0 || !parsed.success) {
     throw new ConfigError(sortIssues([...earlierIssues, ...toConfigIssues(issues, source)]));
   }
   const rawBatches = (raw as { batches?: unknown[] }).batches ?? [];
-  return compileValid(parsed.data, rawBatches, source, cwd);
+  const ctx = batchContext(parsed.data, source);
+  return compileValid(parsed.data, ctx, parsed.data.batches.map((b, i) => compileBatch(b, rawBatches[i], i, ctx)), cwd);
+}
+
+/**
+ * The success path at scale: the sections first, then each batch validated and compiled on its own, so the
+ * validated copy of one entry is garbage as soon as it is compiled (instead of 100,000 of them at once).
+ * Returns null at the first issue of any kind; the caller then validates the whole again to report every issue
+ * in the usual order.
+ */
+function compileStreaming(raw: Record<string, unknown>, rawBatches: readonly unknown[], source: SourceMap, cwd: string): CompiledConfig | null {
+  const top = configSchema.safeParse({ ...raw, batches: [] });
+  if (!top.success) return null;
+  if (crossCheck(raw, (p) => source.describe(p)).length > 0) return null;
+  const ctx = batchContext(top.data, source);
+  const batches: BatchConfig[] = new Array<BatchConfig>(rawBatches.length);
+  for (let i = 0; i < rawBatches.length; i += 1) {
+    const entry = batchSchema.safeParse(rawBatches[i]);
+    if (!entry.success) return null;
+    batches[i] = compileBatch(entry.data, rawBatches[i], i, ctx);
+  }
+  return compileValid(top.data, ctx, batches, cwd);
 }
 
 /**
@@ -292,4 +351,21 @@ export function validateAndCompile(
  */
 export function compileConfigObject(raw: unknown, options: CompileOptions = {}): CompiledConfig {
   return validateAndCompile(raw, OBJECT_SOURCE, options.cwd ?? process.cwd());
+}
+
+/**
+ * Validates and compiles one batch entry on its own, against inherited settings (for `wait`, which watches one
+ * batch given by flags). Same schema, defaults and hashing as an entry of the file.
+ *
+ * @returns the batch, or the zod issues (paths relative to the entry, e.g. `['polling', 'timeout']`).
+ */
+export function compileSingleBatch(
+  entry: unknown,
+  inherited: Omit<BatchContext, 'source'>,
+): { ok: true; batch: BatchConfig } | { ok: false; issues: PathIssue[] } {
+  const parsed = batchSchema.safeParse(entry, { reportInput: true });
+  if (!parsed.success) return { ok: false, issues: fromZodIssues(parsed.error.issues) };
+  const issues = crossCheck({ batches: [entry] }, (p) => formatPath(p)).map((i) => ({ ...i, path: i.path.slice(2) }));
+  if (issues.length > 0) return { ok: false, issues };
+  return { ok: true, batch: deepFreeze(compileBatch(parsed.data, entry, 0, { ...inherited, source: OBJECT_SOURCE })) };
 }

@@ -1,13 +1,19 @@
 /**
- * Reads the YAML configuration with positions kept, so every issue names file:line:col (DESIGN.md §2).
+ * Reads the YAML configuration; every issue names file:line:col (DESIGN.md §2).
  *
- * Steps: parse (YAML syntax errors are issues; when there are any, nothing else is checked, since the
- * structure is unreliable) → duplicate mapping keys → zod schema + cross-key rules (`compile.ts`) → compile.
+ * Two paths, one result (issue #14):
+ * - **Fast** (`fast-yaml.ts`): plain values straight from the text, no document model and no positions but where
+ *   each batch starts; then validation and compilation batch by batch. Taken by every file inside the plain YAML
+ *   subset that is valid.
+ * - **Full**, with positions: whenever the fast reader gives up or validation finds any issue, the text is parsed
+ *   again with the `yaml` package's document model so every issue names its line and column. Steps: parse (YAML
+ *   syntax errors are issues; when there are any, nothing else is checked, since the structure is unreliable) →
+ *   duplicate mapping keys → zod schema + cross-key rules (`compile.ts`) → compile.
  * Integers are read as bigints first so an ApplyId beyond 2^53 is seen exactly (and refused with advice to quote
- * it) instead of being silently rounded; every safe integer becomes a number again before validation.
+ * it) instead of being silently rounded; every safe integer becomes a number again before validation. Nothing of
+ * either parse (documents, nodes, line tables) outlives the call: the CompiledConfig holds plain values only.
  */
 
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { type Document, LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, visit } from 'yaml';
@@ -16,7 +22,9 @@ import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { type SourceMap, sortIssues, validateAndCompile } from './compile.js';
 import { type ConfigPath, type IssueAnchor, formatPath } from './cross-checks.js';
+import { maxConfigBytes, readConfigFile } from './read-file.js';
 import type { CompiledConfig } from './types.js';
+import { type FastPosition, fastParseYaml } from './fast-yaml.js';
 
 // Re-exported so the loader is one import for callers that also need the env overrides.
 export { DEFAULT_CONFIG_PATH, resolveConfigPath, resolveLogSettings } from './env.js';
@@ -190,6 +198,40 @@ function issueAt(file: string, lines: LineCounter, offset: number, message: stri
  */
 export function parseConfigText(text: string, file: string, options: LoadOptions = {}): CompiledConfig {
   const cwd = options.cwd ?? process.cwd();
+  const absoluteFile = path.resolve(cwd, file);
+  // Fast path: plain values without a document model. Any problem (or anything outside its subset) goes to the
+  // full parser below, which re-reads the text with positions so every issue names file:line:col.
+  const fast = fastParseYaml(text);
+  if (fast !== null) {
+    try {
+      return validateAndCompile(fast.value, fastSource(fast.batchPositions, file, absoluteFile), cwd);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+    }
+  }
+  return parseWithPositions(text, file, absoluteFile, cwd);
+}
+
+/**
+ * {@link parseConfigText} without the fast path: always the full `yaml` parser with positions. The reference the
+ * fast path is tested against; the same result for every valid file, and the same issues for every invalid one.
+ */
+export function parseConfigTextFully(text: string, file: string, options: LoadOptions = {}): CompiledConfig {
+  const cwd = options.cwd ?? process.cwd();
+  return parseWithPositions(text, file, path.resolve(cwd, file), cwd);
+}
+
+/** The SourceMap of the fast path: it knows where each batch starts, which is all a valid file needs. */
+function fastSource(batchPositions: readonly FastPosition[], displayFile: string, absoluteFile: string): SourceMap {
+  const position = (p: ConfigPath): { line: number; col: number } => {
+    const at = p.length === 2 && p[0] === 'batches' && typeof p[1] === 'number' ? batchPositions[p[1]] : undefined;
+    // NOTE: other positions are asked for only to report issues, and issues are always reported by the full parser.
+    return at ?? { line: 0, col: 0 };
+  };
+  return { displayFile, absoluteFile, hasPositions: true, position, describe: (p) => formatPath(p) };
+}
+
+function parseWithPositions(text: string, file: string, absoluteFile: string, cwd: string): CompiledConfig {
   const lines = new LineCounter();
   const doc = parseDocument(text, {
     lineCounter: lines,
@@ -228,7 +270,6 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
     throw new ConfigError(sortIssues([...yamlIssues, issueAt(file, lines, offset, `YAML problem: ${message}`)]));
   }
 
-  const absoluteFile = path.resolve(cwd, file);
   const source = yamlSource(doc, lines, file, absoluteFile);
   return validateAndCompile(raw, source, cwd, [...yamlIssues, ...duplicateKeys(doc, lines, file)]);
 }
@@ -237,18 +278,11 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
  * Reads, validates and compiles a configuration file.
  *
  * @param file - path of the YAML file, relative to `options.cwd` or absolute. Shown as given in issues.
- * @throws ConfigError with every issue (an unreadable file is one issue at line 0).
+ * @throws ConfigError with every issue (an unreadable, irregular or too large file is one issue at line 0;
+ *   the size limit is `IBW_CONFIG_MAX_BYTES` in `options.env`, default 64 MiB).
  */
 export async function loadConfigFile(file: string, options: LoadOptions = {}): Promise<CompiledConfig> {
   const cwd = options.cwd ?? process.cwd();
-  let text: string;
-  try {
-    text = await readFile(path.resolve(cwd, file), 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
-    throw new ConfigError([{ file, line: 0, col: 0, path: '', message: `expected a readable YAML file, got an error: ${why}` }]);
-  }
-  return parseConfigText(text, file, { ...options, cwd });
+  const content = await readConfigFile(file, { cwd, maxBytes: maxConfigBytes(options.env ?? {}) });
+  return parseConfigText(content.text, file, { ...options, cwd });
 }

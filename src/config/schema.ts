@@ -26,6 +26,8 @@ export const STATUS_QPS_LIMIT = 30;
 export const PAGE_QPS_LIMIT = 50;
 /** Largest `rateLimit.concurrency`. */
 export const MAX_CONCURRENCY = 256;
+/** Longest `name`, label name and label value, in characters (a bound, so a runaway generator cannot feed 50 MB names). */
+export const MAX_TEXT_LENGTH = 256;
 /** Largest ApplyId: a Java Long. */
 export const MAX_APPLY_ID = 9_223_372_036_854_775_807n;
 
@@ -133,7 +135,8 @@ export function parseListen(value: string): { host: string; port: number } | nul
   return { host, port };
 }
 
-const LISTEN_EXPECTED = '"host:port" (port 0 to 65535, IPv6 in brackets) or "off"';
+/** What `http.listen` and `IBW_HTTP_LISTEN` accept, for messages. */
+export const LISTEN_EXPECTED = '"host:port" (port 0 to 65535, IPv6 in brackets) or "off"';
 const listenSchema = z.string(expect(LISTEN_EXPECTED)).superRefine((value, ctx) => {
   if (value !== 'off' && parseListen(value) === null) {
     ctx.addIssue({ code: 'custom', message: expectedGot(LISTEN_EXPECTED, value), input: value });
@@ -181,7 +184,9 @@ const applyIdSchema = z
   });
 
 const PRODUCT_KEY_EXPECTED = 'a ProductKey (letters, digits, "_" or "-")';
-const productKeySchema = z.string(expect(PRODUCT_KEY_EXPECTED)).regex(/^[A-Za-z0-9_-]+$/, expect(PRODUCT_KEY_EXPECTED));
+/** What a ProductKey may be made of. */
+export const PRODUCT_KEY_PATTERN = /^[A-Za-z0-9_-]+$/;
+const productKeySchema = z.string(expect(PRODUCT_KEY_EXPECTED)).regex(PRODUCT_KEY_PATTERN, expect(PRODUCT_KEY_EXPECTED));
 
 const REGION_EXPECTED = 'a region id like "cn-shanghai"';
 const regionSchema = z.string(expect(REGION_EXPECTED)).regex(/^[a-z0-9]+(?:-[a-z0-9]+)*$/, expect(REGION_EXPECTED));
@@ -406,15 +411,19 @@ const housekeepingSchema = z
   .describe('Periodic jobs, as node-cron expressions.');
 
 const LABELS_EXPECTED = 'a mapping of label names to strings';
+const LABEL_NAME_EXPECTED = `a non-empty label name of at most ${MAX_TEXT_LENGTH} characters`;
+const LABEL_VALUE_EXPECTED = `a string of at most ${MAX_TEXT_LENGTH} characters`;
 const labelsSchema = z.record(
   // NOTE: zod drops a `__proto__` key silently; cross-checks.ts refuses it instead.
-  z.string().min(1),
-  z.string(expect('a string (quote numbers and booleans)')),
+  z.string().min(1).max(MAX_TEXT_LENGTH),
+  z.string(expect('a string (quote numbers and booleans)')).max(MAX_TEXT_LENGTH, expect(LABEL_VALUE_EXPECTED)),
   {
     error: (issue: ErrorInput) =>
-      issue.code === 'invalid_key' ? expectedGot('a non-empty label name', issue.input) : expectedGot(LABELS_EXPECTED, issue.input),
+      issue.code === 'invalid_key' ? expectedGot(LABEL_NAME_EXPECTED, issue.input) : expectedGot(LABELS_EXPECTED, issue.input),
   },
 );
+
+const NAME_EXPECTED = `a non-empty string of at most ${MAX_TEXT_LENGTH} characters`;
 
 /** One entry of `batches`, as written. */
 export const batchSchema = z
@@ -422,7 +431,7 @@ export const batchSchema = z
     {
       applyId: applyIdSchema.describe('The ApplyId; quote ApplyIds of 2^53 and beyond.'),
       productKey: productKeySchema.describe('The ProductKey the batch belongs to.'),
-      name: nonEmptyString('a non-empty string').optional().describe('Label for logs and results.'),
+      name: nonEmptyString(NAME_EXPECTED).max(MAX_TEXT_LENGTH, expect(NAME_EXPECTED)).optional().describe('Label for logs and results.'),
       until: enumSchema(['created', 'checked'] as const)
         .default(RAW_DEFAULTS.batch.until)
         .describe('created: watch through CREATE; checked: stop at CHECK_SUCCESS.'),

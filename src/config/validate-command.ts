@@ -1,5 +1,8 @@
 /**
- * `iot-batch-watcher validate [--config FILE]` (DESIGN.md §7): checks the file, prints every problem, exits 0 or 2.
+ * `iot-batch-watcher validate [--config FILE] [--no-env]` (DESIGN.md §7): checks the file, prints every problem,
+ * exits 0 or 2. It also checks the environment the way `run` needs it (credentials, the webhook secret, LOG_LEVEL,
+ * LOG_FORMAT, IBW_HTTP_LISTEN, IBW_CONFIG_MAX_BYTES), so that it says OK only when `run` would start; `--no-env`
+ * checks the file alone, away from its deployment.
  *
  * The problems are the command's data, so they go to stdout, one `file:line:col: path: message` per line;
  * on success stdout gets `config OK: N batches`. Usage errors and the closing count go to stderr.
@@ -8,13 +11,14 @@
 
 import { ConfigError, formatConfigIssues } from '../errors.js';
 import { resolveConfigPath } from './env.js';
+import { checkEnvironment } from './env-overrides.js';
 import { loadConfigFile } from './load.js';
 
 /** Where the command writes, and what it reads. */
 export interface ValidateCommandIo {
   stdout: { write(chunk: string): unknown };
   stderr: { write(chunk: string): unknown };
-  /** Reads `IBW_CONFIG`. */
+  /** Reads `IBW_CONFIG`, and is checked as `run` would use it (unless `--no-env`). */
   env: Record<string, string | undefined>;
   /** Base of a relative `--config` and of relative paths in the file. */
   cwd: string;
@@ -25,7 +29,7 @@ export const EXIT_OK = 0;
 /** Exit code of bad usage or an invalid file (DESIGN.md §7). */
 export const EXIT_USAGE = 2;
 
-const USAGE = 'usage: iot-batch-watcher validate [--config FILE]\n';
+const USAGE = 'usage: iot-batch-watcher validate [--config FILE] [--no-env]\n';
 
 /**
  * Runs `validate`.
@@ -36,13 +40,16 @@ const USAGE = 'usage: iot-batch-watcher validate [--config FILE]\n';
  */
 export async function validateCommand(argv: readonly string[], io: ValidateCommandIo): Promise<number> {
   let configArg: string | undefined;
+  let checkEnv = true;
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') {
       io.stdout.write(USAGE);
       return EXIT_OK;
     }
-    if (arg === '--config' && i + 1 < argv.length) {
+    if (arg === '--no-env') {
+      checkEnv = false;
+    } else if (arg === '--config' && i + 1 < argv.length) {
       configArg = argv[i + 1];
       i += 1;
     } else if (arg.startsWith('--config=')) {
@@ -55,7 +62,9 @@ export async function validateCommand(argv: readonly string[], io: ValidateComma
   }
   const file = resolveConfigPath(configArg, io.env);
   try {
-    const config = await loadConfigFile(file, { env: io.env, cwd: io.cwd });
+    const config = await loadConfigFile(file, { env: checkEnv ? io.env : {}, cwd: io.cwd });
+    const envIssues = checkEnv ? checkEnvironment(config, io.env) : [];
+    if (envIssues.length > 0) throw new ConfigError(envIssues);
     const n = config.batches.length;
     io.stdout.write(`config OK: ${n} ${n === 1 ? 'batch' : 'batches'}\n`);
     return EXIT_OK;

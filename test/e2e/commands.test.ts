@@ -77,7 +77,8 @@ describe('wait, status and validate', () => {
         '',
       ].join('\n'),
     );
-    const validate = runCli(['validate', '--config', configFile], {}, dir);
+    // validate checks the environment too (issue #13.6): with the credentials run gets.
+    const validate = runCli(['validate', '--config', configFile], SIM_ENV, dir);
     expect((await validate.exited).code).toBe(0);
     const daemon = runCli(['run', '--config', configFile], SIM_ENV, dir);
     await daemon.waitFor(/iot-batch-watcher running/);

@@ -9,7 +9,10 @@ import { validateCommand } from '../../../src/config/validate-command.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
-async function run(argv: string[], env: Record<string, string | undefined> = {}, cwd = root) {
+// validate checks the environment as run needs it (issue #13.6): the examples need credentials to be OK.
+const CREDS = { ALIBABA_CLOUD_ACCESS_KEY_ID: 'id', ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'secret' };
+
+async function run(argv: string[], env: Record<string, string | undefined> = CREDS, cwd = root) {
   let stdout = '';
   let stderr = '';
   const code = await validateCommand(argv, {
@@ -28,7 +31,7 @@ describe('validate command', () => {
   });
 
   it('reads IBW_CONFIG, and config/watcher.yaml by default', async () => {
-    expect((await run([], { IBW_CONFIG: 'config/demo.yaml' })).stdout).toBe('config OK: 5 batches\n');
+    expect((await run([], { ...CREDS, IBW_CONFIG: 'config/demo.yaml' })).stdout).toBe('config OK: 5 batches\n');
     expect((await run([])).stdout).toBe('config OK: 2 batches\n');
   });
 
@@ -55,15 +58,29 @@ describe('validate command', () => {
     expect(await run(['--verbose'])).toEqual({
       code: 2,
       stdout: '',
-      stderr: 'unknown argument "--verbose"\nusage: iot-batch-watcher validate [--config FILE]\n',
+      stderr: 'unknown argument "--verbose"\nusage: iot-batch-watcher validate [--config FILE] [--no-env]\n',
     });
     expect((await run(['--config'])).code).toBe(2);
-    expect(await run(['--help'])).toEqual({ code: 0, stdout: 'usage: iot-batch-watcher validate [--config FILE]\n', stderr: '' });
+    expect(await run(['--help'])).toEqual({ code: 0, stdout: 'usage: iot-batch-watcher validate [--config FILE] [--no-env]\n', stderr: '' });
   });
 
   it('resolves a relative --config against io.cwd and says "1 batch"', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'ibw-validate-'));
     writeFileSync(path.join(dir, 'w.yaml'), 'alibaba: { regionId: cn-shanghai }\nbatches:\n  - { applyId: 1, productKey: p }\n');
-    expect(await run(['--config', 'w.yaml'], {}, dir)).toEqual({ code: 0, stdout: 'config OK: 1 batch\n', stderr: '' });
+    expect(await run(['--config', 'w.yaml'], CREDS, dir)).toEqual({ code: 0, stdout: 'config OK: 1 batch\n', stderr: '' });
+  });
+
+  it('fails when run would fail for the environment, and --no-env checks the file alone', async () => {
+    const env = { LOG_LEVEL: 'bogus', IBW_HTTP_LISTEN: '999.1.1.1:99999' };
+    const result = await run(['--config', 'config/watcher.yaml'], env);
+    expect(result.code).toBe(2);
+    const lines = result.stdout.trimEnd().split('\n');
+    expect(lines).toEqual([
+      expect.stringMatching(/^env:0:0: LOG_LEVEL: expected one of trace/),
+      expect.stringMatching(/^env:0:0: IBW_HTTP_LISTEN: expected "host:port"/),
+      expect.stringMatching(/^env:0:0: ALIBABA_CLOUD_ACCESS_KEY_\*: Alibaba Cloud credentials missing/),
+    ]);
+    expect(result.stderr).toBe('config/watcher.yaml: 3 problems\n');
+    expect(await run(['--config', 'config/watcher.yaml', '--no-env'], env)).toEqual({ code: 0, stdout: 'config OK: 2 batches\n', stderr: '' });
   });
 });
