@@ -24,11 +24,12 @@ import pRetry, { AbortError } from 'p-retry';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
-import type { Dispatcher } from 'undici';
 
 import { nextDelayMs } from '../core/backoff.js';
-import type { Clock, Random } from '../core/clock.js';
-import { systemClock, systemRandom } from '../core/clock.js';
+import type { Clock, Random, Timers } from '../core/clock.js';
+import { systemClock, systemRandom, systemTimers } from '../core/clock.js';
+import type { ExchangeResponse } from '../http-exchange.js';
+import { ExchangeError, exchange } from '../http-exchange.js';
 import type { ApiAction } from '../core/ports.js';
 import { AbortedError, DaemonError, coerceError } from '../errors.js';
 import type { Credentials, CredentialsProvider } from './credentials.js';
@@ -67,7 +68,10 @@ export interface RpcClientOptions {
   version?: string;
   /** `v3` = ACS3-HMAC-SHA256 (what the official SDK sends), `v1` = HMAC-SHA1. @default 'v3' */
   signatureVersion?: 'v1' | 'v3';
-  /** Headers timeout and body (inactivity) timeout of each attempt, in ms. @default 10000 */
+  /**
+   * Total deadline of each attempt, in ms: waiting for a connection, connecting, sending, headers and the whole
+   * body. When it passes the request is aborted and its connection destroyed (`Transport.Timeout`). @default 10000
+   */
   requestTimeoutMs?: number;
   /** TCP/TLS connect timeout, in ms. @default requestTimeoutMs */
   connectTimeoutMs?: number;
@@ -89,6 +93,8 @@ export interface RpcClientOptions {
   clock?: Clock;
   /** @default systemRandom */
   random?: Random;
+  /** The one deadline timer per attempt. @default systemTimers */
+  timers?: Timers;
   /** Receives one debug line per attempt and a warning per unknown error code. @default a disabled logger */
   logger?: Logger;
   /** Awaited before every attempt (the daemon's rate limiter takes a token here). */
@@ -169,6 +175,8 @@ export function parseEndpoint(endpoint: string): URL {
 interface BuiltRequest {
   path: string;
   headers: Record<string, string>;
+  /** The form body (`application/x-www-form-urlencoded`), or null for none. */
+  body: string | null;
   signature: string;
 }
 
@@ -208,6 +216,7 @@ export function buildSignedRequest(input: {
         accept: 'application/json',
         'user-agent': input.userAgent,
       },
+      body: null,
       signature,
     };
   }
@@ -234,6 +243,7 @@ export function buildSignedRequest(input: {
   return {
     path: query === '' ? '/' : `/?${query}`,
     headers: { ...headers, authorization: signed.authorization, accept: 'application/json', 'user-agent': input.userAgent },
+    body: null,
     signature: signed.signature,
   };
 }
@@ -268,6 +278,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
   };
   const clock = options.clock ?? systemClock;
   const random = options.random ?? systemRandom;
+  const timers = options.timers ?? systemTimers;
   const logger = options.logger ?? pino({ enabled: false });
   const userAgent = options.userAgent ?? 'iot-batch-watcher';
   const pools = new Map<string, Pool>();
@@ -285,8 +296,9 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
         connections: options.connectionsPerEndpoint ?? 16,
         keepAliveTimeout: options.keepAliveTimeoutMs ?? 4_000,
         connectTimeout: connectTimeoutMs,
-        headersTimeout: requestTimeoutMs,
-        bodyTimeout: requestTimeoutMs,
+        // NOTE: off; the total deadline of http-exchange.ts is the one timer of an attempt.
+        headersTimeout: 0,
+        bodyTimeout: 0,
       });
       pools.set(url.origin, pool);
     }
@@ -327,22 +339,19 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
     let requestId: string | null = null;
     let failure: unknown = null;
     try {
-      let res: Dispatcher.ResponseData;
+      let res: ExchangeResponse;
       try {
-        res = await pool.request({
-          path: req.path,
-          method: 'POST',
-          headers: req.headers,
-          headersTimeout: requestTimeoutMs,
-          bodyTimeout: requestTimeoutMs,
-          signal: signal ?? null,
-        });
+        res = await exchange(
+          pool,
+          { path: req.path, method: 'POST', headers: req.headers, body: req.body, headersTimeout: 0, bodyTimeout: 0 },
+          { deadlineMs: requestTimeoutMs, maxBodyBytes, overflow: 'fail', timers, signal },
+        );
       } catch (err) {
-        throw transportError(action, err, secrets);
+        throw exchangeFailure(action, err, secrets, requestTimeoutMs, logger);
       }
       httpStatus = res.statusCode;
       requestId = headerValue(res.headers['x-acs-request-id']);
-      const text = await readBody(action, res, maxBodyBytes, secrets);
+      const text = decodeBody(action, res);
       const body = interpret(action, res.statusCode, text, requestId, secrets);
       requestId = stringField(body.RequestId) ?? requestId;
       return { body, httpStatus: res.statusCode, requestId, attempts: attempt };
@@ -500,50 +509,40 @@ function apiError(
   return new ApiError({ action, code, source, message, httpStatus, cause });
 }
 
-/** Stops reading a body we do not want; dump() destroys it at once past the limit and swallows the abort. */
-async function discard(res: Dispatcher.ResponseData): Promise<void> {
-  await res.body.dump({ limit: 1 }).catch(() => undefined);
-}
-
-async function readBody(
-  action: string,
-  res: Dispatcher.ResponseData,
-  maxBytes: number,
-  secrets: readonly (string | null)[],
-): Promise<string> {
-  const declared = Number(headerValue(res.headers['content-length']) ?? NaN);
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    await discard(res);
-    throw apiError(action, 'Response.TooLarge', 'response', `content-length ${declared} exceeds ${maxBytes} bytes`, res.statusCode);
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
+/** Decodes a complete body as UTF-8 (strict). */
+function decodeBody(action: string, res: ExchangeResponse): string {
   try {
-    for await (const chunk of res.body) {
-      const buf = chunk as Buffer;
-      total += buf.length;
-      if (total > maxBytes) {
-        await discard(res);
-        throw apiError(action, 'Response.TooLarge', 'response', `body exceeds ${maxBytes} bytes`, res.statusCode);
-      }
-      chunks.push(buf);
-    }
-  } catch (err) {
-    if (err instanceof ApiError) throw err;
-    const timeout = errCode(err) === 'UND_ERR_BODY_TIMEOUT';
-    throw apiError(
-      action,
-      timeout ? 'Transport.Timeout' : 'Response.Truncated',
-      timeout ? 'transport' : 'response',
-      `body read failed after ${total} bytes: ${describe(err, secrets)}`,
-      res.statusCode,
-      err,
-    );
-  }
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks, total));
+    return UTF8.decode(res.body);
   } catch (err) {
     throw apiError(action, 'Response.Malformed', 'response', 'body is not valid UTF-8', res.statusCode, err);
+  }
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Maps a failed exchange to an `ApiError`: the total deadline → `Transport.Timeout` (or `Transport.ConnectTimeout`
+ * when the request never reached a socket: nothing was sent), an oversized body → `Response.TooLarge`, a body
+ * cut after the headers → `Response.Truncated`, anything else → the transport code of undici's error.
+ * A deadline is logged at info (the connection was closed on purpose; operators should see it).
+ */
+function exchangeFailure(action: string, err: unknown, secrets: readonly (string | null)[], deadlineMs: number, logger: Logger): unknown {
+  if (!(err instanceof ExchangeError)) return transportError(action, err, secrets);
+  switch (err.failure) {
+    case 'Aborted':
+      return new AbortedError(`${action}: aborted`);
+    case 'TooLarge':
+      return apiError(action, 'Response.TooLarge', 'response', err.message, err.statusCode);
+    case 'Deadline': {
+      const code = err.sent ? 'Transport.Timeout' : 'Transport.ConnectTimeout';
+      logger.info({ action, code, httpStatus: err.statusCode, receivedBytes: err.receivedBytes, requestTimeoutMs: deadlineMs }, 'alibaba api request exceeded its deadline; connection closed');
+      return apiError(action, code, 'transport', `${err.message}; connection closed`, err.statusCode);
+    }
+    case 'Network':
+      if (err.statusCode !== null) {
+        return apiError(action, 'Response.Truncated', 'response', `body read failed after ${err.receivedBytes} bytes: ${describe(err.cause, secrets)}`, err.statusCode, err.cause);
+      }
+      return transportError(action, err.cause, secrets);
   }
 }
 

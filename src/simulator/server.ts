@@ -56,6 +56,8 @@ export interface RequestLogEntry {
   /** The injected fault, if any (including `slow`). */
   fault: FaultKind | null;
   requestId: string;
+  /** For a `drip` fault: clock ms when the client closed the connection. */
+  closedAt?: number;
 }
 
 /** Test and demo hooks on a running simulator. */
@@ -227,6 +229,18 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         case 'slow':
           await clock.sleep(faults.slowMs / timeScale, closing.signal);
           break;
+        case 'drip':
+          entry.outcome = 'drip';
+          res.on('close', () => {
+            entry.closedAt = clock.now();
+          });
+          res.writeHead(200, { 'content-type': 'application/json;charset=utf-8', 'x-acs-request-id': requestId });
+          res.write('{');
+          while (!res.destroyed && !closing.signal.aborted) {
+            await clock.sleep(1000 / timeScale, closing.signal);
+            if (!res.destroyed) res.write(' ');
+          }
+          return;
         default:
           break;
       }

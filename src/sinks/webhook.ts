@@ -25,12 +25,15 @@ import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { Logger } from 'pino';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 
-import type { Clock, Random } from '../core/clock.js';
+import type { Clock, Random, Timers } from '../core/clock.js';
+import { systemTimers } from '../core/clock.js';
 import { AbortedError, DaemonError } from '../errors.js';
 import type { WatcherEvent } from '../events.js';
+import type { ExchangeResponse } from '../http-exchange.js';
+import { ExchangeError, exchange } from '../http-exchange.js';
 
 import type { DeliveryReport, ReportingSink } from './reporting.js';
 import { isLoopbackHost } from '../loopback.js';
@@ -41,13 +44,18 @@ export interface WebhookSinkOptions {
   url: string;
   /** HMAC-SHA256 key for `X-IBW-Signature`. Never logged. */
   secret: string;
-  /** Budget for connecting, for the response headers, and between body chunks, each. */
+  /**
+   * Total deadline of one attempt (connect, send, headers and body); past it the connection is destroyed and
+   * the attempt counts as a retryable failure.
+   */
   timeoutMs: number;
   /** Where permanently refused events go (`<state.dir>/dead-letter.jsonl`). */
   deadLetterFile: string;
   clock: Clock;
   random: Random;
   logger: Logger;
+  /** The one deadline timer per attempt. @default systemTimers */
+  timers?: Timers;
   /**
    * Attempts per `deliver` call before it rejects.
    * @default 3
@@ -108,6 +116,7 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
   requireNumber('retryAfterMaxMs', retryAfterMaxMs, 0, false);
 
   const { clock, random, secret, timeoutMs } = options;
+  const timers = options.timers ?? systemTimers;
   const ownsDispatcher = options.dispatcher === undefined;
   const dispatcher = options.dispatcher ?? new Agent({ connect: { timeout: timeoutMs } });
   // NOTE: only the origin is logged; a path or query string may embed a receiver token.
@@ -137,38 +146,43 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
     | { kind: 'dead'; status: number; reason: string };
 
   const attemptOnce = async (body: string, event: WatcherEvent, signal?: AbortSignal): Promise<Attempt> => {
-    let response: Dispatcher.ResponseData;
+    let response: ExchangeResponse;
     try {
-      response = await request(url, {
-        method: 'POST',
+      response = await exchange(
         dispatcher,
-        signal,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'iot-batch-watcher',
-          'x-ibw-event-id': event.id,
-          'x-ibw-event-type': event.type,
-          'idempotency-key': event.id,
-          'x-ibw-signature': signWebhookBody(secret, body),
+        {
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method: 'POST',
+          headersTimeout: 0,
+          bodyTimeout: 0,
+          headers: {
+            'content-type': 'application/json',
+            'user-agent': 'iot-batch-watcher',
+            'x-ibw-event-id': event.id,
+            'x-ibw-event-type': event.type,
+            'idempotency-key': event.id,
+            'x-ibw-signature': signWebhookBody(secret, body),
+          },
+          body,
         },
-        body,
-      });
+        // NOTE: the body is read only for a refusal's reason; the rest is dropped, the deadline still applies.
+        { deadlineMs: timeoutMs, maxBodyBytes: BODY_SNIPPET_CHARS * 4, overflow: 'truncate', timers, signal },
+      );
     } catch (err) {
-      if (signal?.aborted) throw new AbortedError('webhook delivery aborted');
-      return { kind: 'retry', status: null, reason: describeNetworkError(err), retryAfterMs: null };
+      if (signal?.aborted || (err instanceof ExchangeError && err.failure === 'Aborted')) throw new AbortedError('webhook delivery aborted');
+      if (err instanceof ExchangeError && err.failure === 'Deadline') {
+        logger.info({ eventId: event.id, eventType: event.type, status: err.statusCode, timeoutMs }, 'webhook delivery exceeded its deadline; connection closed');
+        return { kind: 'retry', status: null, reason: `timeout: ${err.message}`, retryAfterMs: null };
+      }
+      return { kind: 'retry', status: null, reason: describeNetworkError(err instanceof ExchangeError ? (err.cause ?? err) : err), retryAfterMs: null };
     }
     const status = response.statusCode;
-    if (status >= 200 && status < 300) {
-      await response.body.dump().catch(() => undefined);
-      return { kind: 'ok', status };
-    }
+    if (status >= 200 && status < 300) return { kind: 'ok', status };
     if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
-      const snippet = await readSnippet(response.body);
+      const snippet = snippetOf(response.body);
       return { kind: 'dead', status, reason: snippet === '' ? `HTTP ${status}` : `HTTP ${status}: ${snippet}` };
     }
-    await response.body.dump().catch(() => undefined);
     return {
       kind: 'retry',
       status,
@@ -285,19 +299,7 @@ function describeNetworkError(err: unknown): string {
   return 'network error';
 }
 
-async function readSnippet(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of body) {
-      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
-      chunks.push(buf);
-      size += buf.length;
-      if (size >= BODY_SNIPPET_CHARS * 4) break;
-    }
-  } catch {
-    // The reason is best effort; the status alone is enough.
-  }
-  const text = Buffer.concat(chunks).toString('utf8').replace(/\s+/g, ' ').trim();
+function snippetOf(body: Buffer): string {
+  const text = body.toString('utf8').replace(/\s+/g, ' ').trim();
   return text.length > BODY_SNIPPET_CHARS ? `${text.slice(0, BODY_SNIPPET_CHARS)}…` : text;
 }
