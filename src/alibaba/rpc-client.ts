@@ -3,7 +3,8 @@
  *
  * One call = up to `maxAttempts` attempts. Each attempt:
  *   beforeAttempt hook (rate limiter) → credentials.get() → fresh nonce + timestamp → sign (V3 default, or V1)
- *   → POST on the endpoint's keep-alive pool → read the body under a size cap → classify → onAttempt hook
+ *   → POST on the endpoint's keep-alive pool under ONE total deadline (`requestTimeoutMs`: queueing, connect,
+ *   headers and body; http-exchange.ts) → read the body under a size cap → classify → onAttempt hook
  *   → exactly one debug log line.
  * Only errors whose table scope is `attempt` are retried (p-retry), with capped exponential backoff and
  * jitter drawn from the injected Random and waited with the injected Clock, within `maxRetryTimeMs`.
@@ -11,9 +12,10 @@
  * with `kind: 'throttled'`; it is never absorbed silently.
  *
  * Non-idempotent actions (`idempotent: false`: BatchCheckDeviceNames, BatchRegisterDevice) are retried only
- * when the service cannot have acted on the request (throttled, ServiceUnavailable, SignatureNonceUsed,
- * connection refused / connect timeout, or an explicit Success:false answer); a timeout or reset after
- * sending is surfaced to the caller instead of risking a second batch.
+ * when the service cannot have acted on the request (the `notProcessed` column of error-codes.ts: throttled,
+ * ServiceUnavailable, SignatureNonceUsed, connection refused / connect timeout / not sent before the deadline; or an
+ * explicit Success:false answer); a timeout or reset after sending is surfaced to the caller instead of risking a
+ * second batch.
  *
  * Response shapes (reference §3): HTTP 4xx/5xx → gateway `{Code, Message, RequestId, HostId, Recommend}`;
  * 2xx with `Success:false` → IoT business error `{Code, ErrorMessage}`; 2xx with `Success` true or absent → ok.
@@ -248,17 +250,9 @@ export function buildSignedRequest(input: {
   };
 }
 
-/** Codes after which the service cannot have acted on the request (safe to resend a non-idempotent call). */
-const NOT_PROCESSED_CODES: ReadonlySet<string> = new Set([
-  'ServiceUnavailable',
-  'SignatureNonceUsed',
-  'Transport.ConnectionRefused',
-  'Transport.ConnectTimeout',
-  'Transport.DnsError',
-]);
-
+/** The service cannot have acted on the request: safe to resend a non-idempotent call (the table's column). */
 function safeToResend(err: ApiError): boolean {
-  return err.kind === 'throttled' || err.source === 'business' || NOT_PROCESSED_CODES.has(err.code);
+  return err.notProcessed || err.source === 'business';
 }
 
 /** Creates the client. Throws a config `DaemonError` when `endpoint` is not acceptable. */
