@@ -42,7 +42,7 @@ import { ApiError, scrubSecrets } from './errors.js';
 import { parseJsonLossless } from './lossless-json.js';
 import { canonicalQuery } from './percent-encode.js';
 import { formatTimestamp, signV1, v1CommonParams } from './sign-v1.js';
-import { EMPTY_SHA256, signV3, v3Headers } from './sign-v3.js';
+import { EMPTY_SHA256, sha256Hex, signV3, v3Headers } from './sign-v3.js';
 import { isLoopbackHost } from '../loopback.js';
 
 /** The IoT Platform API version. */
@@ -113,6 +113,8 @@ export interface RpcCallOptions {
   endpoint?: string;
   /** False for actions that create something; see the module comment. @default true */
   idempotent?: boolean;
+  /** Parameters sent in a form body instead of the query (already flattened: `DeviceName.1` …). */
+  bodyParams?: Readonly<Record<string, string>>;
   /** Overrides the client's `maxAttempts` for this call. */
   maxAttempts?: number;
   /**
@@ -182,12 +184,21 @@ interface BuiltRequest {
   signature: string;
 }
 
-/** Builds the signed request of one attempt. Exported for tests. */
+const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
+
+/**
+ * Builds the signed request of one attempt. Exported for tests.
+ *
+ * `bodyParams` (optional) go in a form body (`application/x-www-form-urlencoded`), as Alibaba's own SDK metadata
+ * sends BatchCheckDeviceNames' names (reference §9): V1 signs query and body parameters together (the body is
+ * not hashed); V3 signs the query only, plus `content-type` and the body's SHA-256 in `x-acs-content-sha256`.
+ */
 export function buildSignedRequest(input: {
   signatureVersion: 'v1' | 'v3';
   action: string;
   version: string;
   params: Readonly<Record<string, string>>;
+  bodyParams?: Readonly<Record<string, string>> | undefined;
   host: string;
   credentials: Credentials;
   timestamp: string;
@@ -195,8 +206,9 @@ export function buildSignedRequest(input: {
   userAgent: string;
 }): BuiltRequest {
   const { credentials: c } = input;
+  const body = input.bodyParams === undefined ? null : canonicalQuery(input.bodyParams);
   if (input.signatureVersion === 'v1') {
-    const all: Record<string, string> = {
+    const query: Record<string, string> = {
       ...input.params,
       ...v1CommonParams({
         action: input.action,
@@ -207,37 +219,36 @@ export function buildSignedRequest(input: {
         securityToken: c.securityToken,
       }),
     };
-    const { signature } = signV1(all, 'POST', c.accessKeySecret);
-    all.Signature = signature;
-    return {
-      path: `/?${canonicalQuery(all)}`,
-      headers: {
-        host: input.host,
-        'x-acs-action': input.action,
-        'x-acs-version': input.version,
-        accept: 'application/json',
-        'user-agent': input.userAgent,
-      },
-      body: null,
-      signature,
+    const { signature } = signV1(input.bodyParams === undefined ? query : { ...input.bodyParams, ...query }, 'POST', c.accessKeySecret);
+    query.Signature = signature;
+    const headers: Record<string, string> = {
+      host: input.host,
+      'x-acs-action': input.action,
+      'x-acs-version': input.version,
+      accept: 'application/json',
+      'user-agent': input.userAgent,
     };
+    if (body !== null) headers['content-type'] = FORM_CONTENT_TYPE;
+    return { path: `/?${canonicalQuery(query)}`, headers, body, signature };
   }
+  const bodySha256 = body === null ? EMPTY_SHA256 : sha256Hex(body);
   const headers = v3Headers({
     host: input.host,
     action: input.action,
     version: input.version,
     date: input.timestamp,
     nonce: input.nonce,
-    bodySha256: EMPTY_SHA256,
+    bodySha256,
     securityToken: c.securityToken,
     accessKeyId: c.accessKeyId,
   });
+  if (body !== null) headers['content-type'] = FORM_CONTENT_TYPE;
   const signed = signV3({
     method: 'POST',
     path: '/',
     query: input.params,
     headers,
-    bodySha256: EMPTY_SHA256,
+    bodySha256,
     accessKeyId: c.accessKeyId,
     accessKeySecret: c.accessKeySecret,
   });
@@ -245,7 +256,7 @@ export function buildSignedRequest(input: {
   return {
     path: query === '' ? '/' : `/?${query}`,
     headers: { ...headers, authorization: signed.authorization, accept: 'application/json', 'user-agent': input.userAgent },
-    body: null,
+    body,
     signature: signed.signature,
   };
 }
@@ -304,9 +315,9 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
     params: Readonly<Record<string, string>>,
     url: URL,
     attempt: number,
-    signal: AbortSignal | undefined,
-    beforeSend: (() => Promise<void>) | undefined,
+    callOptions: RpcCallOptions,
   ): Promise<RpcResponse> => {
+    const { signal, beforeSend, bodyParams } = callOptions;
     if (options.beforeAttempt) await options.beforeAttempt(action, signal);
     signal?.throwIfAborted();
     // NOTE: a retry after close()/destroy() must not open a new pool (poolFor throws ClientClosed).
@@ -317,6 +328,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
       action,
       version,
       params,
+      bodyParams,
       host: url.host,
       credentials: creds,
       timestamp: formatTimestamp(clock.now()),
@@ -391,11 +403,11 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
       const startedAt = clock.now();
       try {
         // NOTE: a single attempt (the daemon's status polls) skips p-retry's machinery: it is the hot path.
-        if (attempts === 1) return await attemptOnce(action, params, url, 1, signal, callOptions.beforeSend);
+        if (attempts === 1) return await attemptOnce(action, params, url, 1, callOptions);
         return await pRetry(
           async (attemptNumber) => {
             try {
-              return await attemptOnce(action, params, url, attemptNumber, signal, callOptions.beforeSend);
+              return await attemptOnce(action, params, url, attemptNumber, callOptions);
             } catch (err) {
               if (err instanceof ApiError && err.scope === 'attempt' && (idempotent || safeToResend(err))) throw err;
               // Not retryable (batch/process scope, aborted, a bug): p-retry rejects with the original error.

@@ -58,6 +58,8 @@ export interface RequestLogEntry {
   requestId: string;
   /** For a `drip` fault: clock ms when the client closed the connection. */
   closedAt?: number;
+  /** Where a request's `DeviceName*` parameters came: the query, the form body, both, or null when it had none. */
+  deviceNamesIn?: 'query' | 'body' | 'both' | null;
 }
 
 /** Test and demo hooks on a running simulator. */
@@ -185,6 +187,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         headers: req.headers,
         body,
       };
+      entry.deviceNamesIn = namesIn(received);
       const result = auth.verify(received, clock.now() + skewMs, clock.now());
       entry.signatureVersion = result.version;
       entry.action = result.action;
@@ -399,6 +402,13 @@ function toRecord(params: URLSearchParams): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of params) out[k] = v;
   return out;
+}
+
+function namesIn(req: ReceivedRequest): RequestLogEntry['deviceNamesIn'] {
+  const has = (r: Record<string, string>): boolean => Object.keys(r).some((k) => k.startsWith('DeviceName'));
+  const q = has(req.query);
+  const b = has(req.form);
+  return q && b ? 'both' : q ? 'query' : b ? 'body' : null;
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer | null> {
