@@ -44,6 +44,7 @@ import { canonicalQuery } from './percent-encode.js';
 import { formatTimestamp, signV1, v1CommonParams } from './sign-v1.js';
 import { EMPTY_SHA256, sha256Hex, signV3, v3Headers } from './sign-v3.js';
 import { isLoopbackHost } from '../loopback.js';
+import { checkUrl } from '../url-rule.js';
 
 /** The IoT Platform API version. */
 export const IOT_API_VERSION = '2018-01-20';
@@ -148,32 +149,19 @@ const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 export { isLoopbackHost };
 
 /**
- * Parses and checks an endpoint: `https:` anywhere, `http:` only on a loopback host, no path, query or
- * credentials. Throws a `DaemonError` (`kind: 'config'`, `scope: 'process'`, code `EndpointInvalid` or
+ * Parses and checks an endpoint by the one URL rule (src/url-rule.ts, origin only): `https:` anywhere, `http:`
+ * only on a loopback host, no path, query or credentials. Throws a `DaemonError` (`kind: 'config'`, `scope: 'process'`, code `EndpointInvalid` or
  * `EndpointInsecure`); never connects.
  */
 export function parseEndpoint(endpoint: string): URL {
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    throw new DaemonError(`endpoint ${JSON.stringify(endpoint)} is not a URL`, {
-      kind: 'config',
-      scope: 'process',
-      code: 'EndpointInvalid',
-    });
-  }
-  const bad = (why: string, code = 'EndpointInvalid'): DaemonError =>
-    new DaemonError(`endpoint ${url.origin}: ${why}`, { kind: 'config', scope: 'process', code });
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw bad(`expected https:, got ${url.protocol}`);
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    throw bad('https is required unless the host is loopback (127.0.0.0/8, ::1, localhost)', 'EndpointInsecure');
-  }
-  if (url.username !== '' || url.password !== '') throw bad('must not contain user info');
-  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') {
-    throw bad('must not have a path, query or fragment');
-  }
-  return url;
+  const check = checkUrl(endpoint, { originOnly: true });
+  if (check.ok) return check.url;
+  const where = check.kind === 'not-url' ? JSON.stringify(endpoint) : new URL(endpoint).origin;
+  throw new DaemonError(`endpoint ${where}: ${check.message}`, {
+    kind: 'config',
+    scope: 'process',
+    code: check.kind === 'insecure' ? 'EndpointInsecure' : 'EndpointInvalid',
+  });
 }
 
 interface BuiltRequest {

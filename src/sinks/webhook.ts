@@ -37,6 +37,7 @@ import { ExchangeError, exchange } from '../http-exchange.js';
 
 import type { DeliveryReport, ReportingSink } from './reporting.js';
 import { isLoopbackHost } from '../loopback.js';
+import { checkUrl } from '../url-rule.js';
 
 /** Options of {@link createWebhookSink}. */
 export interface WebhookSinkOptions {
@@ -247,25 +248,23 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
   };
 }
 
+/** The one URL rule (src/url-rule.ts; a path and query allowed), with the webhook's own messages and codes. */
 function parseWebhookUrl(raw: string): URL {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw configError(`webhook url is not a valid URL`, 'WebhookUrlInvalid');
+  const check = checkUrl(raw, { originOnly: false });
+  if (check.ok) return check.url;
+  switch (check.kind) {
+    case 'not-url':
+      throw configError(`webhook url is not a valid URL`, 'WebhookUrlInvalid');
+    case 'credentials':
+      throw configError('webhook url must not carry credentials (user:password@)', 'WebhookUrlInvalid');
+    case 'insecure':
+      throw configError(
+        `webhook url must use https (plain http is allowed only for loopback hosts, got host \`${new URL(raw).hostname}\`)`,
+        'WebhookUrlInsecure',
+      );
+    default:
+      throw configError(`webhook url must use https, got \`${new URL(raw).protocol}\``, 'WebhookUrlInvalid');
   }
-  if (url.username !== '' || url.password !== '') {
-    throw configError('webhook url must not carry credentials (user:password@)', 'WebhookUrlInvalid');
-  }
-  if (url.protocol === 'https:') return url;
-  if (url.protocol === 'http:') {
-    if (isLoopbackHost(url.hostname)) return url;
-    throw configError(
-      `webhook url must use https (plain http is allowed only for loopback hosts, got host \`${url.hostname}\`)`,
-      'WebhookUrlInsecure',
-    );
-  }
-  throw configError(`webhook url must use https, got \`${url.protocol}\``, 'WebhookUrlInvalid');
 }
 
 function configError(message: string, code: string): DaemonError {
