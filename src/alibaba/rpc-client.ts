@@ -231,22 +231,22 @@ export function buildSignedRequest(input: {
     accessKeyId: c.accessKeyId,
   });
   if (body !== null) headers['content-type'] = FORM_CONTENT_TYPE;
+  const query = canonicalQuery(input.params);
   const signed = signV3({
     method: 'POST',
     path: '/',
     query: input.params,
+    canonicalQueryString: query,
     headers,
     bodySha256,
     accessKeyId: c.accessKeyId,
     accessKeySecret: c.accessKeySecret,
   });
-  const query = canonicalQuery(input.params);
-  return {
-    path: query === '' ? '/' : `/?${query}`,
-    headers: { ...headers, authorization: signed.authorization, accept: 'application/json', 'user-agent': input.userAgent },
-    body,
-    signature: signed.signature,
-  };
+  // NOTE: added after signing (unsigned headers), onto the same object: no copy per request.
+  headers.authorization = signed.authorization;
+  headers.accept = 'application/json';
+  headers['user-agent'] = input.userAgent;
+  return { path: query === '' ? '/' : `/?${query}`, headers, body, signature: signed.signature };
 }
 
 /** The service cannot have acted on the request: safe to resend a non-idempotent call (the table's column). */
