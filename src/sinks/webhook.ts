@@ -28,6 +28,7 @@ import type { Logger } from 'pino';
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 
+import { nextDelayMs } from '../core/backoff.js';
 import type { Clock, Random, Timers } from '../core/clock.js';
 import { systemTimers } from '../core/clock.js';
 import { AbortedError, DaemonError } from '../errors.js';
@@ -63,7 +64,8 @@ export interface WebhookSinkOptions {
    */
   maxAttempts?: number;
   /**
-   * First retry delay inside one `deliver` call; doubles per attempt, with jitter.
+   * First retry delay inside one `deliver` call; the cap doubles per attempt, the delay is drawn in
+   * [retryInitialMs, cap] (the one jitter formula, core/backoff.ts).
    * @default 250
    */
   retryInitialMs?: number;
@@ -219,8 +221,8 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
       }
       last = result;
       if (attempt === maxAttempts) break;
-      const base = Math.min(retryMaxMs, retryInitialMs * 2 ** (attempt - 1));
-      const backoffMs = Math.round(base / 2 + (random.float() * base) / 2);
+      // NOTE: the one jitter formula (core/backoff.ts), as the API client and the outbox use it.
+      const backoffMs = nextDelayMs({ initialDelayMs: retryInitialMs, maxDelayMs: retryMaxMs, multiplier: 2 }, attempt, random);
       const delayMs = result.retryAfterMs === null ? backoffMs : Math.min(retryAfterMaxMs, result.retryAfterMs);
       logger.debug(
         { eventId: event.id, eventType: event.type, status: result.status, reason: result.reason, attempt, delayMs },
