@@ -52,8 +52,10 @@ describe('total request deadline against a dripping server', () => {
       expect(r.ms).toBeLessThan(TIMEOUT_MS + SLACK_MS);
       expect(r.ms).toBeGreaterThanOrEqual(TIMEOUT_MS - 50);
     }
-    // The requests that reached the server were sent: Transport.Timeout; those still queued never left.
-    expect(results.filter((r) => (r.err as ApiError).code === 'Transport.Timeout').length).toBe(server.requests());
+    // Every request that reached the server was sent: Transport.Timeout (one sent just before its deadline may be
+    // cut before the server reads it); those still queued at their deadline never left (Transport.ConnectTimeout).
+    const sent = results.filter((r) => (r.err as ApiError).code === 'Transport.Timeout').length;
+    expect(server.requests()).toBeLessThanOrEqual(sent);
     expect(server.requests()).toBeGreaterThanOrEqual(4);
     // Every connection that carried a request was closed within the deadline + slack of that request.
     await new Promise((r) => setTimeout(r, 100));
