@@ -25,6 +25,10 @@ export interface DaemonErrorOptions {
   scope: ErrorScope;
   code?: string;
   cause?: unknown;
+  /** See {@link DaemonError.alreadyRegistered}. @default false */
+  alreadyRegistered?: boolean;
+  /** See {@link DaemonError.advice}. @default null */
+  advice?: string | null;
 }
 
 /** Base class of every error the daemon raises on purpose. */
@@ -34,12 +38,21 @@ export class DaemonError extends Error {
   readonly scope: ErrorScope;
   /** A stable machine-readable code: the Alibaba `Code` for API errors, otherwise our own. */
   readonly code: string;
+  /**
+   * The answer of a registration call means "already registered" (set from the error-code table's column at
+   * classification, so the core can act on it without knowing Alibaba's codes).
+   */
+  readonly alreadyRegistered: boolean;
+  /** What an operator should do about it (the error-code table's advice column), or null. */
+  readonly advice: string | null;
 
   constructor(message: string, options: DaemonErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.kind = options.kind;
     this.scope = options.scope;
     this.code = options.code ?? options.kind;
+    this.alreadyRegistered = options.alreadyRegistered ?? false;
+    this.advice = options.advice ?? null;
   }
 
   /** True when trying the same request again later may succeed. */

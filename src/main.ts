@@ -257,10 +257,9 @@ async function runDaemonUntilSignal(daemon: Daemon, logger: Logger, io: Io, unti
   }
 }
 
+/** The advice column of the error-code table (carried on the error), else a fallback by kind. */
 function fatalAdvice(err: DaemonError): string {
-  if (err.code.startsWith('InvalidTimeStamp')) return 'the clock is skewed by more than 15 minutes: fix NTP, then restart';
-  if (err.code === 'SignatureDoesNotMatch') return 'the AccessKey secret is wrong: fix the credentials, then restart';
-  if (err.code.startsWith('InvalidAccessKeyId')) return 'the AccessKey is unknown or disabled: fix the credentials, then restart';
+  if (err.advice !== null) return err.advice;
   if (err.kind === 'store') return 'the state directory is unusable';
   return 'retrying cannot help; fix the cause, then restart';
 }

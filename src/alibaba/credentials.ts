@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 
 import { DaemonError } from '../errors.js';
+import { SECRET_ENV_CODES, readEnvSecret } from '../secret-env.js';
 
 /** One set of credentials. `securityToken` is non-null only for STS credentials. */
 export interface Credentials {
@@ -69,36 +70,7 @@ function readVar(
   name: string,
   readFile: (path: string) => string,
 ): string | null {
-  const direct = env[name];
-  const filePath = env[`${name}_FILE`];
-  const hasDirect = direct !== undefined && direct !== '';
-  const hasFile = filePath !== undefined && filePath !== '';
-  if (hasDirect && hasFile) {
-    throw new DaemonError(`both ${name} and ${name}_FILE are set; set only one`, {
-      kind: 'config',
-      scope: 'process',
-      code: 'CredentialsConflict',
-    });
-  }
-  if (hasFile) {
-    let content: string;
-    try {
-      content = readFile(filePath);
-    } catch (err) {
-      const reason = (err as { code?: unknown }).code;
-      throw new DaemonError(
-        `cannot read ${name}_FILE (${filePath})${typeof reason === 'string' ? `: ${reason}` : ''}`,
-        { kind: 'config', scope: 'process', code: 'CredentialsFileUnreadable' },
-      );
-    }
-    const trimmed = content.trim();
-    return trimmed === '' ? null : trimmed;
-  }
-  if (hasDirect) {
-    const trimmed = direct.trim();
-    return trimmed === '' ? null : trimmed;
-  }
-  return null;
+  return readEnvSecret(env, name, { codes: SECRET_ENV_CODES.credentials, readFile }) ?? null;
 }
 
 /** The part of `@alicloud/credentials`' `Credential` we use. */

@@ -5,7 +5,7 @@
  */
 import { DaemonError } from '../errors.js';
 import type { Classification } from './error-codes.js';
-import { classifyCode } from './error-codes.js';
+import { classifyCode, codeRow } from './error-codes.js';
 import { percentEncode } from './percent-encode.js';
 
 /** Where the error came from. */
@@ -49,17 +49,25 @@ export class ApiError extends DaemonError {
   readonly apiMessage: string;
   /** False when the code is not in the table (treated as transient; worth a warning). */
   readonly known: boolean;
+  /** The service cannot have acted on the request (table column): safe to resend a call that creates something. */
+  readonly notProcessed: boolean;
 
   constructor(init: ApiErrorInit) {
     const classification = init.classification ?? classifyCode(init.code, init.httpStatus ?? null);
     const apiMessage = shorten(init.message);
     const status = init.httpStatus === null || init.httpStatus === undefined ? '' : ` (HTTP ${init.httpStatus})`;
     const rid = init.requestId ? ` [RequestId ${init.requestId}]` : '';
-    super(`${init.action}: ${init.code}${status}: ${apiMessage}${rid}`, {
+    // NOTE: a process-fatal error's advice goes on the fatal line instead (main.ts), not twice.
+    const row = codeRow(init.code);
+    const advice = row?.advice ?? null;
+    const hint = advice !== null && classification.scope !== 'process' ? ` (${advice})` : '';
+    super(`${init.action}: ${init.code}${status}: ${apiMessage}${hint}${rid}`, {
       kind: classification.kind,
       scope: classification.scope,
       code: init.code,
       cause: init.cause,
+      alreadyRegistered: row?.alreadyRegistered === true,
+      advice,
     });
     this.action = init.action;
     this.httpStatus = init.httpStatus ?? null;
@@ -69,6 +77,7 @@ export class ApiError extends DaemonError {
     this.source = init.source;
     this.apiMessage = apiMessage;
     this.known = classification.known;
+    this.notProcessed = row?.notProcessed === true;
   }
 
   /** True for throttling codes (`kind === 'throttled'`). */

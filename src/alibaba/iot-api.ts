@@ -40,8 +40,28 @@ export interface IotApiOptions {
   maxPages?: number;
 }
 
+/** What BatchCheckDeviceNames answers, every list of reference §9 parsed. */
+export interface BatchCheckDeviceNamesResult {
+  applyId: string;
+  /** `InvalidDeviceNameList.InvalidDeviceName[]`: names refused at once. */
+  invalidDeviceNames: string[];
+  /** `InvalidDetailList.InvalidDetailList[]`: refused names with their reasons. */
+  invalidDetails: InvalidDetail[];
+  /** `RepeatedDeviceNameList.RepeatDevieNameList[]` (sic): names given more than once in the request. */
+  repeatedDeviceNames: string[];
+  requestId: string | null;
+}
+
+/** The typed API: `IotApi` (core/ports.ts), with the full BatchCheckDeviceNames answer. */
+export interface AlibabaIotApi extends IotApi {
+  batchCheckDeviceNames(
+    req: Parameters<IotApi['batchCheckDeviceNames']>[0],
+    options?: CallOptions,
+  ): Promise<BatchCheckDeviceNamesResult>;
+}
+
 /** Creates the typed API. */
-export function createIotApi(options: IotApiOptions): IotApi {
+export function createIotApi(options: IotApiOptions): AlibabaIotApi {
   const { rpc } = options;
   const defaultInstance = options.defaultIotInstanceId ?? null;
   const maxPages = options.maxPages ?? 1000;
@@ -133,16 +153,28 @@ export function createIotApi(options: IotApiOptions): IotApi {
           { kind: 'invalid-request', scope: 'batch', code: 'DeviceNames.Count' },
         );
       }
-      const params: Record<string, string> = { ProductKey: req.productKey };
+      // NOTE: the names go in the form body (reference §9: Alibaba's SDK metadata puts them there); 10,000 names
+      // in a query string would make a URL of about 500 kB.
+      const names: Record<string, string> = {};
       req.deviceNames.forEach((name, i) => {
-        params[`DeviceName.${i + 1}`] = name;
+        names[`DeviceName.${i + 1}`] = name;
       });
       // NOTE: not idempotent: each accepted call creates a new ApplyId.
-      const res = await rpc.call(action, withInstance(params, req.iotInstanceId), rpcOpts(o, false));
+      const res = await rpc.call(action, withInstance({ ProductKey: req.productKey }, req.iotInstanceId), {
+        ...rpcOpts(o, false),
+        bodyParams: names,
+      });
       const data = record(res.body.Data);
       return {
         applyId: requireApplyId(action, data?.ApplyId, res),
         invalidDeviceNames: stringList(data?.InvalidDeviceNameList, 'InvalidDeviceName'),
+        invalidDetails: parseInvalidDetails(data?.InvalidDetailList),
+        // NOTE: Alibaba's inner key is misspelt `RepeatDevieNameList` (reference §9); the plain spelling is accepted too.
+        repeatedDeviceNames: uniqueStrings([
+          ...stringList(data?.RepeatedDeviceNameList, 'RepeatDevieNameList'),
+          ...stringList(data?.RepeatedDeviceNameList, 'RepeatedDeviceNameList'),
+          ...stringList(data?.RepeatedDeviceNameList, 'RepeatDeviceNameList'),
+        ]),
         requestId: res.requestId,
       };
     },
@@ -219,24 +251,7 @@ function mismatch(message: string, requestId: string | null): ApiError {
 function normaliseStatus(res: RpcResponse): BatchStatusResult {
   const data = record(res.body.Data);
   const status = str(data?.Status);
-  const detailContainer = data?.InvalidDetailList;
-  const details = Array.isArray(detailContainer)
-    ? detailContainer
-    : (record(detailContainer)?.invalidDetailList ?? record(detailContainer)?.InvalidDetailList);
-  const invalidDetails: InvalidDetail[] = [];
-  if (Array.isArray(details)) {
-    for (const d of details) {
-      const r = record(d);
-      const deviceName = str(r?.DeviceName);
-      if (r === null || deviceName === null) continue;
-      const msg = str(r.ErrorMsg);
-      invalidDetails.push({
-        deviceName,
-        errors: msg === null ? [] : msg.split('|').map((s) => s.trim()).filter((s) => s !== ''),
-        nickName: str(r.NickName),
-      });
-    }
-  }
+  const invalidDetails = parseInvalidDetails(data?.InvalidDetailList);
   return {
     status: status === '' ? null : status,
     validNames: stringList(data?.ValidList, 'Name'),
@@ -244,6 +259,32 @@ function normaliseStatus(res: RpcResponse): BatchStatusResult {
     invalidDetails,
     requestId: res.requestId,
   };
+}
+
+/**
+ * `InvalidDetailList`: `{invalidDetailList: [...]}` (status call, as the Java/C# SDKs map it), `{InvalidDetailList:
+ * [...]}` (check call, reference §9) or a bare list → `{deviceName, errors (ErrorMsg split on '|'), nickName}`.
+ */
+function parseInvalidDetails(container: unknown): InvalidDetail[] {
+  const details = Array.isArray(container) ? container : (record(container)?.invalidDetailList ?? record(container)?.InvalidDetailList);
+  const out: InvalidDetail[] = [];
+  if (!Array.isArray(details)) return out;
+  for (const d of details) {
+    const r = record(d);
+    const deviceName = str(r?.DeviceName);
+    if (r === null || deviceName === null) continue;
+    const msg = str(r.ErrorMsg);
+    out.push({
+      deviceName,
+      errors: msg === null ? [] : msg.split('|').map((s) => s.trim()).filter((s) => s !== ''),
+      nickName: str(r.NickName),
+    });
+  }
+  return out;
+}
+
+function uniqueStrings(list: readonly string[]): string[] {
+  return [...new Set(list)];
 }
 
 /** A non-negative integer from a number or a digit string, else null. */

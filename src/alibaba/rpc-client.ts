@@ -3,7 +3,8 @@
  *
  * One call = up to `maxAttempts` attempts. Each attempt:
  *   beforeAttempt hook (rate limiter) → credentials.get() → fresh nonce + timestamp → sign (V3 default, or V1)
- *   → POST on the endpoint's keep-alive pool → read the body under a size cap → classify → onAttempt hook
+ *   → POST on the endpoint's keep-alive pool under ONE total deadline (`requestTimeoutMs`: queueing, connect,
+ *   headers and body; http-exchange.ts) → read the body under a size cap → classify → onAttempt hook
  *   → exactly one debug log line.
  * Only errors whose table scope is `attempt` are retried (p-retry), with capped exponential backoff and
  * jitter drawn from the injected Random and waited with the injected Clock, within `maxRetryTimeMs`.
@@ -11,9 +12,10 @@
  * with `kind: 'throttled'`; it is never absorbed silently.
  *
  * Non-idempotent actions (`idempotent: false`: BatchCheckDeviceNames, BatchRegisterDevice) are retried only
- * when the service cannot have acted on the request (throttled, ServiceUnavailable, SignatureNonceUsed,
- * connection refused / connect timeout, or an explicit Success:false answer); a timeout or reset after
- * sending is surfaced to the caller instead of risking a second batch.
+ * when the service cannot have acted on the request (the `notProcessed` column of error-codes.ts: throttled,
+ * ServiceUnavailable, SignatureNonceUsed, connection refused / connect timeout / not sent before the deadline; or an
+ * explicit Success:false answer); a timeout or reset after sending is surfaced to the caller instead of risking a
+ * second batch.
  *
  * Response shapes (reference §3): HTTP 4xx/5xx → gateway `{Code, Message, RequestId, HostId, Recommend}`;
  * 2xx with `Success:false` → IoT business error `{Code, ErrorMessage}`; 2xx with `Success` true or absent → ok.
@@ -24,11 +26,12 @@ import pRetry, { AbortError } from 'p-retry';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
-import type { Dispatcher } from 'undici';
 
 import { nextDelayMs } from '../core/backoff.js';
-import type { Clock, Random } from '../core/clock.js';
-import { systemClock, systemRandom } from '../core/clock.js';
+import type { Clock, Random, Timers } from '../core/clock.js';
+import { systemClock, systemRandom, systemTimers } from '../core/clock.js';
+import type { ExchangeResponse } from '../http-exchange.js';
+import { ExchangeError, exchange } from '../http-exchange.js';
 import type { ApiAction } from '../core/ports.js';
 import { AbortedError, DaemonError, coerceError } from '../errors.js';
 import type { Credentials, CredentialsProvider } from './credentials.js';
@@ -39,8 +42,9 @@ import { ApiError, scrubSecrets } from './errors.js';
 import { parseJsonLossless } from './lossless-json.js';
 import { canonicalQuery } from './percent-encode.js';
 import { formatTimestamp, signV1, v1CommonParams } from './sign-v1.js';
-import { EMPTY_SHA256, signV3, v3Headers } from './sign-v3.js';
+import { EMPTY_SHA256, sha256Hex, signV3, v3Headers } from './sign-v3.js';
 import { isLoopbackHost } from '../loopback.js';
+import { checkUrl } from '../url-rule.js';
 
 /** The IoT Platform API version. */
 export const IOT_API_VERSION = '2018-01-20';
@@ -67,7 +71,10 @@ export interface RpcClientOptions {
   version?: string;
   /** `v3` = ACS3-HMAC-SHA256 (what the official SDK sends), `v1` = HMAC-SHA1. @default 'v3' */
   signatureVersion?: 'v1' | 'v3';
-  /** Headers timeout and body (inactivity) timeout of each attempt, in ms. @default 10000 */
+  /**
+   * Total deadline of each attempt, in ms: waiting for a connection, connecting, sending, headers and the whole
+   * body. When it passes the request is aborted and its connection destroyed (`Transport.Timeout`). @default 10000
+   */
   requestTimeoutMs?: number;
   /** TCP/TLS connect timeout, in ms. @default requestTimeoutMs */
   connectTimeoutMs?: number;
@@ -89,6 +96,8 @@ export interface RpcClientOptions {
   clock?: Clock;
   /** @default systemRandom */
   random?: Random;
+  /** The one deadline timer per attempt. @default systemTimers */
+  timers?: Timers;
   /** Receives one debug line per attempt and a warning per unknown error code. @default a disabled logger */
   logger?: Logger;
   /** Awaited before every attempt (the daemon's rate limiter takes a token here). */
@@ -105,6 +114,8 @@ export interface RpcCallOptions {
   endpoint?: string;
   /** False for actions that create something; see the module comment. @default true */
   idempotent?: boolean;
+  /** Parameters sent in a form body instead of the query (already flattened: `DeviceName.1` …). */
+  bodyParams?: Readonly<Record<string, string>>;
   /** Overrides the client's `maxAttempts` for this call. */
   maxAttempts?: number;
   /**
@@ -138,46 +149,44 @@ const DEFAULT_MAX_BODY = 8 * 1024 * 1024;
 export { isLoopbackHost };
 
 /**
- * Parses and checks an endpoint: `https:` anywhere, `http:` only on a loopback host, no path, query or
- * credentials. Throws a `DaemonError` (`kind: 'config'`, `scope: 'process'`, code `EndpointInvalid` or
+ * Parses and checks an endpoint by the one URL rule (src/url-rule.ts, origin only): `https:` anywhere, `http:`
+ * only on a loopback host, no path, query or credentials. Throws a `DaemonError` (`kind: 'config'`, `scope: 'process'`, code `EndpointInvalid` or
  * `EndpointInsecure`); never connects.
  */
 export function parseEndpoint(endpoint: string): URL {
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    throw new DaemonError(`endpoint ${JSON.stringify(endpoint)} is not a URL`, {
-      kind: 'config',
-      scope: 'process',
-      code: 'EndpointInvalid',
-    });
-  }
-  const bad = (why: string, code = 'EndpointInvalid'): DaemonError =>
-    new DaemonError(`endpoint ${url.origin}: ${why}`, { kind: 'config', scope: 'process', code });
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw bad(`expected https:, got ${url.protocol}`);
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    throw bad('https is required unless the host is loopback (127.0.0.0/8, ::1, localhost)', 'EndpointInsecure');
-  }
-  if (url.username !== '' || url.password !== '') throw bad('must not contain user info');
-  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') {
-    throw bad('must not have a path, query or fragment');
-  }
-  return url;
+  const check = checkUrl(endpoint, { originOnly: true });
+  if (check.ok) return check.url;
+  const where = check.kind === 'not-url' ? JSON.stringify(endpoint) : new URL(endpoint).origin;
+  throw new DaemonError(`endpoint ${where}: ${check.message}`, {
+    kind: 'config',
+    scope: 'process',
+    code: check.kind === 'insecure' ? 'EndpointInsecure' : 'EndpointInvalid',
+  });
 }
 
 interface BuiltRequest {
   path: string;
   headers: Record<string, string>;
+  /** The form body (`application/x-www-form-urlencoded`), or null for none. */
+  body: string | null;
   signature: string;
 }
 
-/** Builds the signed request of one attempt. Exported for tests. */
+const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
+
+/**
+ * Builds the signed request of one attempt. Exported for tests.
+ *
+ * `bodyParams` (optional) go in a form body (`application/x-www-form-urlencoded`), as Alibaba's own SDK metadata
+ * sends BatchCheckDeviceNames' names (reference §9): V1 signs query and body parameters together (the body is
+ * not hashed); V3 signs the query only, plus `content-type` and the body's SHA-256 in `x-acs-content-sha256`.
+ */
 export function buildSignedRequest(input: {
   signatureVersion: 'v1' | 'v3';
   action: string;
   version: string;
   params: Readonly<Record<string, string>>;
+  bodyParams?: Readonly<Record<string, string>> | undefined;
   host: string;
   credentials: Credentials;
   timestamp: string;
@@ -185,8 +194,9 @@ export function buildSignedRequest(input: {
   userAgent: string;
 }): BuiltRequest {
   const { credentials: c } = input;
+  const body = input.bodyParams === undefined ? null : canonicalQuery(input.bodyParams);
   if (input.signatureVersion === 'v1') {
-    const all: Record<string, string> = {
+    const query: Record<string, string> = {
       ...input.params,
       ...v1CommonParams({
         action: input.action,
@@ -197,58 +207,51 @@ export function buildSignedRequest(input: {
         securityToken: c.securityToken,
       }),
     };
-    const { signature } = signV1(all, 'POST', c.accessKeySecret);
-    all.Signature = signature;
-    return {
-      path: `/?${canonicalQuery(all)}`,
-      headers: {
-        host: input.host,
-        'x-acs-action': input.action,
-        'x-acs-version': input.version,
-        accept: 'application/json',
-        'user-agent': input.userAgent,
-      },
-      signature,
+    const { signature } = signV1(input.bodyParams === undefined ? query : { ...input.bodyParams, ...query }, 'POST', c.accessKeySecret);
+    query.Signature = signature;
+    const headers: Record<string, string> = {
+      host: input.host,
+      'x-acs-action': input.action,
+      'x-acs-version': input.version,
+      accept: 'application/json',
+      'user-agent': input.userAgent,
     };
+    if (body !== null) headers['content-type'] = FORM_CONTENT_TYPE;
+    return { path: `/?${canonicalQuery(query)}`, headers, body, signature };
   }
+  const bodySha256 = body === null ? EMPTY_SHA256 : sha256Hex(body);
   const headers = v3Headers({
     host: input.host,
     action: input.action,
     version: input.version,
     date: input.timestamp,
     nonce: input.nonce,
-    bodySha256: EMPTY_SHA256,
+    bodySha256,
     securityToken: c.securityToken,
     accessKeyId: c.accessKeyId,
   });
+  if (body !== null) headers['content-type'] = FORM_CONTENT_TYPE;
+  const query = canonicalQuery(input.params);
   const signed = signV3({
     method: 'POST',
     path: '/',
     query: input.params,
+    canonicalQueryString: query,
     headers,
-    bodySha256: EMPTY_SHA256,
+    bodySha256,
     accessKeyId: c.accessKeyId,
     accessKeySecret: c.accessKeySecret,
   });
-  const query = canonicalQuery(input.params);
-  return {
-    path: query === '' ? '/' : `/?${query}`,
-    headers: { ...headers, authorization: signed.authorization, accept: 'application/json', 'user-agent': input.userAgent },
-    signature: signed.signature,
-  };
+  // NOTE: added after signing (unsigned headers), onto the same object: no copy per request.
+  headers.authorization = signed.authorization;
+  headers.accept = 'application/json';
+  headers['user-agent'] = input.userAgent;
+  return { path: query === '' ? '/' : `/?${query}`, headers, body, signature: signed.signature };
 }
 
-/** Codes after which the service cannot have acted on the request (safe to resend a non-idempotent call). */
-const NOT_PROCESSED_CODES: ReadonlySet<string> = new Set([
-  'ServiceUnavailable',
-  'SignatureNonceUsed',
-  'Transport.ConnectionRefused',
-  'Transport.ConnectTimeout',
-  'Transport.DnsError',
-]);
-
+/** The service cannot have acted on the request: safe to resend a non-idempotent call (the table's column). */
 function safeToResend(err: ApiError): boolean {
-  return err.kind === 'throttled' || err.source === 'business' || NOT_PROCESSED_CODES.has(err.code);
+  return err.notProcessed || err.source === 'business';
 }
 
 /** Creates the client. Throws a config `DaemonError` when `endpoint` is not acceptable. */
@@ -268,6 +271,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
   };
   const clock = options.clock ?? systemClock;
   const random = options.random ?? systemRandom;
+  const timers = options.timers ?? systemTimers;
   const logger = options.logger ?? pino({ enabled: false });
   const userAgent = options.userAgent ?? 'iot-batch-watcher';
   const pools = new Map<string, Pool>();
@@ -285,8 +289,9 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
         connections: options.connectionsPerEndpoint ?? 16,
         keepAliveTimeout: options.keepAliveTimeoutMs ?? 4_000,
         connectTimeout: connectTimeoutMs,
-        headersTimeout: requestTimeoutMs,
-        bodyTimeout: requestTimeoutMs,
+        // NOTE: off; the total deadline of http-exchange.ts is the one timer of an attempt.
+        headersTimeout: 0,
+        bodyTimeout: 0,
       });
       pools.set(url.origin, pool);
     }
@@ -298,9 +303,9 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
     params: Readonly<Record<string, string>>,
     url: URL,
     attempt: number,
-    signal: AbortSignal | undefined,
-    beforeSend: (() => Promise<void>) | undefined,
+    callOptions: RpcCallOptions,
   ): Promise<RpcResponse> => {
+    const { signal, beforeSend, bodyParams } = callOptions;
     if (options.beforeAttempt) await options.beforeAttempt(action, signal);
     signal?.throwIfAborted();
     // NOTE: a retry after close()/destroy() must not open a new pool (poolFor throws ClientClosed).
@@ -311,6 +316,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
       action,
       version,
       params,
+      bodyParams,
       host: url.host,
       credentials: creds,
       timestamp: formatTimestamp(clock.now()),
@@ -327,22 +333,19 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
     let requestId: string | null = null;
     let failure: unknown = null;
     try {
-      let res: Dispatcher.ResponseData;
+      let res: ExchangeResponse;
       try {
-        res = await pool.request({
-          path: req.path,
-          method: 'POST',
-          headers: req.headers,
-          headersTimeout: requestTimeoutMs,
-          bodyTimeout: requestTimeoutMs,
-          signal: signal ?? null,
-        });
+        res = await exchange(
+          pool,
+          { path: req.path, method: 'POST', headers: req.headers, body: req.body, headersTimeout: 0, bodyTimeout: 0 },
+          { deadlineMs: requestTimeoutMs, maxBodyBytes, overflow: 'fail', timers, signal },
+        );
       } catch (err) {
-        throw transportError(action, err, secrets);
+        throw exchangeFailure(action, err, secrets, requestTimeoutMs, logger);
       }
       httpStatus = res.statusCode;
       requestId = headerValue(res.headers['x-acs-request-id']);
-      const text = await readBody(action, res, maxBodyBytes, secrets);
+      const text = decodeBody(action, res);
       const body = interpret(action, res.statusCode, text, requestId, secrets);
       requestId = stringField(body.RequestId) ?? requestId;
       return { body, httpStatus: res.statusCode, requestId, attempts: attempt };
@@ -388,11 +391,11 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
       const startedAt = clock.now();
       try {
         // NOTE: a single attempt (the daemon's status polls) skips p-retry's machinery: it is the hot path.
-        if (attempts === 1) return await attemptOnce(action, params, url, 1, signal, callOptions.beforeSend);
+        if (attempts === 1) return await attemptOnce(action, params, url, 1, callOptions);
         return await pRetry(
           async (attemptNumber) => {
             try {
-              return await attemptOnce(action, params, url, attemptNumber, signal, callOptions.beforeSend);
+              return await attemptOnce(action, params, url, attemptNumber, callOptions);
             } catch (err) {
               if (err instanceof ApiError && err.scope === 'attempt' && (idempotent || safeToResend(err))) throw err;
               // Not retryable (batch/process scope, aborted, a bug): p-retry rejects with the original error.
@@ -500,50 +503,40 @@ function apiError(
   return new ApiError({ action, code, source, message, httpStatus, cause });
 }
 
-/** Stops reading a body we do not want; dump() destroys it at once past the limit and swallows the abort. */
-async function discard(res: Dispatcher.ResponseData): Promise<void> {
-  await res.body.dump({ limit: 1 }).catch(() => undefined);
-}
-
-async function readBody(
-  action: string,
-  res: Dispatcher.ResponseData,
-  maxBytes: number,
-  secrets: readonly (string | null)[],
-): Promise<string> {
-  const declared = Number(headerValue(res.headers['content-length']) ?? NaN);
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    await discard(res);
-    throw apiError(action, 'Response.TooLarge', 'response', `content-length ${declared} exceeds ${maxBytes} bytes`, res.statusCode);
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
+/** Decodes a complete body as UTF-8 (strict). */
+function decodeBody(action: string, res: ExchangeResponse): string {
   try {
-    for await (const chunk of res.body) {
-      const buf = chunk as Buffer;
-      total += buf.length;
-      if (total > maxBytes) {
-        await discard(res);
-        throw apiError(action, 'Response.TooLarge', 'response', `body exceeds ${maxBytes} bytes`, res.statusCode);
-      }
-      chunks.push(buf);
-    }
-  } catch (err) {
-    if (err instanceof ApiError) throw err;
-    const timeout = errCode(err) === 'UND_ERR_BODY_TIMEOUT';
-    throw apiError(
-      action,
-      timeout ? 'Transport.Timeout' : 'Response.Truncated',
-      timeout ? 'transport' : 'response',
-      `body read failed after ${total} bytes: ${describe(err, secrets)}`,
-      res.statusCode,
-      err,
-    );
-  }
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks, total));
+    return UTF8.decode(res.body);
   } catch (err) {
     throw apiError(action, 'Response.Malformed', 'response', 'body is not valid UTF-8', res.statusCode, err);
+  }
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Maps a failed exchange to an `ApiError`: the total deadline → `Transport.Timeout` (or `Transport.ConnectTimeout`
+ * when the request never reached a socket: nothing was sent), an oversized body → `Response.TooLarge`, a body
+ * cut after the headers → `Response.Truncated`, anything else → the transport code of undici's error.
+ * A deadline is logged at info (the connection was closed on purpose; operators should see it).
+ */
+function exchangeFailure(action: string, err: unknown, secrets: readonly (string | null)[], deadlineMs: number, logger: Logger): unknown {
+  if (!(err instanceof ExchangeError)) return transportError(action, err, secrets);
+  switch (err.failure) {
+    case 'Aborted':
+      return new AbortedError(`${action}: aborted`);
+    case 'TooLarge':
+      return apiError(action, 'Response.TooLarge', 'response', err.message, err.statusCode);
+    case 'Deadline': {
+      const code = err.sent ? 'Transport.Timeout' : 'Transport.ConnectTimeout';
+      logger.info({ action, code, httpStatus: err.statusCode, receivedBytes: err.receivedBytes, requestTimeoutMs: deadlineMs }, 'alibaba api request exceeded its deadline; connection closed');
+      return apiError(action, code, 'transport', `${err.message}; connection closed`, err.statusCode);
+    }
+    case 'Network':
+      if (err.statusCode !== null) {
+        return apiError(action, 'Response.Truncated', 'response', `body read failed after ${err.receivedBytes} bytes: ${describe(err.cause, secrets)}`, err.statusCode, err.cause);
+      }
+      return transportError(action, err.cause, secrets);
   }
 }
 

@@ -2,7 +2,7 @@
  * ACS3-HMAC-SHA256 (signature V3), what the official SDK sends by default. Pure: date and nonce are inputs.
  * Reference §2.5, help.aliyun.com/document_detail/2593177.html, `OpenApiUtil.getAuthorization`.
  */
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 
 import { canonicalQuery } from './percent-encode.js';
 
@@ -14,6 +14,8 @@ export interface V3Input {
   path?: string;
   /** The RPC parameters, sent in the query string. */
   query: Readonly<Record<string, string>>;
+  /** `canonicalQuery(query)` when the caller already has it (it also builds the URL from it). */
+  canonicalQueryString?: string;
   /** Request headers (any case). `host`, `content-type` and every `x-acs-*` header are signed. */
   headers: Readonly<Record<string, string>>;
   /** Hex SHA-256 of the body; computed from `body` when absent. */
@@ -32,28 +34,27 @@ export interface V3Signed {
 }
 
 export function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+  // NOTE: the one-shot crypto.hash (Node >= 20.12) costs half of createHash().update().digest().
+  return hash('sha256', data, 'hex');
 }
 
 export const EMPTY_SHA256 = sha256Hex('');
 
 export function signV3(input: V3Input): V3Signed {
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(input.headers)) headers[k.toLowerCase()] = v;
+  const names: string[] = [];
+  for (const k of Object.keys(input.headers)) {
+    const lower = k.toLowerCase();
+    const value = input.headers[k] ?? '';
+    headers[lower] = value;
+    if (lower === 'host' || lower === 'content-type' || lower.startsWith('x-acs-')) names.push(lower);
+  }
+  names.sort();
   const bodyHash = input.bodySha256 ?? headers['x-acs-content-sha256'] ?? sha256Hex(input.body ?? '');
-  const names = Object.keys(headers)
-    .filter((k) => k === 'host' || k === 'content-type' || k.startsWith('x-acs-'))
-    .sort();
-  const canonicalHeaders = names.map((k) => `${k}:${(headers[k] ?? '').trim()}\n`).join('');
+  let canonicalHeaders = '';
+  for (const k of names) canonicalHeaders += `${k}:${(headers[k] ?? '').trim()}\n`;
   const signedHeaders = names.join(';');
-  const canonicalRequest = [
-    input.method.toUpperCase(),
-    input.path ?? '/',
-    canonicalQuery(input.query),
-    canonicalHeaders,
-    signedHeaders,
-    bodyHash,
-  ].join('\n');
+  const canonicalRequest = `${input.method.toUpperCase()}\n${input.path ?? '/'}\n${input.canonicalQueryString ?? canonicalQuery(input.query)}\n${canonicalHeaders}\n${signedHeaders}\n${bodyHash}`;
   const stringToSign = `${ACS3_ALGORITHM}\n${sha256Hex(canonicalRequest)}`;
   const signature = createHmac('sha256', input.accessKeySecret).update(stringToSign, 'utf8').digest('hex');
   return {

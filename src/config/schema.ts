@@ -19,6 +19,7 @@ import { z } from 'zod';
 import { expectedGot, quote } from './describe.js';
 import { DURATION_EXPECTED, DURATION_PATTERN, tryParseDuration } from './duration.js';
 import { isLoopbackHost } from '../loopback.js';
+import { checkUrl } from '../url-rule.js';
 
 /** Alibaba's per-account limit for QueryBatchRegisterDeviceStatus, in requests per second. */
 export const STATUS_QPS_LIMIT = 30;
@@ -97,23 +98,10 @@ export const positiveDurationSchema = durationSchema(true);
 
 export { isLoopbackHost };
 
-/** Checks an http(s) URL; returns a problem description or null. `originOnly` refuses paths, queries and fragments. */
+/** Checks an http(s) URL by the one URL rule (src/url-rule.ts); returns a problem description or null. */
 function urlProblem(value: string, originOnly: boolean): string | null {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return 'not a URL';
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `the scheme ${url.protocol} is not http: or https:`;
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    return 'http:// is allowed only for a loopback host (127.0.0.0/8, ::1, localhost); use https://';
-  }
-  if (url.username !== '' || url.password !== '') return 'credentials in the URL are not allowed';
-  if (originOnly && ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '')) {
-    return 'a path, query or fragment is not allowed';
-  }
-  return null;
+  const check = checkUrl(value, { originOnly });
+  return check.ok ? null : check.message;
 }
 
 function urlSchema(what: string, originOnly: boolean) {

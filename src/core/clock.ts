@@ -139,3 +139,17 @@ export function createManualClock(startMs = 0): ManualClock {
     pendingSleeps: () => sleepers.length,
   };
 }
+
+/**
+ * One cancellable one-shot timer (request deadlines). Cheaper than an AbortSignal per request: no controller,
+ * no event listeners; `set` returns an opaque handle for `clear`.
+ */
+export interface Timers {
+  set(ms: number, onFire: () => void): unknown;
+  clear(handle: unknown): void;
+}
+
+export const systemTimers: Timers = {
+  set: (ms, onFire) => setTimeout(onFire, Math.max(0, ms)),
+  clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};

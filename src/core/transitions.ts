@@ -272,13 +272,6 @@ function checkSuccess(
   return { rec: schedule(rec, batch, now, random), effects };
 }
 
-/** Business codes that mean BatchRegisterDeviceWithApplyId already ran for this ApplyId. */
-export const ALREADY_REGISTERED_CODES: ReadonlySet<string> = new Set([
-  'iot.device.CreateDeviceTaskIsRunning',
-  'iot.device.ApplyIdAlreadyRegistered',
-  'iot.device.DeviceApplyAlreadyRegistered',
-]);
-
 /** Applies the answer of BatchRegisterDeviceWithApplyId. */
 export function applyRegistration(
   rec: BatchRecord,
@@ -290,7 +283,7 @@ export function applyRegistration(
   // NOTE: a repeated call (the first one's answer was lost) that gets a batch-level refusal most likely found
   // the application already registered; polling, not the refusal, decides what happened.
   const repeated = rec.registration?.error !== null && rec.registration?.error !== undefined;
-  const alreadyDone = !outcome.ok && (ALREADY_REGISTERED_CODES.has(outcome.error.code) || (repeated && outcome.error.scope === 'batch'));
+  const alreadyDone = !outcome.ok && (outcome.error.alreadyRegistered || (repeated && outcome.error.scope === 'batch'));
   if (outcome.ok || alreadyDone) {
     const next: BatchRecord = {
       ...rec,

@@ -74,6 +74,7 @@ export function runAction(action: SimulatorAction, params: Readonly<Record<strin
     case 'BatchCheckDeviceNames': {
       const { names, nicknames } = readNames(params);
       if (names.length === 0) return biz('iot.common.InvalidFormattedParameter', 'DeviceName is mandatory and must not be empty.');
+      const pre = ctx.state.precheck(productKey ?? '', names, nicknames);
       const batch = ctx.state.startCheck({ productKey: productKey ?? '', names, nicknames });
       applyId = batch.applyId;
       const invalidNicknames = [...nicknames.values()].filter((n) => !NICKNAME_PATTERN.test(n));
@@ -82,6 +83,12 @@ export function runAction(action: SimulatorAction, params: Readonly<Record<strin
           ApplyId: longLiteral(batch.applyId),
           InvalidDeviceNameList: { InvalidDeviceName: SimState.formatInvalid(names) },
           InvalidDeviceNicknameList: { InvalidDeviceNickname: invalidNicknames },
+          // NOTE: reference §9: capital inner key here (the status call's is lower-case), and Alibaba's misspelt
+          // `RepeatDevieNameList`.
+          InvalidDetailList: {
+            InvalidDetailList: pre.invalid.map((d) => ({ DeviceName: d.deviceName, ErrorMsg: d.errorMsg, NickName: d.nickname })),
+          },
+          RepeatedDeviceNameList: { RepeatDevieNameList: pre.repeated },
         },
       });
     }

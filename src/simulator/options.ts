@@ -57,6 +57,8 @@ export const SIMULATOR_DEFAULTS = Object.freeze({
  * - `slow`: the answer is delayed by `slowMs` (divided by `timeScale`), then the action runs normally.
  * - `malformed`: the action runs, then a non-JSON body is sent with status 200.
  * - `truncated`: the action runs, then the body is cut short of its `content-length` and the connection closed.
+ * - `drip`: HTTP 200 headers at once, then one body byte per second (divided by `timeScale`), never finishing,
+ *   until the client closes the connection; not executed. Only a total request deadline ends it (issue #13.1).
  * - `statusBackwards` / `unknownStatus`: only for `QueryBatchRegisterDeviceStatus`: the answer carries the
  *   previous status / the string `PROCESSING` instead of the real one.
  */
@@ -69,6 +71,7 @@ export type FaultKind =
   | 'reset'
   | 'malformed'
   | 'truncated'
+  | 'drip'
   | 'statusBackwards'
   | 'unknownStatus';
 
@@ -81,6 +84,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'reset',
   'malformed',
   'truncated',
+  'drip',
   'statusBackwards',
   'unknownStatus',
 ];

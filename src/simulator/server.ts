@@ -56,6 +56,10 @@ export interface RequestLogEntry {
   /** The injected fault, if any (including `slow`). */
   fault: FaultKind | null;
   requestId: string;
+  /** For a `drip` fault: clock ms when the client closed the connection. */
+  closedAt?: number;
+  /** Where a request's `DeviceName*` parameters came: the query, the form body, both, or null when it had none. */
+  deviceNamesIn?: 'query' | 'body' | 'both' | null;
 }
 
 /** Test and demo hooks on a running simulator. */
@@ -183,6 +187,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         headers: req.headers,
         body,
       };
+      entry.deviceNamesIn = namesIn(received);
       const result = auth.verify(received, clock.now() + skewMs, clock.now());
       entry.signatureVersion = result.version;
       entry.action = result.action;
@@ -227,6 +232,18 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         case 'slow':
           await clock.sleep(faults.slowMs / timeScale, closing.signal);
           break;
+        case 'drip':
+          entry.outcome = 'drip';
+          res.on('close', () => {
+            entry.closedAt = clock.now();
+          });
+          res.writeHead(200, { 'content-type': 'application/json;charset=utf-8', 'x-acs-request-id': requestId });
+          res.write('{');
+          while (!res.destroyed && !closing.signal.aborted) {
+            await clock.sleep(1000 / timeScale, closing.signal);
+            if (!res.destroyed) res.write(' ');
+          }
+          return;
         default:
           break;
       }
@@ -385,6 +402,13 @@ function toRecord(params: URLSearchParams): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of params) out[k] = v;
   return out;
+}
+
+function namesIn(req: ReceivedRequest): RequestLogEntry['deviceNamesIn'] {
+  const has = (r: Record<string, string>): boolean => Object.keys(r).some((k) => k.startsWith('DeviceName'));
+  const q = has(req.query);
+  const b = has(req.form);
+  return q && b ? 'both' : q ? 'query' : b ? 'body' : null;
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer | null> {

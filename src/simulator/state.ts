@@ -155,6 +155,29 @@ export class SimState {
     return names.filter((n) => !DEVICE_NAME_PATTERN.test(n));
   }
 
+  /**
+   * The synchronous answer of BatchCheckDeviceNames about its names (reference §9): names that break the format
+   * rules or already exist in the product, each once with its reason (`InvalidDetailList`), and names given more
+   * than once in the request (`RepeatedDeviceNameList`). The asynchronous check rejects the same names.
+   */
+  precheck(productKey: string, names: readonly string[], nicknames: ReadonlyMap<string, string> = new Map()): { invalid: InvalidDetail[]; repeated: string[] } {
+    const existing = this.products.get(productKey);
+    const invalid: InvalidDetail[] = [];
+    const repeated = new Set<string>();
+    const seen = new Set<string>();
+    for (const n of names) {
+      if (seen.has(n)) {
+        repeated.add(n);
+        continue;
+      }
+      seen.add(n);
+      const nickname = nicknames.get(n) ?? '';
+      if (!DEVICE_NAME_PATTERN.test(n)) invalid.push({ deviceName: n, errorMsg: MSG_FORMAT, nickname });
+      else if (existing?.has(n) === true) invalid.push({ deviceName: n, errorMsg: MSG_EXISTS, nickname });
+    }
+    return { invalid, repeated: [...repeated] };
+  }
+
   /** Starts a custom-name check (BatchCheckDeviceNames or a preloaded custom batch). */
   startCheck(input: {
     applyId?: string;

@@ -11,7 +11,8 @@
  *
  * Lanes: one independent delivery loop per sink. A lane delivers its queue in enqueue order (FIFO), one
  * event at a time. When a delivery rejects, the lane retries the same event with exponential backoff and
- * jitter (`retryInitialMs` doubling up to `retryMaxMs`, via the injected clock), forever, until it is
+ * jitter (the one formula of core/backoff.ts: drawn in [retryInitialMs, cap], the cap doubling up to `retryMaxMs`;
+ * via the injected clock), forever, until it is
  * acknowledged or the outbox stops. NOTE: a failing head event blocks only its own sink's lane: the other
  * sinks and the caller (enqueue never waits for delivery) are unaffected. Keeping per-sink order is worth it:
  * a receiver sees `batch.status_changed` before the `batch.settled` of the same batch.
@@ -25,6 +26,7 @@
  */
 import type { Logger } from 'pino';
 
+import { nextDelayMs } from '../core/backoff.js';
 import type { Clock, Random } from '../core/clock.js';
 import type { EventSink, JournalRecord, LedgerStore } from '../core/ports.js';
 import type { OutboxEntry } from '../core/record.js';
@@ -376,9 +378,9 @@ export class Outbox {
     void promise.finally(() => this.background.delete(promise));
   }
 
+  /** The one jitter formula (core/backoff.ts): uniform in [retryInitialMs, min(retryMaxMs, retryInitialMs · 2^(n−1))]. */
   private backoffMs(failures: number): number {
-    const base = Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** Math.min(failures - 1, 30));
-    return Math.round(base / 2 + (this.random.float() * base) / 2);
+    return nextDelayMs({ initialDelayMs: this.retryInitialMs, maxDelayMs: this.retryMaxMs, multiplier: 2 }, failures, this.random);
   }
 
   private report(sink: string, outcome: DeliveryOutcome, eventType: string): void {

@@ -25,15 +25,20 @@ import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { Logger } from 'pino';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 
-import type { Clock, Random } from '../core/clock.js';
+import { nextDelayMs } from '../core/backoff.js';
+import type { Clock, Random, Timers } from '../core/clock.js';
+import { systemTimers } from '../core/clock.js';
 import { AbortedError, DaemonError } from '../errors.js';
 import type { WatcherEvent } from '../events.js';
+import type { ExchangeResponse } from '../http-exchange.js';
+import { ExchangeError, exchange } from '../http-exchange.js';
 
 import type { DeliveryReport, ReportingSink } from './reporting.js';
 import { isLoopbackHost } from '../loopback.js';
+import { checkUrl } from '../url-rule.js';
 
 /** Options of {@link createWebhookSink}. */
 export interface WebhookSinkOptions {
@@ -41,20 +46,26 @@ export interface WebhookSinkOptions {
   url: string;
   /** HMAC-SHA256 key for `X-IBW-Signature`. Never logged. */
   secret: string;
-  /** Budget for connecting, for the response headers, and between body chunks, each. */
+  /**
+   * Total deadline of one attempt (connect, send, headers and body); past it the connection is destroyed and
+   * the attempt counts as a retryable failure.
+   */
   timeoutMs: number;
   /** Where permanently refused events go (`<state.dir>/dead-letter.jsonl`). */
   deadLetterFile: string;
   clock: Clock;
   random: Random;
   logger: Logger;
+  /** The one deadline timer per attempt. @default systemTimers */
+  timers?: Timers;
   /**
    * Attempts per `deliver` call before it rejects.
    * @default 3
    */
   maxAttempts?: number;
   /**
-   * First retry delay inside one `deliver` call; doubles per attempt, with jitter.
+   * First retry delay inside one `deliver` call; the cap doubles per attempt, the delay is drawn in
+   * [retryInitialMs, cap] (the one jitter formula, core/backoff.ts).
    * @default 250
    */
   retryInitialMs?: number;
@@ -108,6 +119,7 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
   requireNumber('retryAfterMaxMs', retryAfterMaxMs, 0, false);
 
   const { clock, random, secret, timeoutMs } = options;
+  const timers = options.timers ?? systemTimers;
   const ownsDispatcher = options.dispatcher === undefined;
   const dispatcher = options.dispatcher ?? new Agent({ connect: { timeout: timeoutMs } });
   // NOTE: only the origin is logged; a path or query string may embed a receiver token.
@@ -137,38 +149,43 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
     | { kind: 'dead'; status: number; reason: string };
 
   const attemptOnce = async (body: string, event: WatcherEvent, signal?: AbortSignal): Promise<Attempt> => {
-    let response: Dispatcher.ResponseData;
+    let response: ExchangeResponse;
     try {
-      response = await request(url, {
-        method: 'POST',
+      response = await exchange(
         dispatcher,
-        signal,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'iot-batch-watcher',
-          'x-ibw-event-id': event.id,
-          'x-ibw-event-type': event.type,
-          'idempotency-key': event.id,
-          'x-ibw-signature': signWebhookBody(secret, body),
+        {
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method: 'POST',
+          headersTimeout: 0,
+          bodyTimeout: 0,
+          headers: {
+            'content-type': 'application/json',
+            'user-agent': 'iot-batch-watcher',
+            'x-ibw-event-id': event.id,
+            'x-ibw-event-type': event.type,
+            'idempotency-key': event.id,
+            'x-ibw-signature': signWebhookBody(secret, body),
+          },
+          body,
         },
-        body,
-      });
+        // NOTE: the body is read only for a refusal's reason; the rest is dropped, the deadline still applies.
+        { deadlineMs: timeoutMs, maxBodyBytes: BODY_SNIPPET_CHARS * 4, overflow: 'truncate', timers, signal },
+      );
     } catch (err) {
-      if (signal?.aborted) throw new AbortedError('webhook delivery aborted');
-      return { kind: 'retry', status: null, reason: describeNetworkError(err), retryAfterMs: null };
+      if (signal?.aborted || (err instanceof ExchangeError && err.failure === 'Aborted')) throw new AbortedError('webhook delivery aborted');
+      if (err instanceof ExchangeError && err.failure === 'Deadline') {
+        logger.info({ eventId: event.id, eventType: event.type, status: err.statusCode, timeoutMs }, 'webhook delivery exceeded its deadline; connection closed');
+        return { kind: 'retry', status: null, reason: `timeout: ${err.message}`, retryAfterMs: null };
+      }
+      return { kind: 'retry', status: null, reason: describeNetworkError(err instanceof ExchangeError ? (err.cause ?? err) : err), retryAfterMs: null };
     }
     const status = response.statusCode;
-    if (status >= 200 && status < 300) {
-      await response.body.dump().catch(() => undefined);
-      return { kind: 'ok', status };
-    }
+    if (status >= 200 && status < 300) return { kind: 'ok', status };
     if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
-      const snippet = await readSnippet(response.body);
+      const snippet = snippetOf(response.body);
       return { kind: 'dead', status, reason: snippet === '' ? `HTTP ${status}` : `HTTP ${status}: ${snippet}` };
     }
-    await response.body.dump().catch(() => undefined);
     return {
       kind: 'retry',
       status,
@@ -204,8 +221,8 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
       }
       last = result;
       if (attempt === maxAttempts) break;
-      const base = Math.min(retryMaxMs, retryInitialMs * 2 ** (attempt - 1));
-      const backoffMs = Math.round(base / 2 + (random.float() * base) / 2);
+      // NOTE: the one jitter formula (core/backoff.ts), as the API client and the outbox use it.
+      const backoffMs = nextDelayMs({ initialDelayMs: retryInitialMs, maxDelayMs: retryMaxMs, multiplier: 2 }, attempt, random);
       const delayMs = result.retryAfterMs === null ? backoffMs : Math.min(retryAfterMaxMs, result.retryAfterMs);
       logger.debug(
         { eventId: event.id, eventType: event.type, status: result.status, reason: result.reason, attempt, delayMs },
@@ -233,25 +250,23 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
   };
 }
 
+/** The one URL rule (src/url-rule.ts; a path and query allowed), with the webhook's own messages and codes. */
 function parseWebhookUrl(raw: string): URL {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw configError(`webhook url is not a valid URL`, 'WebhookUrlInvalid');
+  const check = checkUrl(raw, { originOnly: false });
+  if (check.ok) return check.url;
+  switch (check.kind) {
+    case 'not-url':
+      throw configError(`webhook url is not a valid URL`, 'WebhookUrlInvalid');
+    case 'credentials':
+      throw configError('webhook url must not carry credentials (user:password@)', 'WebhookUrlInvalid');
+    case 'insecure':
+      throw configError(
+        `webhook url must use https (plain http is allowed only for loopback hosts, got host \`${new URL(raw).hostname}\`)`,
+        'WebhookUrlInsecure',
+      );
+    default:
+      throw configError(`webhook url must use https, got \`${new URL(raw).protocol}\``, 'WebhookUrlInvalid');
   }
-  if (url.username !== '' || url.password !== '') {
-    throw configError('webhook url must not carry credentials (user:password@)', 'WebhookUrlInvalid');
-  }
-  if (url.protocol === 'https:') return url;
-  if (url.protocol === 'http:') {
-    if (isLoopbackHost(url.hostname)) return url;
-    throw configError(
-      `webhook url must use https (plain http is allowed only for loopback hosts, got host \`${url.hostname}\`)`,
-      'WebhookUrlInsecure',
-    );
-  }
-  throw configError(`webhook url must use https, got \`${url.protocol}\``, 'WebhookUrlInvalid');
 }
 
 function configError(message: string, code: string): DaemonError {
@@ -285,19 +300,7 @@ function describeNetworkError(err: unknown): string {
   return 'network error';
 }
 
-async function readSnippet(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of body) {
-      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
-      chunks.push(buf);
-      size += buf.length;
-      if (size >= BODY_SNIPPET_CHARS * 4) break;
-    }
-  } catch {
-    // The reason is best effort; the status alone is enough.
-  }
-  const text = Buffer.concat(chunks).toString('utf8').replace(/\s+/g, ' ').trim();
+function snippetOf(body: Buffer): string {
+  const text = body.toString('utf8').replace(/\s+/g, ' ').trim();
   return text.length > BODY_SNIPPET_CHARS ? `${text.slice(0, BODY_SNIPPET_CHARS)}…` : text;
 }

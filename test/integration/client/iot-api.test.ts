@@ -130,7 +130,7 @@ describe('ApplyId stays a string end to end', () => {
 });
 
 describe('register and check actions', () => {
-  it('BatchCheckDeviceNames flattens DeviceName.N and normalises the invalid names', async () => {
+  it('BatchCheckDeviceNames flattens DeviceName.N into the form body (not the URL) and normalises the invalid names', async () => {
     server.enqueue(
       json(200, {
         RequestId: 'r',
@@ -139,13 +139,48 @@ describe('register and check actions', () => {
       }),
     );
     const res = await api.batchCheckDeviceNames({ productKey: PK, deviceNames: ['dev-1', 'bad name', 'dev@3'], iotInstanceId: null });
-    expect(res).toEqual({ applyId: '77', invalidDeviceNames: ['bad name'], requestId: 'r' });
-    expect(server.requests[0]!.query).toEqual({
-      ProductKey: PK,
+    expect(res).toEqual({ applyId: '77', invalidDeviceNames: ['bad name'], invalidDetails: [], repeatedDeviceNames: [], requestId: 'r' });
+    // Reference §9: the names belong in the body; the query keeps ProductKey only.
+    expect(server.requests[0]!.query).toEqual({ ProductKey: PK });
+    expect(server.requests[0]!.headers['content-type']).toBe('application/x-www-form-urlencoded');
+    expect(Object.fromEntries(new URLSearchParams(server.requests[0]!.body))).toEqual({
       'DeviceName.1': 'dev-1',
       'DeviceName.2': 'bad name',
       'DeviceName.3': 'dev@3',
     });
+  });
+
+  it('BatchCheckDeviceNames parses InvalidDetailList and RepeatedDeviceNameList (reference §9 spellings)', async () => {
+    server.enqueue(
+      json(200, {
+        RequestId: 'r',
+        Success: true,
+        Data: {
+          ApplyId: '9007199254740993',
+          InvalidDeviceNameList: { InvalidDeviceName: ['ab', 'taken-1'] },
+          InvalidDetailList: {
+            InvalidDetailList: [
+              { DeviceName: 'ab', ErrorMsg: 'The device name format is invalid.', NickName: null },
+              { DeviceName: 'taken-1', ErrorMsg: 'The device name already exists.|second reason', NickName: 'nick_1' },
+              { ErrorMsg: 'no name: dropped' },
+            ],
+          },
+          RepeatedDeviceNameList: { RepeatDevieNameList: ['dup-1', 'dup-1', 7] },
+        },
+      }),
+    );
+    const res = await api.batchCheckDeviceNames({ productKey: PK, deviceNames: ['ab', 'taken-1', 'dup-1', 'dup-1'] });
+    expect(res).toEqual({
+      applyId: '9007199254740993',
+      invalidDeviceNames: ['ab', 'taken-1'],
+      invalidDetails: [
+        { deviceName: 'ab', errors: ['The device name format is invalid.'], nickName: null },
+        { deviceName: 'taken-1', errors: ['The device name already exists.', 'second reason'], nickName: 'nick_1' },
+      ],
+      repeatedDeviceNames: ['dup-1'],
+      requestId: 'r',
+    });
+    expect(server.requests[0]!.query).toEqual({ ProductKey: PK, IotInstanceId: 'iot-default' });
   });
 
   it('BatchCheckDeviceNames refuses 0 or more than 10,000 names instead of letting the API drop them', async () => {

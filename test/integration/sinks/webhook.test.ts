@@ -4,6 +4,7 @@ import path from 'node:path';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
+import { nextDelayMs } from '../../../src/core/backoff.js';
 import { createSeededRandom } from '../../../src/core/clock.js';
 import { AbortedError, DaemonError } from '../../../src/errors.js';
 import type { WatcherEvent } from '../../../src/events.js';
@@ -90,12 +91,22 @@ describe('webhook sink against a loopback receiver', () => {
     expect(new Set(receiver.requests.map((r) => r.headers['x-ibw-event-id'])).size).toBe(1);
     expect(receiver.requests.every((r) => r.signatureValid)).toBe(true);
     expect(clock.sleeps).toHaveLength(3);
+    // The one jitter formula (core/backoff.ts): each delay in [retryInitialMs, cap], the cap doubling.
     [100, 200, 400].forEach((base, i) => {
-      expect(clock.sleeps[i]).toBeGreaterThanOrEqual(base / 2);
+      expect(clock.sleeps[i]).toBeGreaterThanOrEqual(100);
       expect(clock.sleeps[i]).toBeLessThanOrEqual(base);
     });
     expect(receiver.accepted).toEqual([makeEvent().id]);
     expectNoSecretsLogged();
+  });
+
+  it('draws its retry delays from the one jitter formula (core/backoff.ts nextDelayMs), same random, same delays', async () => {
+    receiver.script.push({ status: 500 }, { status: 500 }, { status: 500 });
+    const sink = makeSink({ maxAttempts: 4, retryInitialMs: 100, retryMaxMs: 5000, random: createSeededRandom(99) });
+    await expect(sink.deliverReport(makeEvent())).resolves.toBe('ok');
+    const same = createSeededRandom(99);
+    const policy = { initialDelayMs: 100, maxDelayMs: 5000, multiplier: 2 };
+    expect(clock.sleeps).toEqual([1, 2, 3].map((attempt) => nextDelayMs(policy, attempt, same)));
   });
 
   it('honours Retry-After on 429 (seconds), capped by retryAfterMaxMs', async () => {

@@ -101,3 +101,79 @@ describe('ApiError', () => {
     expect(out.match(/\[REDACTED\]/g)).toHaveLength(3);
   });
 });
+
+describe('second-stage table entries (reference §9, issue #13.7) and the table columns (issue #12)', () => {
+  const business = (code: string, message = 'x'): ApiError =>
+    new ApiError({ action: 'QueryBatchRegisterDeviceStatus', code, message, source: 'business', httpStatus: 200, requestId: 'rid' });
+
+  it.each(['iot.auth.IotInstanceNotFound', 'iot.auth.InvalidIotInstanceId'])('%s is batch-fatal (a wrong IotInstanceId), not transient', (code) => {
+    const c = classifyCode(code, 200);
+    expect(c.known).toBe(true);
+    expect(c.scope).toBe('batch');
+    const err = business(code);
+    expect(err.retryable).toBe(false);
+    expect(err.message).toContain('iotInstanceId');
+  });
+
+  it('iot.prod.NotExistedProduct says a missing IotInstanceId is the usual cause', () => {
+    expect(classifyCode('iot.prod.NotExistedProduct', 200)).toEqual({ kind: 'not-found', scope: 'batch', known: true });
+    const err = business('iot.prod.NotExistedProduct', 'product not found');
+    expect(err.advice).toMatch(/missing iotInstanceId is the usual cause/);
+    expect(err.message).toContain('product not found');
+    expect(err.message).toMatch(/missing iotInstanceId is the usual cause/);
+  });
+
+  it('iot.common.HighFrequentDeny is throttling (retried, halves the rate, safe to resend)', () => {
+    expect(classifyCode('iot.common.HighFrequentDeny', 200)).toEqual({ kind: 'throttled', scope: 'attempt', known: true });
+    const err = business('iot.common.HighFrequentDeny');
+    expect(err.isThrottled).toBe(true);
+    expect(err.notProcessed).toBe(true);
+  });
+
+  it('notProcessed column: exactly the codes after which a create call may be resent', () => {
+    const resendable = Object.entries(ERROR_CODE_TABLE)
+      .filter(([, c]) => c.notProcessed === true)
+      .map(([code]) => code)
+      .sort();
+    expect(resendable).toEqual(
+      [
+        'Rejected.Throttling',
+        'ServiceUnavailable',
+        'SignatureNonceUsed',
+        'Throttling',
+        'Throttling.Api',
+        'Throttling.Tenant',
+        'Throttling.User',
+        'Transport.ConnectTimeout',
+        'Transport.ConnectionRefused',
+        'Transport.DnsError',
+        'iot.common.HighFrequentDeny',
+      ].sort(),
+    );
+    // A timeout or reset after sending may have been acted on.
+    expect(business('Transport.Timeout').notProcessed).toBe(false);
+    expect(business('Transport.ConnectionReset').notProcessed).toBe(false);
+    expect(business('Throttling.NewFamilyMember').notProcessed).toBe(true);
+  });
+
+  it('alreadyRegistered column is carried on the error for the core', () => {
+    for (const code of ['iot.device.CreateDeviceTaskIsRunning', 'iot.device.ApplyIdAlreadyRegistered', 'iot.device.DeviceApplyAlreadyRegistered']) {
+      const err = business(code);
+      expect(err.alreadyRegistered, code).toBe(true);
+      expect(err.scope, code).toBe('batch');
+    }
+    expect(business('iot.device.DeviceApplyIsNotFound').alreadyRegistered).toBe(false);
+    expect(new DaemonError('x', { kind: 'internal', scope: 'process' }).alreadyRegistered).toBe(false);
+  });
+
+  it('advice column: every process-fatal code the fatal line used to match by hand has its advice, and it is not repeated in the message', () => {
+    expect(business('SignatureDoesNotMatch').advice).toBe('the AccessKey secret is wrong: fix the credentials, then restart');
+    expect(business('InvalidTimeStamp.Expired').advice).toBe('the clock is skewed by more than 15 minutes: fix NTP, then restart');
+    expect(business('InvalidTimeStamp.Format').advice).toBe('the clock is skewed by more than 15 minutes: fix NTP, then restart');
+    for (const code of ['InvalidAccessKeyId.NotFound', 'InvalidAccessKeyId.Inactive', 'InvalidAccessKeyId.Whatever']) {
+      expect(business(code).advice, code).toBe('the AccessKey is unknown or disabled: fix the credentials, then restart');
+    }
+    expect(business('SignatureDoesNotMatch').message).not.toContain('fix the credentials');
+    expect(business('Iot.system.BillIsOverDue').advice).toBeNull();
+  });
+});

@@ -232,7 +232,7 @@ describe('registration (register: true)', () => {
     const res = applyRegistration(
       step.rec,
       batch,
-      { ok: false, error: new DaemonError('running', { kind: 'invalid-request', scope: 'batch', code: 'iot.device.CreateDeviceTaskIsRunning' }) },
+      { ok: false, error: new DaemonError('running', { kind: 'invalid-request', scope: 'batch', code: 'iot.device.CreateDeviceTaskIsRunning', alreadyRegistered: true }) },
       T0 + 5,
       random,
     );
