@@ -1,0 +1,71 @@
+/**
+ * Help texts: the global usage and each command's own (`iot-batch-watcher status --help`). `validate` and
+ * `simulator` print their own help from their modules.
+ */
+
+/** The global usage (`iot-batch-watcher --help`). */
+export const USAGE = `Usage: iot-batch-watcher [command] [options]
+
+Commands:
+  run [--config FILE]                       run the daemon (default command)
+  validate [--config FILE]                  check the configuration, print every problem, exit 0 or 2
+  status [--config FILE] [--json] [--wide]
+                                            batches from the ledger (works while the daemon runs)
+  wait --product-key PK --apply-id ID [--until created|checked] [--timeout 30m] [--register]
+       [--config FILE] [--endpoint URL] [--region-id ID] [--iot-instance-id ID]
+                                            watch one batch in the foreground; result JSON on stdout
+  simulator [--port 8787] [--scenario FILE] the built-in IoT Platform simulator (see simulator --help)
+  demo                                      simulator + daemon on config/demo.yaml, pretty logs, summary
+  version                                   print the version (also --version, -V)
+  help                                      this text
+
+Every command takes -h/--help for its own options.
+The configuration file is --config, else $IBW_CONFIG, else config/watcher.yaml.
+Logs: LOG_LEVEL (info), LOG_FORMAT (json|pretty); NO_COLOR turns colour off.
+`;
+
+const CONFIG = '  -c, --config FILE      the configuration (else $IBW_CONFIG, else config/watcher.yaml)\n';
+const HELP = '  -h, --help             this text\n';
+
+/** Each command's own help, by command name. */
+export const COMMAND_HELP: Readonly<Record<string, string>> = {
+  run: `Usage: iot-batch-watcher [run] [--config FILE]
+
+Runs the daemon: watches every batch of the configuration until it settles, logs to stdout (JSON, or
+LOG_FORMAT=pretty), reloads the file on change and on SIGHUP, stops cleanly on SIGTERM/SIGINT.
+
+${CONFIG}${HELP}`,
+  status: `Usage: iot-batch-watcher status [options]
+
+Batches from the ledger, read without the lock (works while the daemon runs).
+
+${CONFIG}      --json             a JSON array, one object per batch (DESIGN.md §7 fields)
+      --wide             every column (default: the columns that fit 100 characters)
+      --state STATE      only batches in this state (pending, fetching, settled, parked; repeatable)
+      --account NAME     only batches of this account (\`default\` until several accounts exist; repeatable)
+      --job NAME         only batches of this provisioning job (repeatable)
+${HELP}`,
+  wait: `Usage: iot-batch-watcher wait --product-key PK --apply-id ID [options]
+
+Watches one batch in the foreground (no ledger) and prints its result JSON on stdout.
+Exit 0 created/checked, 3 failed or rejected, 4 timed out.
+
+      --product-key PK   the batch's ProductKey (required)
+      --apply-id ID      the batch's ApplyId (required)
+      --until created|checked                                  default created
+      --timeout DUR      give up after this long, e.g. 30m
+      --register         call BatchRegisterDeviceWithApplyId after a successful check
+      --endpoint URL     the API endpoint (default: the file's, else the region's)
+      --region-id ID     the region (default: the file's, else cn-shanghai)
+      --iot-instance-id ID
+${CONFIG}${HELP}`,
+  demo: `Usage: iot-batch-watcher demo [--time-scale N]
+
+Starts the simulator and the daemon on config/demo.yaml in a scratch directory, prints pretty logs and a
+summary table, and exits 0 once every demo batch settled.
+
+      --time-scale N     run the simulator N times faster         default 1
+${HELP}`,
+  version: 'Usage: iot-batch-watcher version\n\nPrints the version (also --version, -V).\n',
+  help: USAGE,
+};
