@@ -9,7 +9,7 @@ export const USAGE = `Usage: iot-batch-watcher [command] [options]
 Commands:
   run [--config FILE]                       run the daemon (default command)
   validate [--config FILE]                  check the configuration, print every problem, exit 0 or 2
-  status [--config FILE] [--json] [--wide]
+  status [--config FILE] [--json] [--wide] [--watch]
                                             batches from the ledger (works while the daemon runs)
   wait --product-key PK --apply-id ID [--until created|checked] [--timeout 30m] [--register]
        [--config FILE] [--endpoint URL] [--region-id ID] [--iot-instance-id ID]
@@ -44,6 +44,8 @@ ${CONFIG}      --json             a JSON array, one object per batch (DESIGN.md 
       --state STATE      only batches in this state (pending, fetching, settled, parked; repeatable)
       --account NAME     only batches of this account (\`default\` until several accounts exist; repeatable)
       --job NAME         only batches of this provisioning job (repeatable)
+      --watch            a live view, redrawn every --interval (one summary line per interval without a terminal)
+      --interval DUR     the watch interval, e.g. 2s, 500ms, 1m   default 2s
 ${HELP}`,
   wait: `Usage: iot-batch-watcher wait --product-key PK --apply-id ID [options]
 

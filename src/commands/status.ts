@@ -1,11 +1,12 @@
 /**
  * `iot-batch-watcher status` (DESIGN.md §7, §14): the batches of the ledger, read without the lock, as a narrow
  * table (fits 100 columns), every column with `--wide`, or the §7 JSON with `--json`; `--state`, `--account` and
- * `--job` filter.
+ * `--job` filter; `--watch` is the live view (status-watch.ts).
  */
 import { existsSync } from 'node:fs';
 
 import type { CompiledConfig } from '../config/types.js';
+import { tryParseDuration } from '../config/duration.js';
 import { resolveConfigPath } from '../config/env.js';
 import type { BatchState } from '../core/record.js';
 import { toStatusRows } from '../core/status-row.js';
@@ -64,6 +65,8 @@ export async function statusCommand(args: string[], io: StatusCommandIo, deps: S
     state: { type: 'string', multiple: true },
     account: { type: 'string', multiple: true },
     job: { type: 'string', multiple: true },
+    watch: { type: 'boolean' },
+    interval: { type: 'string' },
   });
   for (const s of opts.state ?? []) {
     if (!(STATES as readonly string[]).includes(s)) {
@@ -75,8 +78,20 @@ export async function statusCommand(args: string[], io: StatusCommandIo, deps: S
     accounts: opts.account ? new Set(opts.account) : null,
     jobs: opts.job ? new Set(opts.job) : null,
   };
+  let intervalMs = 2000;
+  if (opts.interval !== undefined) {
+    if (!opts.watch) throw new UsageError('--interval: only with --watch');
+    const d = tryParseDuration(opts.interval);
+    if (!d.ok || d.ms < 100) throw new UsageError(`--interval: expected a duration of at least 100ms like "2s", got ${JSON.stringify(opts.interval)}`);
+    intervalMs = d.ms;
+  }
+  if (opts.watch && opts.json) throw new UsageError('--watch and --json: choose one');
   const path = resolveConfigPath(opts.config, io.env);
   const config = await deps.loadConfig(path);
+  if (opts.watch) {
+    const { runStatusWatch } = await import('./status-watch.js');
+    return runStatusWatch({ config, filter, intervalMs, wide: opts.wide ?? false }, io);
+  }
   if (!existsSync(config.state.dir)) {
     io.stderr.write(`no ledger yet in ${config.state.dir} (the daemon has not run with this configuration)\n`);
   }

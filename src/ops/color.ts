@@ -13,11 +13,11 @@ export function colorEnabled(env: Readonly<Record<string, string | undefined>>, 
 
 /** ANSI styles, or plain text when colour is off. */
 export interface Styles {
-  bold(text: string): string;
-  dim(text: string): string;
-  red(text: string): string;
-  yellow(text: string): string;
-  green(text: string): string;
+  bold: (text: string) => string;
+  dim: (text: string) => string;
+  red: (text: string) => string;
+  yellow: (text: string) => string;
+  green: (text: string) => string;
 }
 
 const wrap = (open: number, close: number) => (text: string) => `\u001b[${open}m${text}\u001b[${close}m`;
