@@ -82,8 +82,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       destination: options.destination ?? 1,
       colorize: options.color ?? false,
       translateTime: 'SYS:standard',
-      // NOTE: for people the message line says it all; the `event` object stays in JSON output.
-      ignore: 'pid,hostname,event',
+      // NOTE: for people the message line says it all (an event, a config issue: file:line:col: path: message);
+      // the `event` and `issue` objects stay in JSON output.
+      ignore: 'pid,hostname,event,issue',
       sync: true,
     });
     // NOTE: pretty lines go to a terminal, and names, labels and error texts are user input: control and

@@ -143,3 +143,17 @@ describe('pretty logs', () => {
     expect(out.text).toContain('\\u202e');
   });
 });
+
+describe('pretty logs say a config problem once', () => {
+  it('the issue object is not printed again under its message line (JSON keeps it)', () => {
+    const out = new CaptureStream();
+    const issue = { file: '/etc/w.yaml', line: 3, col: 5, path: 'batches[0].applyId', message: 'expected a string' };
+    createLogger({ format: 'pretty', destination: out }).warn({ issue }, `config reload rejected: /etc/w.yaml:3:5: batches[0].applyId: expected a string`);
+    const lines = out.text.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/WARN.*config reload rejected: \/etc\/w\.yaml:3:5: batches\[0\]\.applyId: expected a string$/);
+    const json = new CaptureStream();
+    createLogger({ format: 'json', destination: json }).warn({ issue }, 'config reload rejected');
+    expect(JSON.parse(json.text)).toMatchObject({ issue });
+  });
+});
