@@ -73,7 +73,7 @@ export interface Io {
 
 export const EXIT = { ok: 0, runtime: 1, usage: 2, failed: 3, timedOut: 4, sigint: 130, sigterm: 143 } as const;
 
-const COMMANDS = new Set(['run', 'validate', 'status', 'wait', 'simulator', 'demo', 'version', 'help']);
+const COMMANDS = new Set(['run', 'validate', 'status', 'wait', 'simulator', 'demo', 'redeliver', 'version', 'help']);
 
 /** Runs one command and resolves with its exit code. */
 export async function main(io: Io): Promise<number> {
@@ -104,6 +104,10 @@ export async function main(io: Io): Promise<number> {
         return await validateCommand(args, { stdout: io.stdout, stderr: io.stderr, env: io.env, cwd: io.cwd });
       case 'status':
         return await statusCommand(args, io, { loadConfig: (path) => loadConfig(path, io) });
+      case 'redeliver': {
+        const { redeliverCommand } = await import('./commands/redeliver.js');
+        return await redeliverCommand(args, io, { loadConfig: (path) => loadConfig(path, io), logger: makeLogger(io, io.stderr) });
+      }
       case 'wait':
         return await waitCommand(args, io);
       case 'simulator':

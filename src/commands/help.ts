@@ -14,6 +14,8 @@ Commands:
   wait --product-key PK --apply-id ID [--until created|checked] [--timeout 30m] [--register]
        [--config FILE] [--endpoint URL] [--region-id ID] [--iot-instance-id ID]
                                             watch one batch in the foreground; result JSON on stdout
+  redeliver [--event-id ID | --all | --list] [--sink webhook] [--config FILE]
+                                            replay webhook dead letters (with the daemon stopped)
   simulator [--port 8787] [--scenario FILE] the built-in IoT Platform simulator (see simulator --help)
   demo                                      simulator + daemon on config/demo.yaml, pretty logs, summary
   version                                   print the version (also --version, -V)
@@ -60,6 +62,19 @@ Exit 0 created/checked, 3 failed or rejected, 4 timed out.
       --endpoint URL     the API endpoint (default: the file's, else the region's)
       --region-id ID     the region (default: the file's, else cn-shanghai)
       --iot-instance-id ID
+${CONFIG}${HELP}`,
+  redeliver: `Usage: iot-batch-watcher redeliver [--event-id ID | --all | --list] [--sink webhook] [--config FILE]
+
+Replays webhook dead letters (<state.dir>/dead-letter.jsonl) through the outbox: same event ids, same bodies,
+same signatures. Each replayed letter is marked in <state.dir>/dead-letter.replayed.jsonl, so a second run does
+not send it again. Refuses (exit 1) while a daemon holds the state directory: stop it first.
+Exit 0 when every replayed letter was delivered, 1 when some were not (refused again, or still undelivered).
+
+      --event-id ID      replay the latest dead letter of this event (repeatable)
+      --all              replay every dead letter not replayed yet
+      --list             print the dead letters and whether they were replayed; send nothing
+      --sink NAME        the sink to deliver to (only webhook has dead letters)   default webhook
+      --timeout DUR      how long to wait for delivery; the rest stays in the outbox  default 60s
 ${CONFIG}${HELP}`,
   demo: `Usage: iot-batch-watcher demo [--time-scale N]
 

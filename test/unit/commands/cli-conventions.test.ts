@@ -23,10 +23,11 @@ describe('CLI conventions (in-process)', () => {
     const r = await run([flag]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^Usage: iot-batch-watcher \[command\]/);
+    expect(r.out).toContain('redeliver');
     expect(r.err).toBe('');
   });
 
-  it.each(['run', 'status', 'wait', 'demo', 'version'])('%s --help and -h print that command’s own help', async (cmd) => {
+  it.each(['run', 'status', 'wait', 'demo', 'redeliver', 'version'])('%s --help and -h print that command’s own help', async (cmd) => {
     for (const flag of ['--help', '-h']) {
       const r = await run([cmd, flag]);
       expect(r.code).toBe(0);
@@ -70,6 +71,7 @@ describe('CLI conventions (in-process)', () => {
     ['status', '--bogus'],
     ['wait', '--bogus'],
     ['demo', '--bogus'],
+    ['redeliver', '--bogus'],
     ['validate', '--bogus'],
     ['simulator', '--bogus'],
     ['status', '-z'],
