@@ -21,8 +21,13 @@ export function wantsHelp(args: readonly string[]): boolean {
   return false;
 }
 
+type StrictConfig<O extends Options> = { args: string[]; options: O; strict: true; allowPositionals: false };
+
+/** What {@link parseOptions} returns: the typed option values. */
+export type OptionValues<O extends Options> = ReturnType<typeof parseArgs<StrictConfig<O>>>['values'];
+
 /** Parses `args` strictly (no positionals); throws {@link UsageError} naming the offending option. */
-export function parseOptions<const O extends Options>(args: string[], options: O) {
+export function parseOptions<const O extends Options>(args: string[], options: O): OptionValues<O> {
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (err) {
