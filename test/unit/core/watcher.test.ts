@@ -238,6 +238,39 @@ describe('Watcher', () => {
     expect(r.publisher.events.filter((e) => e.type === 'batch.settled')).toHaveLength(1);
   });
 
+  it('retries the device fetch of a batch removed from the file with the default polling policy, not the first batch\'s', async () => {
+    // The first batch of the file has a very slow policy; the removed batch must not inherit it.
+    const slow = testBatch({ applyId: '40', polling: { ...testBatch().polling, initialDelayMs: 600_000, maxDelayMs: 600_000 } });
+    const removed = testBatch({ applyId: '41' });
+    const r = rig(testConfig({ batches: [slow, removed] }));
+    r.api.script('40', ['CHECK']);
+    r.api.script('41', ['CREATE_SUCCESS']);
+    let fetches = 0;
+    r.api.listAllDevicesByApplyId = async (req) => {
+      r.api.calls.push({ action: 'devices', applyId: req.applyId, at: r.clock.now() });
+      fetches += 1;
+      // A bound, so that a retry loop that does not back off ends instead of spinning forever.
+      if (fetches > 50) return { total: 0, devices: [] };
+      throw new DaemonError('page mismatch', { kind: 'transient', scope: 'attempt', code: 'Devices.CountMismatch' });
+    };
+    await r.watcher.start();
+    await runFor(r, 500, 50);
+    expect(r.watcher.record(removed.key)).toMatchObject({ state: 'fetching', fetchAttempts: 1 });
+    const reloadedAt = r.clock.now();
+    await r.watcher.reload(testConfig({ batches: [slow] }));
+    await runFor(r, 20_000, 100);
+    const times = r.api.calls.filter((c) => c.action === 'devices' && c.applyId === '41' && c.at >= reloadedAt).map((c) => c.at);
+    // config.polling (1 s doubling to 8 s) gives several retries in 20 s, each after its backoff; the first batch's
+    // 10-minute policy would give one.
+    expect(times.length).toBeGreaterThanOrEqual(3);
+    expect(times.length).toBeLessThan(20);
+    for (let i = 1; i < times.length; i += 1) {
+      expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(1000);
+      expect(times[i]! - times[i - 1]!).toBeLessThanOrEqual(8000);
+    }
+    expect(r.watcher.record(removed.key)?.state).toBe('fetching');
+  });
+
   it('stops on a process-fatal error', async () => {
     const batch = testBatch({ applyId: '3' });
     const r = rig(testConfig({ batches: [batch] }));
