@@ -152,6 +152,15 @@ export function createResultWriter(options: ResultWriterOptions): ResultWriter {
       });
       return next;
     },
+
+    async remove(productKey, applyId) {
+      assertSafePathSegment(productKey, 'productKey');
+      assertSafePathSegment(applyId, 'applyId');
+      // NOTE: a withdrawn result (its batch is watched again) simply disappears; a missing file is fine.
+      await unlink(path.join(resultsDir, productKey, `${applyId}.json`)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    },
   };
 }
 

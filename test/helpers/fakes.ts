@@ -2,6 +2,7 @@ import { applyJournalRecord, emptySnapshot } from '../../src/core/ledger-state.j
 import type {
   BatchResult,
   BatchStatusResult,
+  CallOptions,
   DeviceInfo,
   EventPublisher,
   IotApi,
@@ -57,6 +58,9 @@ export class MemoryResults implements ResultWriter {
     this.files.set(path, structuredClone(result));
     return path;
   }
+  async remove(productKey: string, applyId: string): Promise<void> {
+    this.files.delete(`/results/${productKey}/${applyId}.json`);
+  }
 }
 
 export const silentLog: Log = {
@@ -80,8 +84,6 @@ export class ScriptedApi implements IotApi {
   readonly devices = new Map<string, DeviceInfo[]>();
   registrations = new Map<string, number>();
   registerResult: (applyId: string) => Error | null = () => null;
-  /** Behave like an IotApi that does not know the beforeSend hook. */
-  ignoreBeforeSend = false;
   constructor(private readonly now: () => number) {}
 
   script(applyId: string, statuses: (string | Error)[]): void {
@@ -92,11 +94,7 @@ export class ScriptedApi implements IotApi {
     });
   }
 
-  async queryBatchRegisterDeviceStatus(
-    target: { productKey: string; applyId: string },
-    options?: { beforeSend?: () => Promise<void> },
-  ): Promise<BatchStatusResult> {
-    if (!this.ignoreBeforeSend) await options?.beforeSend?.();
+  async queryBatchRegisterDeviceStatus(target: { productKey: string; applyId: string }, _options?: CallOptions): Promise<BatchStatusResult> {
     const n = this.calls.filter((c) => c.action === 'status' && c.applyId === target.applyId).length;
     this.calls.push({ action: 'status', applyId: target.applyId, at: this.now() });
     const fn = this.scripts.get(target.applyId);

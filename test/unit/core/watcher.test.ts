@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 
+import { ApiBudget } from '../../../src/core/api-budget.js';
 import { createManualClock, createSeededRandom, type ManualClock } from '../../../src/core/clock.js';
-import { RateLimiterSet } from '../../../src/core/rate-limiter.js';
-import { type BudgetAction, Watcher } from '../../../src/core/watcher.js';
+import { StateStore } from '../../../src/core/state-store.js';
+import { Watcher } from '../../../src/core/watcher.js';
 import type { BatchConfig, CompiledConfig } from '../../../src/config/types.js';
 import { DaemonError } from '../../../src/errors.js';
 import { testBatch, testConfig } from '../../helpers/config.js';
@@ -30,18 +31,16 @@ function rig(config: CompiledConfig, shared?: { clock?: ManualClock; api?: Scrip
   const store = shared?.store ?? new MemoryStore();
   const publisher = new CapturePublisher();
   const results = new MemoryResults();
-  const limiter = new RateLimiterSet<BudgetAction>(
-    { status: { ratePerSec: config.rateLimit.statusQps }, page: { ratePerSec: config.rateLimit.pageQps } },
-    clock.now(),
-  );
+  const budget = new ApiBudget({ rates: config.rateLimit, clock, tuning: (qps) => ({ ratePerSec: qps }) });
+  const state = new StateStore({ ledger: store, log: silentLog, now: () => clock.now() });
+  state.publishTo(publisher);
   const watcher = new Watcher({
     config,
+    store: state,
+    budget,
     statusApi: api,
     api,
-    ledger: store,
-    publisher,
     results,
-    limiter,
     clock,
     random: createSeededRandom(1),
     log: silentLog,
@@ -104,20 +103,6 @@ describe('Watcher', () => {
     // The first polls go out in the order the batches were added (all due at once: FIFO).
     const firstPolls = r.api.calls.filter((c) => c.action === 'status').slice(0, 40).map((c) => c.applyId);
     expect(new Set(firstPolls).size).toBe(40);
-  });
-
-  it('charges the budget even when an IotApi ignores the beforeSend hook', async () => {
-    const batches: BatchConfig[] = Array.from({ length: 20 }, (_, i) => testBatch({ applyId: String(2000 + i) }));
-    const r = rig(testConfig({ batches, rateLimit: { statusQps: 5, pageQps: 5, concurrency: 4 } }));
-    r.api.ignoreBeforeSend = true;
-    for (const b of batches) r.api.script(b.applyId, ['CHECK_FAILED']);
-    await r.watcher.start();
-    await runFor(r, 10_000, 50);
-    expect(r.watcher.allSettled()).toBe(true);
-    const times = r.api.calls.filter((c) => c.action === 'status').map((c) => c.at);
-    expect(times).toHaveLength(20);
-    // Without the hook the token is taken right after each answer: still 5 per second at most (plus the one in flight).
-    for (const t of times) expect(times.filter((x) => x >= t && x < t + 1000).length).toBeLessThanOrEqual(6);
   });
 
   it('never polls a batch more often than its backoff allows', async () => {
