@@ -256,6 +256,90 @@ describe('Watcher', () => {
     expect(r.watcher.record(removed.key)?.state).toBe('fetching');
   });
 
+  it('parks a batch whose device fetch is refused for it (RAM), keeping status and history, and re-arms it when its entry changes', async () => {
+    const batch = testBatch({ applyId: '45' });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script('45', ['CREATE', 'CREATE_SUCCESS']);
+    r.api.devices.set('45', [{ deviceName: 'd', iotId: 'i', deviceSecret: 's' }]);
+    let refuse = true;
+    const real = r.api.listAllDevicesByApplyId.bind(r.api);
+    r.api.listAllDevicesByApplyId = async (req) => {
+      if (refuse) {
+        r.api.calls.push({ action: 'devices', applyId: req.applyId, at: r.clock.now() });
+        throw new DaemonError('no permission', { kind: 'auth', scope: 'batch', code: 'Forbidden.RAM' });
+      }
+      return real(req);
+    };
+    await r.watcher.start();
+    await runFor(r, 30_000);
+    const rec = r.watcher.record(batch.key)!;
+    expect(rec).toMatchObject({ state: 'parked', outcome: 'rejected', status: 'CREATE_SUCCESS' });
+    expect(rec.reason).toContain('Forbidden.RAM');
+    expect(rec.history.map((h) => h.status)).toEqual(['CREATE', 'CREATE_SUCCESS']);
+    // Parked: not retried forever.
+    expect(r.api.calls.filter((c) => c.action === 'devices')).toHaveLength(1);
+    expect(r.results.files.get(`/results/${batch.productKey}/45.json`)?.outcome).toBe('rejected');
+    expect(r.publisher.events.filter((e) => e.type === 'batch.rejected')).toHaveLength(1);
+    expect(r.publisher.events.filter((e) => e.type === 'batch.settled').map((e) => e.outcome)).toEqual(['rejected']);
+    // The same entry keeps it parked; a changed entry (the operator granted the permission) re-arms it.
+    await r.watcher.reload(testConfig({ batches: [batch] }));
+    await runFor(r, 5000);
+    expect(r.watcher.record(batch.key)?.state).toBe('parked');
+    refuse = false;
+    await r.watcher.reload(testConfig({ batches: [{ ...batch, entryHash: 'h2' }] }));
+    await runFor(r, 5000);
+    expect(r.watcher.record(batch.key)).toMatchObject({ state: 'settled', outcome: 'created', deviceCount: 1 });
+    expect(r.results.files.get(`/results/${batch.productKey}/45.json`)?.outcome).toBe('created');
+  });
+
+  it('withdraws the stale result of a cancelled batch that comes back, until its new outcome is written', async () => {
+    const a = testBatch({ applyId: '46' });
+    const r = rig(testConfig({ batches: [a] }));
+    r.api.script('46', ['CHECK']);
+    await r.watcher.start();
+    await runFor(r, 2000);
+    await r.watcher.reload(testConfig({ batches: [] }));
+    await runFor(r, 1000);
+    const file = `/results/${a.productKey}/46.json`;
+    expect(r.results.files.get(file)?.outcome).toBe('cancelled');
+    await r.watcher.reload(testConfig({ batches: [a] }));
+    expect(r.results.files.has(file)).toBe(false);
+    expect(r.watcher.record(a.key)?.state).toBe('pending');
+    r.api.script('46', ['CHECK_FAILED']);
+    await runFor(r, 10_000);
+    expect(r.results.files.get(file)?.outcome).toBe('check_failed');
+  });
+
+  it('keeps the image equal to the journal when a write fails (no edit behind the ledger\'s back)', async () => {
+    const batch = testBatch({ applyId: '47' });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script('47', ['CHECK']);
+    await r.watcher.start();
+    await r.clock.advance(10);
+    const durable = structuredClone(r.watcher.record(batch.key));
+    r.store.failWith = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    await runFor(r, 5000);
+    expect(r.api.calls.filter((c) => c.action === 'status').length).toBeGreaterThan(1);
+    expect(r.watcher.record(batch.key)).toEqual(durable);
+    expect((await r.store.load()).batches.get(batch.key)).toEqual(durable);
+    r.store.failWith = null;
+    await runFor(r, 5000);
+    expect(r.watcher.record(batch.key)!.polls).toBeGreaterThan(durable!.polls);
+  });
+
+  it('marks a registration refused for the batch as failed, and parks the batch', async () => {
+    const batch = testBatch({ applyId: '48', register: true });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script('48', ['CHECK_SUCCESS']);
+    r.api.registerResult = () => new DaemonError('mismatch', { kind: 'invalid-request', scope: 'batch', code: 'iot.device.IncorrentDeviceApplyInfo' });
+    await r.watcher.start();
+    await runFor(r, 2000);
+    const rec = r.watcher.record(batch.key)!;
+    expect(rec).toMatchObject({ state: 'parked', outcome: 'rejected' });
+    expect(rec.registration).toMatchObject({ state: 'failed', error: 'iot.device.IncorrentDeviceApplyInfo' });
+    expect(r.api.registrations.get('48')).toBe(1);
+  });
+
   it('stops on a process-fatal error', async () => {
     const batch = testBatch({ applyId: '3' });
     const r = rig(testConfig({ batches: [batch] }));
