@@ -75,7 +75,7 @@ export class BatchRunner {
     const entry = this.#o.entry(key);
     const policy = policyFor(this.#o.config(), entry, rec);
     try {
-      if (!(await this.#work(rec, entry, policy, signal))) return retryAfterWriteFailure(policy, this.#o.clock.now());
+      if (!(await this.work(rec, entry, policy, signal))) return retryAfterWriteFailure(policy, this.#o.clock.now());
     } catch (err) {
       this.#o.log.error({ err: coerceError(err), key }, 'batch task failed unexpectedly; will retry');
       return retryAfterCrash(policy, this.#o.clock.now());
@@ -84,33 +84,33 @@ export class BatchRunner {
     return after && isOpen(after) ? after.nextDueAt : null;
   }
 
-  async #work(rec: BatchRecord, entry: BatchConfig | undefined, policy: BatchConfig, signal: AbortSignal): Promise<boolean> {
-    if (rec.state === 'fetching') return this.#settle(rec, policy, signal);
+  private async work(rec: BatchRecord, entry: BatchConfig | undefined, policy: BatchConfig, signal: AbortSignal): Promise<boolean> {
+    if (rec.state === 'fetching') return this.settle(rec, policy, signal);
     if (rec.state !== 'pending') return true;
-    if (!entry) return this.#apply(cancel(rec, this.#o.clock.now()), policy, signal);
+    if (!entry) return this.apply(cancel(rec, this.#o.clock.now()), policy, signal);
     const deadlines = checkDeadlines(rec, entry, this.#o.clock.now());
     if (deadlines.effects.length > 0) {
-      if (!(await this.#apply(deadlines, entry, signal))) return UNRECORDED;
+      if (!(await this.apply(deadlines, entry, signal))) return UNRECORDED;
       const now = this.#o.store.record(rec.key);
       if (now?.state !== 'pending') return true;
-      return this.#poll(now, entry, signal);
+      return this.poll(now, entry, signal);
     }
-    return this.#poll(rec, entry, signal);
+    return this.poll(rec, entry, signal);
   }
 
   /** Records a step, then performs its effects in order. Resolves false when something could not be recorded. */
-  async #apply(step: Step, policy: BatchConfig, signal: AbortSignal): Promise<boolean> {
+  private async apply(step: Step, policy: BatchConfig, signal: AbortSignal): Promise<boolean> {
     if (!(await this.#o.store.commit([step]))) return UNRECORDED;
     for (const effect of step.effects) {
       switch (effect.kind) {
         case 'emit':
           break; // recorded with the step; the store handed the event to the outbox
         case 'register':
-          if (!(await this.#register(policy, signal))) return UNRECORDED;
+          if (!(await this.register(policy, signal))) return UNRECORDED;
           break;
         case 'settle': {
           const rec = this.#o.store.record(step.rec.key);
-          if (rec?.state === 'fetching') return this.#settle(rec, policy, signal);
+          if (rec?.state === 'fetching') return this.settle(rec, policy, signal);
           break;
         }
         case 'fatal':
@@ -121,7 +121,7 @@ export class BatchRunner {
     return true;
   }
 
-  async #poll(rec: BatchRecord, batch: BatchConfig, signal: AbortSignal): Promise<boolean> {
+  private async poll(rec: BatchRecord, batch: BatchConfig, signal: AbortSignal): Promise<boolean> {
     const { clock, random, log } = this.#o;
     const started = clock.now();
     let step: Step;
@@ -157,10 +157,10 @@ export class BatchRunner {
         'poll',
       );
     }
-    return this.#apply(step, batch, signal);
+    return this.apply(step, batch, signal);
   }
 
-  async #register(batch: BatchConfig, signal: AbortSignal): Promise<boolean> {
+  private async register(batch: BatchConfig, signal: AbortSignal): Promise<boolean> {
     const { clock, random, log } = this.#o;
     let outcome: Parameters<typeof applyRegistration>[2];
     try {
@@ -178,11 +178,11 @@ export class BatchRunner {
     }
     const rec = this.#o.store.record(batch.key);
     if (!rec) return true;
-    return this.#apply(applyRegistration(rec, batch, outcome, clock.now(), random), batch, signal);
+    return this.apply(applyRegistration(rec, batch, outcome, clock.now(), random), batch, signal);
   }
 
   /** The `settle` effect: devices (when the outcome has some), the result file, then settled. */
-  async #settle(rec: BatchRecord, policy: BatchConfig, signal: AbortSignal): Promise<boolean> {
+  private async settle(rec: BatchRecord, policy: BatchConfig, signal: AbortSignal): Promise<boolean> {
     const { clock, random, log, store } = this.#o;
     const config = this.#o.config();
     let devices: DeviceInfo[] = [];
@@ -202,7 +202,7 @@ export class BatchRunner {
         else if (e.scope === 'attempt') {
           log.warn({ ...fields, delayMs: step.rec.nextDueAt - clock.now() }, 'device fetch failed; the batch stays recorded and is retried');
         }
-        return this.#apply(step, policy, signal);
+        return this.apply(step, policy, signal);
       }
     }
     let file: string;
@@ -216,7 +216,7 @@ export class BatchRunner {
           : new DaemonError(`result file write failed: ${coerceError(err).message}`, { kind: 'store', scope: 'attempt', code: 'ResultWrite', cause: err });
       log.error({ applyId: rec.applyId, productKey: rec.productKey, err: e }, 'could not write the result file; will retry');
       store.reportResultWrite(false, e);
-      return this.#apply(resultWriteFailed(rec, policy, e, clock.now(), random), policy, signal);
+      return this.apply(resultWriteFailed(rec, policy, e, clock.now(), random), policy, signal);
     }
     if (!(await store.commit([settled(rec, file, devices.length)]))) return UNRECORDED;
     const stored = store.record(rec.key);
