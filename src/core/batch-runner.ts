@@ -36,6 +36,7 @@ import {
 } from './transitions.js';
 
 export interface BatchRunnerOptions {
+  /** Durable state; its publisher (the outbox) is attached by whoever builds it. */
   store: StateStore;
   /** Status polls take their token here; retried calls take theirs in the API client (one per attempt). */
   budget: Pick<ApiBudget, 'acquire'>;
@@ -43,6 +44,7 @@ export interface BatchRunnerOptions {
   statusApi: IotApi;
   /** For device paging and registration: retries inside, each attempt budgeted by the client. */
   api: IotApi;
+  /** Result files; `remove` (optional) withdraws a stale result when a settled batch is re-armed. */
   results: ResultWriter;
   clock: Clock;
   random: Random;

@@ -15,9 +15,8 @@
 import type { BatchConfig, CompiledConfig } from '../config/types.js';
 import { type DaemonError, coerceError } from '../errors.js';
 import type { ApiBudget } from './api-budget.js';
-import { BatchRunner } from './batch-runner.js';
-import type { Clock, Random } from './clock.js';
-import type { IotApi, JournalRecord, Log, ResultWriter } from './ports.js';
+import { BatchRunner, type BatchRunnerOptions } from './batch-runner.js';
+import type { JournalRecord } from './ports.js';
 import { type PlannedStep, entryStep, isOpen, planReconcile } from './reconcile-plan.js';
 import type { BatchRecord } from './record.js';
 import { Scheduler } from './scheduler.js';
@@ -34,21 +33,11 @@ export interface WatcherHooks {
   onSettled?(rec: BatchRecord): void;
 }
 
-export interface WatcherOptions {
+/** The runner's adapters (see {@link BatchRunnerOptions}), plus what the loop and reconciliation need. */
+export interface WatcherOptions extends Pick<BatchRunnerOptions, 'store' | 'statusApi' | 'api' | 'results' | 'clock' | 'random' | 'log'> {
   config: CompiledConfig;
-  /** Durable state; its publisher (the outbox) is attached by the caller. Loaded by start() if not yet. */
-  store: StateStore;
   /** The account's API budget: the scheduler holds budgeted work until it may go out. */
   budget: Pick<ApiBudget, 'acquire' | 'delayMs'>;
-  /** Used for status polls: one attempt per poll, the batch's backoff does the retrying. */
-  statusApi: IotApi;
-  /** Used for device paging and registration: retries inside, budgeted per attempt by the client. */
-  api: IotApi;
-  /** Result files; `remove` (optional) withdraws a stale result when a settled batch is re-armed. */
-  results: ResultWriter;
-  clock: Clock;
-  random: Random;
-  log: Log;
   hooks?: WatcherHooks;
   /** How long requests in flight may finish after stop(). @default 5000 */
   shutdownGraceMs?: number;
