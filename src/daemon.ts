@@ -170,6 +170,7 @@ export class Daemon {
         ledger,
         log,
         now: () => this.#clock.now(),
+        clock: this.#clock,
         onHealth: (healthy, source, error) => {
           if (healthy) log.info({}, 'state and results writable again; ready');
           else if (source === 'results') log.error({ err: error ?? undefined, dir: config.output.resultsDir }, 'cannot write result files; not ready until it recovers');

@@ -23,7 +23,7 @@ import type { DeviceInfo, IotApi, Log, ResultWriter } from './ports.js';
 import { isOpen, policyFor } from './reconcile-plan.js';
 import type { BatchRecord } from './record.js';
 import { buildResult, fetchFailed, needsDevices, resultWriteFailed, settled } from './settle-transitions.js';
-import type { StateStore } from './state-store.js';
+import { type StateStore, isQuiet } from './state-store.js';
 import {
   type Step,
   applyError,
@@ -158,6 +158,11 @@ export class BatchRunner {
         },
         'poll',
       );
+    }
+    // A poll that only moved the backoff is recorded in the next group (see StateStore.defer for the bound).
+    if (isQuiet(rec, step)) {
+      this.#o.store.defer(step.rec);
+      return true;
     }
     return this.apply(step, batch, signal);
   }

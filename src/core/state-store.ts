@@ -8,6 +8,12 @@
  * - {@link StateStore.commit} makes steps durable (each step's record and the events of its `emit` effects, in one
  *   append), and only then hands the events to the publisher (the outbox).
  * - {@link StateStore.append} is the door for the outbox's ack/done records and for housekeeping (`forget`).
+ * - Write-behind for quiet polls ({@link StateStore.defer}): a poll that changed nothing but the backoff position
+ *   (attempt, polls, next due time, last transient error; no event, same state and status) is appended with the
+ *   others of the same `deferMs` window in one group, not one append each. Until then the queries answer with the
+ *   deferred record, and the image (the durable journal) keeps the previous one. Bound: a kill -9 loses at most
+ *   `deferMs` of quiet polls per batch, so a restart resumes each batch at most that far behind its backoff
+ *   position; anything that emits an event, changes state or status, or is acted on is committed durably first.
  * - Health: a failed append makes the store unhealthy (readiness false) until an append succeeds; a result file
  *   that cannot be written does the same until one can. `onHealth` hears every change.
  * - Compaction: after `compactEvery` records, in the background; and once more at {@link StateStore.close}, which
@@ -16,6 +22,7 @@
  *   {@link StateStore.outcomes}, {@link StateStore.record}.
  */
 import { DaemonError, coerceError } from '../errors.js';
+import type { Clock } from './clock.js';
 import type { WatcherEvent } from '../events.js';
 import { applyJournalRecord, emptySnapshot } from './ledger-state.js';
 import type { EventPublisher, JournalRecord, LedgerSnapshot, LedgerStore, Log } from './ports.js';
@@ -33,6 +40,10 @@ export interface StateStoreOptions {
   now: () => number;
   /** Compact after this many journal records since the last compaction. @default 50000 */
   compactEvery?: number;
+  /** Longest time a deferred (quiet) record waits before its group is appended. @default 1000 */
+  deferMs?: number;
+  /** Times the deferred groups; without it, {@link StateStore.defer} commits at once. */
+  clock?: Clock;
   /** Every change of health: false when a source failed (with its error), true once all sources work again. */
   onHealth?(healthy: boolean, source: HealthSource, error: DaemonError | null): void;
 }
@@ -50,6 +61,14 @@ export class StateStore {
   #compacting: Promise<void> | null = null;
   #closed = false;
   #loaded = false;
+  /** Quiet records not appended yet, by key (the newest only). */
+  readonly #deferred = new Map<string, BatchRecord>();
+  /** Keys committed durably while a deferred group was being written (a failed group must not bring them back). */
+  readonly #touched = new Set<string>();
+  /** A deferred group's timer is set. */
+  #timerSet = false;
+  /** Ends the deferred group's timer at close. */
+  readonly #stopTimer = new AbortController();
 
   constructor(options: StateStoreOptions) {
     this.#o = options;
@@ -108,8 +127,55 @@ export class StateStore {
       this.#o.log.error({ err: e, batches: steps.map((st) => st.rec.applyId).slice(0, 10) }, 'could not record a transition; will retry');
       return false;
     }
+    for (const step of steps) {
+      // The durable record supersedes a deferred one (it was derived from it).
+      this.#deferred.delete(step.rec.key);
+      this.#touched.add(step.rec.key);
+    }
     for (const event of events) this.#publisher?.enqueue({ event, acked: [] });
     return true;
+  }
+
+  /**
+   * Records a quiet step (no effects, same state and status) in the next deferred group instead of at once; the
+   * queries see it now. See the module comment for the bound.
+   */
+  defer(rec: BatchRecord): void {
+    const clock = this.#o.clock;
+    if (!clock || this.#closed) {
+      void this.commit([{ rec, effects: [] }]);
+      return;
+    }
+    this.#deferred.set(rec.key, rec);
+    this.#armTimer(clock);
+  }
+
+  /** One timer while records are deferred; none when there are none. */
+  #armTimer(clock: Clock): void {
+    if (this.#timerSet) return;
+    this.#timerSet = true;
+    clock.sleep(this.#o.deferMs ?? 1000, this.#stopTimer.signal).then(
+      () => {
+        this.#timerSet = false;
+        void this.flush();
+      },
+      () => undefined, // closed: close() flushes
+    );
+  }
+
+  /** Appends every deferred record now (one group). A failure keeps them deferred and retries with the next group. */
+  async flush(): Promise<void> {
+    if (this.#deferred.size === 0) return;
+    const recs = [...this.#deferred.values()];
+    this.#deferred.clear();
+    this.#touched.clear();
+    try {
+      await this.append(recs.map((rec): JournalRecord => ({ t: 'batch', rec })));
+    } catch (err) {
+      this.#o.log.error({ err: coerceError(err), records: recs.length }, 'could not record deferred polls; will retry');
+      for (const rec of recs) if (!this.#deferred.has(rec.key) && !this.#touched.has(rec.key)) this.#deferred.set(rec.key, rec);
+      if (this.#o.clock && !this.#closed) this.#armTimer(this.#o.clock);
+    }
   }
 
   /** Appends records durably, then applies them to the image. Rejects (unhealthy) when the ledger fails. */
@@ -151,6 +217,8 @@ export class StateStore {
   async close(): Promise<DaemonError | null> {
     if (this.#closed) return null;
     this.#closed = true;
+    this.#stopTimer.abort();
+    await this.flush();
     await this.#compacting;
     let failure: DaemonError | null = null;
     // NOTE: a store that never loaded has nothing to flush (and an empty snapshot would wipe the ledger). A loaded
@@ -175,18 +243,19 @@ export class StateStore {
   // ---------------------------------------------------------------------------------------------------------
   // queries
 
+  /** The batch's latest record (a deferred one if there is, else the durable one). */
   record(key: string): BatchRecord | undefined {
-    return this.#image.batches.get(key);
+    return this.#deferred.get(key) ?? this.#image.batches.get(key);
   }
 
-  /** Every batch record of the image. */
-  records(): IterableIterator<BatchRecord> {
-    return this.#image.batches.values();
+  /** Every batch's latest record. */
+  *records(): IterableIterator<BatchRecord> {
+    for (const rec of this.#image.batches.values()) yield this.#deferred.get(rec.key) ?? rec;
   }
 
   /** Rows for `status` and `/v1/batches`. */
   list(): StatusRow[] {
-    return toStatusRows(this.#image.batches.values());
+    return toStatusRows(this.records());
   }
 
   /** Number of batch records per state (for the `ibw_batches{state}` gauge). */
@@ -218,6 +287,23 @@ export class StateStore {
     else this.#failing.set(source, error);
     if (was !== this.healthy) this.#o.onHealth?.(this.healthy, source, error);
   }
+}
+
+/**
+ * A poll step that changed nothing but the backoff position (attempt, polls, next due time, last transient error):
+ * no effect, same state, status, phase, stall flag and registration. Such a step may be deferred.
+ */
+export function isQuiet(prev: BatchRecord, step: Step): boolean {
+  const next = step.rec;
+  return (
+    step.effects.length === 0 &&
+    next.state === prev.state &&
+    next.status === prev.status &&
+    next.phaseStartedAt === prev.phaseStartedAt &&
+    next.stalledWarned === prev.stalledWarned &&
+    next.registration === prev.registration &&
+    next.eventSeq === prev.eventSeq
+  );
 }
 
 function asStoreError(err: unknown, code: string, what: string): DaemonError {

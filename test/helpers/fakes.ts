@@ -20,6 +20,8 @@ export class MemoryStore implements LedgerStore {
   readonly records: JournalRecord[] = [];
   failWith: Error | null = null;
   compactions = 0;
+  /** append() calls that succeeded (each one a group commit in a real ledger). */
+  appends = 0;
   async load(): Promise<LedgerSnapshot> {
     const s = emptySnapshot();
     for (const r of this.records) applyJournalRecord(s, structuredClone(r));
@@ -27,6 +29,7 @@ export class MemoryStore implements LedgerStore {
   }
   async append(records: JournalRecord[]): Promise<void> {
     if (this.failWith) throw this.failWith;
+    this.appends += 1;
     for (const r of records) this.records.push(structuredClone(r));
   }
   async compact(state: LedgerSnapshot): Promise<void> {

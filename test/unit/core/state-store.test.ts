@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
+import { createManualClock } from '../../../src/core/clock.js';
 import { StateStore } from '../../../src/core/state-store.js';
 import { added, createRecord } from '../../../src/core/transitions.js';
 import { DaemonError } from '../../../src/errors.js';
@@ -99,5 +100,39 @@ describe('StateStore', () => {
     expect(await storeOver(never).close()).toBeNull();
     expect(never.compactions).toBe(0);
     expect(never.records).toHaveLength(1);
+  });
+
+  it('defers quiet records into one group per window; a newer durable record is never overwritten by an older group', async () => {
+    const clock = createManualClock(T0);
+    const ledger = new MemoryStore();
+    const store = new StateStore({ ledger, log: silentLog, now: () => clock.now(), clock, deferMs: 1000 });
+    await store.load();
+    const a = createRecord(testBatch({ applyId: '20' }), T0);
+    const b = createRecord(testBatch({ applyId: '21' }), T0);
+    await store.commit([added(a), added(b)]);
+    const appends = ledger.appends;
+    store.defer({ ...a, polls: 1, attempt: 1 });
+    store.defer({ ...a, polls: 2, attempt: 2 });
+    store.defer({ ...b, polls: 1, attempt: 1 });
+    expect(store.record(a.key)?.polls).toBe(2);
+    expect(store.list().map((row) => row.polls)).toEqual([2, 1]);
+    expect((await ledger.load()).batches.get(a.key)?.polls).toBe(0);
+    await clock.advance(1000);
+    expect(ledger.appends).toBe(appends + 1);
+    expect((await ledger.load()).batches.get(a.key)?.polls).toBe(2);
+
+    // A failed group stays deferred, except for a key committed durably meanwhile.
+    store.defer({ ...a, polls: 3 });
+    store.defer({ ...b, polls: 2 });
+    ledger.failWith = new Error('EIO');
+    await clock.advance(1000);
+    expect(store.healthy).toBe(false);
+    ledger.failWith = null;
+    expect(await store.commit([{ rec: { ...b, polls: 7, status: 'CREATE' }, effects: [] }])).toBe(true);
+    expect(await store.close()).toBeNull();
+    const after = await ledger.load();
+    expect(after.batches.get(a.key)?.polls).toBe(3);
+    expect(after.batches.get(b.key)).toMatchObject({ polls: 7, status: 'CREATE' });
+    expect(clock.pendingSleeps()).toBe(0);
   });
 });

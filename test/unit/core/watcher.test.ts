@@ -32,7 +32,7 @@ function rig(config: CompiledConfig, shared?: { clock?: ManualClock; api?: Scrip
   const publisher = new CapturePublisher();
   const results = new MemoryResults();
   const budget = new ApiBudget({ rates: config.rateLimit, clock, tuning: (qps) => ({ ratePerSec: qps }) });
-  const state = new StateStore({ ledger: store, log: silentLog, now: () => clock.now() });
+  const state = new StateStore({ ledger: store, log: silentLog, now: () => clock.now(), clock });
   state.publishTo(publisher);
   const watcher = new Watcher({
     config,
@@ -313,7 +313,8 @@ describe('Watcher', () => {
   it('keeps the image equal to the journal when a write fails (no edit behind the ledger\'s back)', async () => {
     const batch = testBatch({ applyId: '47' });
     const r = rig(testConfig({ batches: [batch] }));
-    r.api.script('47', ['CHECK']);
+    // Every poll after the first sees a new status: each is a transition that must be recorded before it counts.
+    r.api.script('47', ['CHECK', 'CREATE']);
     await r.watcher.start();
     await r.clock.advance(10);
     const durable = structuredClone(r.watcher.record(batch.key));
@@ -338,6 +339,33 @@ describe('Watcher', () => {
     expect(rec).toMatchObject({ state: 'parked', outcome: 'rejected' });
     expect(rec.registration).toMatchObject({ state: 'failed', error: 'iot.device.IncorrentDeviceApplyInfo' });
     expect(r.api.registrations.get('48')).toBe(1);
+  });
+
+  it('records quiet polls in groups: far fewer appends than polls, and a kill -9 loses at most one group per batch', async () => {
+    const batches = Array.from({ length: 20 }, (_, i) => testBatch({ applyId: String(900 + i) }));
+    const config = testConfig({ batches, rateLimit: { statusQps: 20, pageQps: 5, concurrency: 8 } });
+    const r = rig(config);
+    for (const b of batches) r.api.script(b.applyId, ['CHECK']);
+    await r.watcher.start();
+    const appendsAtStart = r.store.appends;
+    await runFor(r, 60_000, 50);
+    const polls = r.api.calls.filter((c) => c.action === 'status');
+    const appends = r.store.appends - appendsAtStart;
+    // Each batch polls every 1–8 s; the first poll of each is a status change (recorded at once), the rest are quiet.
+    expect(polls.length).toBeGreaterThan(200);
+    expect(appends).toBeLessThanOrEqual(20 + 61);
+    expect(appends * 3).toBeLessThan(polls.length);
+    // "kill -9": nothing is flushed; a new store over the same durable records sees each batch at most one
+    // deferred group (1 s) behind what the API saw.
+    const durable = await r.store.load();
+    const crashAt = r.clock.now();
+    for (const b of batches) {
+      const seen = polls.filter((c) => c.applyId === b.applyId);
+      const recorded = durable.batches.get(b.key)!.polls;
+      const lastSecond = seen.filter((c) => c.at > crashAt - 1000 - 50).length;
+      expect(recorded, b.applyId).toBeLessThanOrEqual(seen.length);
+      expect(seen.length - recorded, b.applyId).toBeLessThanOrEqual(lastSecond);
+    }
   });
 
   it('stops on a process-fatal error', async () => {
