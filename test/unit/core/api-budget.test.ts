@@ -17,7 +17,7 @@ describe('ApiBudget', () => {
     ]);
     const budgeted = (Object.keys(BUDGET_OF) as ApiAction[]).filter((a) => BUDGET_OF[a] !== null);
     expect(rates.map((r) => r.action)).toEqual(budgeted);
-    expect(budgetOptions(10)).toMatchObject({ ratePerSec: 10, windowMs: 1050, coldStartMargin: true, recoveryPerSec: 0.1 });
+    expect(budgetOptions(10)).toMatchObject({ ratePerSec: 10, windowMs: 1100, coldStartMargin: true, recoveryPerSec: 0.1 });
   });
 
   it('grants a free token synchronously, then serves waiters in the order they asked, spaced by the rate', async () => {
