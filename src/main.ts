@@ -266,6 +266,10 @@ async function runDaemonUntilSignal(daemon: Daemon, logger: Logger, io: Io, unti
         return EXIT.runtime;
       }
     }
+    if (result.flushError) {
+      logger.error({ code: result.flushError.code }, `stopped, but the state could not be flushed: ${result.flushError.message}`);
+      return EXIT.runtime;
+    }
     logger.info({}, 'stopped cleanly');
     return EXIT.ok;
   } finally {

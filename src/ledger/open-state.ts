@@ -33,6 +33,8 @@ export interface OpenStateDeps {
   env: Readonly<Record<string, string | undefined>>;
   logger?: Logger;
   clock?: Clock;
+  /** The file ledger's lease was taken over by another process: it writes nothing more (file backend). */
+  onLeaseLost?: (error: DaemonError) => void;
 }
 
 /**
@@ -85,7 +87,11 @@ export async function postgresConnectSettings(
 export async function openStateBackend(config: CompiledConfig, deps: OpenStateDeps): Promise<StateBackend> {
   const files = createResultWriter({ resultsDir: config.output.resultsDir, includeSecrets: config.devices.includeSecrets });
   if ((config.state.backend ?? 'file') === 'file') {
-    const ledger = await openFileLedger({ dir: config.state.dir, ...(deps.logger ? { logger: deps.logger } : {}) });
+    const ledger = await openFileLedger({
+      dir: config.state.dir,
+      ...(deps.logger ? { logger: deps.logger } : {}),
+      ...(deps.onLeaseLost ? { onLeaseLost: deps.onLeaseLost } : {}),
+    });
     return { backend: 'file', ledger, results: files, postgres: null };
   }
   const pgConfig = config.state.postgres ?? DEFAULT_STATE_POSTGRES;
