@@ -53,7 +53,7 @@ const statePath = env.SDK_LOOP_STATE ?? 'sdk-loop-state.json';
 const wanted = JSON.parse(env.SDK_LOOP_BATCHES ?? '[]') as { productKey: string; applyId: string }[];
 
 // Resume from the state file when there is one.
-let saved: Record<string, BatchState> = {};
+let saved: Record<string, BatchState>;
 try {
   saved = JSON.parse(readFileSync(statePath, 'utf8')) as Record<string, BatchState>;
 } catch {
