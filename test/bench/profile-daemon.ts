@@ -2,15 +2,15 @@
  * `npm run bench:profile`: where the built daemon's CPU, syscalls and wake-ups go, in the real-path steady state
  * (the same simulator, YAML and rate as real-path-bench.ts) and idle (0 batches). Not part of `npm run bench`.
  *
- * Per scenario (steady, idle), one daemon run:
- * 1. warm-up;
- * 2. window A: `/proc` deltas (CPU, context switches) and the status polls the simulator logged, while the
- *    daemon runs under `node --cpu-prof` (the profile is cut to this window by sample time);
- * 3. window B: `strace -c -f` attached to every thread of the daemon (counts and time per syscall; strace slows
- *    the process, so no CPU figure is taken from this window);
- * 4. window C (steady only): `strace -f -tt` for 2 s, the raw sequence of syscalls, kept in the output dir;
- * 5. SIGTERM; the CPU profile is written at exit and analysed: self time by function (mapped to src/ through
- *    dist's source maps), inclusive time of src/ functions, and GC / native / idle shares.
+ * Per scenario (steady, idle), two daemon runs, because the profiler's sampling signals (about 450 a second:
+ * tgkill, rt_sigprocmask, rt_sigreturn, futex) would swamp the syscall counts and context switches:
+ * - run A, no profiler: warm-up; a window of `/proc` deltas (CPU, context switches) and the status polls the
+ *   simulator logged; then `strace -c -f` attached to every thread for up to 20 s (counts per syscall; strace
+ *   slows the process, so no CPU figure comes from that window); then `strace -f -tt -T` for 2 s, the raw
+ *   sequence, kept in the output directory;
+ * - run B, `node --cpu-prof`: warm-up; a window; SIGTERM; the profile (written at exit) is cut to the window by
+ *   sample time and analysed: self time by function (dist frames mapped to src/ through the source maps),
+ *   inclusive time of src/ functions, GC / native / idle shares.
  *
  *   npm run bench:profile -- [--out-dir DIR] [--window-ms 30000] [--batches 350] [--no-strace]
  */
@@ -179,9 +179,7 @@ async function strace(pid: number, args: string[], outFile: string, ms: number):
   if (!existsSync(outFile)) throw new Error(`strace wrote nothing: ${err}`);
 }
 
-interface ScenarioResult {
-  name: string;
-  batches: number;
+interface WindowFigures {
   polls: number;
   windowMs: number;
   cpuMs: number;
@@ -190,13 +188,27 @@ interface ScenarioResult {
   cpuMsPerPoll: number;
   ctxSwitchesPerSec: number;
   mainThreadCtxSwitchesPerSec: number;
+}
+
+interface ScenarioResult {
+  name: string;
+  batches: number;
+  /** The run without profiler or strace: the clean /proc figures. */
+  plain: WindowFigures;
+  /** The run under --cpu-prof (the profiler's own sampling signals inflate its CPU and context switches). */
+  profiled: WindowFigures | null;
   profile: ProfileSummary | null;
   strace: { windowMs: number; polls: number; rows: StraceRow[] } | null;
   files: string[];
 }
 
-async function profileScenario(sim: SimulatorProcess, outDir: string, name: string, batches: number, o: { windowMs: number; warmupMs: number; useStrace: boolean }): Promise<ScenarioResult> {
-  const dir = join(outDir, name);
+interface DaemonRun {
+  child: ReturnType<typeof spawnNode>;
+  spawnedAt: number;
+  dir: string;
+}
+
+async function startDaemon(sim: SimulatorProcess, dir: string, batches: number, nodeArgs: string[]): Promise<DaemonRun> {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const config = join(dir, 'watcher.yaml');
@@ -210,94 +222,121 @@ async function profileScenario(sim: SimulatorProcess, outDir: string, name: stri
     initialDelay: '11s',
     maxDelay: '13s',
   });
-  const profDir = join(dir, 'cpu-prof');
   const spawnedAt = performance.now();
   const child = spawnNode(builtCli(), ['run', '--config', config], {
     env: daemonEnv(),
-    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
+    nodeArgs,
     stdoutFile: join(dir, 'daemon.log'),
     stderrFile: join(dir, 'daemon.err'),
     cwd: dir,
   });
-  const files: string[] = [config, join(dir, 'daemon.log')];
-  try {
-    for (;;) {
-      try {
-        if ((await httpGet(`http://127.0.0.1:${port}/readyz`, 5000)).status === 200) break;
-      } catch {
-        // not yet
-      }
-      if (child.proc.exitCode !== null) throw new Error(`daemon exited ${child.proc.exitCode}`);
-      await sleep(50);
+  for (;;) {
+    try {
+      if ((await httpGet(`http://127.0.0.1:${port}/readyz`, 5000)).status === 200) break;
+    } catch {
+      // not yet
     }
-    await sleep(o.warmupMs);
-    const e0 = Date.now();
-    const p0 = snapshot(child.pid, performance.now());
-    await sleep(o.windowMs);
-    const p1 = snapshot(child.pid, performance.now());
-    const e1 = Date.now();
-    const d = delta(p0, p1);
-    let straceResult: ScenarioResult['strace'] = null;
-    if (o.useStrace) {
-      const sFile = join(dir, 'strace-c.txt');
-      const s0 = Date.now();
-      const sMs = Math.min(20_000, o.windowMs);
-      await strace(child.pid, ['-c', '-f'], sFile, sMs);
-      const s1 = Date.now();
-      await sleep(300);
-      straceResult = { windowMs: s1 - s0, polls: countSimulatorRequests(sim.logFile as string, STATUS_ACTION, s0, s1).total, rows: parseStraceSummary(readFileSync(sFile, 'utf8')) };
-      files.push(sFile);
-      if (batches > 0) {
-        const tFile = join(dir, 'strace-tt.txt');
-        await strace(child.pid, ['-f', '-tt', '-T'], tFile, 2000);
-        files.push(tFile);
-      }
-    }
-    await sleep(300);
-    const polls = countSimulatorRequests(sim.logFile as string, STATUS_ACTION, e0, e1).total;
-    await child.stop('SIGTERM', 30_000);
-    const prof = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
-    let profile: ProfileSummary | null = null;
-    if (prof !== undefined) {
-      files.push(join(profDir, prof));
-      const cpu = JSON.parse(readFileSync(join(profDir, prof), 'utf8')) as CpuProfile;
-      // NOTE: the profile starts when node boots, a few ms after spawn; the window is placed by the same offset.
-      profile = analyse(cpu, p0.atMs - spawnedAt, p1.atMs - spawnedAt);
-    }
-    return {
-      name,
-      batches,
+    if (child.proc.exitCode !== null) throw new Error(`daemon exited ${child.proc.exitCode}`);
+    await sleep(50);
+  }
+  return { child, spawnedAt, dir };
+}
+
+async function measureWindow(sim: SimulatorProcess, pid: number, windowMs: number): Promise<{ fig: WindowFigures; fromMs: number; toMs: number }> {
+  const e0 = Date.now();
+  const p0 = snapshot(pid, performance.now());
+  await sleep(windowMs);
+  const p1 = snapshot(pid, performance.now());
+  const e1 = Date.now();
+  await sleep(300);
+  const polls = countSimulatorRequests(sim.logFile as string, STATUS_ACTION, e0, e1).total;
+  const d = delta(p0, p1);
+  const sec = d.wallMs / 1000;
+  return {
+    fig: {
       polls,
       windowMs: d.wallMs,
       cpuMs: d.cpuMs,
       userMs: d.userMs,
       systemMs: d.systemMs,
       cpuMsPerPoll: polls > 0 ? d.cpuMs / polls : Number.NaN,
-      ctxSwitchesPerSec: d.ctxSwitches / (d.wallMs / 1000),
-      mainThreadCtxSwitchesPerSec: d.mainThreadCtxSwitches / (d.wallMs / 1000),
-      profile,
-      strace: straceResult,
-      files,
-    };
+      ctxSwitchesPerSec: d.ctxSwitches / sec,
+      mainThreadCtxSwitchesPerSec: d.mainThreadCtxSwitches / sec,
+    },
+    fromMs: p0.atMs,
+    toMs: p1.atMs,
+  };
+}
+
+async function profileScenario(sim: SimulatorProcess, outDir: string, name: string, batches: number, o: { windowMs: number; warmupMs: number; useStrace: boolean }): Promise<ScenarioResult> {
+  const files: string[] = [];
+  // Run A: no profiler. /proc figures, then strace.
+  const a = await startDaemon(sim, join(outDir, name, 'plain'), batches, []);
+  let plain: WindowFigures;
+  let straceResult: ScenarioResult['strace'] = null;
+  try {
+    await sleep(o.warmupMs);
+    plain = (await measureWindow(sim, a.child.pid, o.windowMs)).fig;
+    if (o.useStrace) {
+      const sFile = join(a.dir, 'strace-c.txt');
+      const s0 = Date.now();
+      await strace(a.child.pid, ['-c', '-f'], sFile, Math.min(20_000, o.windowMs));
+      const s1 = Date.now();
+      await sleep(300);
+      straceResult = { windowMs: s1 - s0, polls: countSimulatorRequests(sim.logFile as string, STATUS_ACTION, s0, s1).total, rows: parseStraceSummary(readFileSync(sFile, 'utf8')) };
+      files.push(sFile);
+      const tFile = join(a.dir, 'strace-tt.txt');
+      await strace(a.child.pid, ['-f', '-tt', '-T'], tFile, 2000);
+      files.push(tFile);
+    }
   } finally {
-    await child.stop('SIGKILL', 5000);
+    await a.child.stop('SIGTERM', 30_000);
   }
+  // Run B: under --cpu-prof; the profile is cut to the window by sample time.
+  const profDir = join(outDir, name, 'cpu-prof');
+  const b = await startDaemon(sim, join(outDir, name, 'profiled'), batches, ['--cpu-prof', '--cpu-prof-dir', profDir]);
+  let profiled: WindowFigures | null;
+  let profile: ProfileSummary | null = null;
+  try {
+    await sleep(o.warmupMs);
+    const w = await measureWindow(sim, b.child.pid, o.windowMs);
+    profiled = w.fig;
+    await b.child.stop('SIGTERM', 30_000);
+    const prof = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+    if (prof !== undefined) {
+      files.push(join(profDir, prof));
+      const cpu = JSON.parse(readFileSync(join(profDir, prof), 'utf8')) as CpuProfile;
+      // NOTE: the profile starts when node boots, a few ms after spawn; the window is placed by the same offset.
+      profile = analyse(cpu, w.fromMs - b.spawnedAt, w.toMs - b.spawnedAt);
+    }
+  } finally {
+    await b.child.stop('SIGKILL', 5000);
+  }
+  return { name, batches, plain, profiled, profile, strace: straceResult, files };
+}
+
+function describe(label: string, w: WindowFigures): string {
+  const sec = w.windowMs / 1000;
+  return (
+    `${label}: ${w.polls} polls in ${sec.toFixed(1)} s (${(w.polls / sec).toFixed(1)}/s); CPU ${w.cpuMs.toFixed(0)} ms ` +
+    `(user ${w.userMs.toFixed(0)}, sys ${w.systemMs.toFixed(0)}) = ${(w.cpuMs / sec).toFixed(1)} ms/s${w.polls > 0 ? `, ${w.cpuMsPerPoll.toFixed(3)} ms/poll` : ''}; ` +
+    `ctx switches ${w.ctxSwitchesPerSec.toFixed(0)}/s (main thread ${w.mainThreadCtxSwitchesPerSec.toFixed(0)}/s)`
+  );
 }
 
 function print(r: ScenarioResult): void {
-  const sec = r.windowMs / 1000;
-  console.log(
-    `\n## ${r.name}: ${r.batches} batches, ${r.polls} polls in ${sec.toFixed(1)} s (${(r.polls / sec).toFixed(1)}/s); CPU ${r.cpuMs.toFixed(0)} ms ` +
-      `(user ${r.userMs.toFixed(0)}, sys ${r.systemMs.toFixed(0)}) = ${(r.cpuMs / sec).toFixed(1)} ms/s${r.polls > 0 ? `, ${r.cpuMsPerPoll.toFixed(3)} ms/poll` : ''}; ` +
-      `ctx switches ${r.ctxSwitchesPerSec.toFixed(0)}/s (main thread ${r.mainThreadCtxSwitchesPerSec.toFixed(0)}/s)`,
-  );
+  console.log(`\n## ${r.name}: ${r.batches} batches`);
+  console.log(describe('without profiler', r.plain));
+  if (r.profiled) console.log(describe('under --cpu-prof', r.profiled));
+  const polls = r.profiled?.polls ?? 0;
+  const sec = (r.profiled?.windowMs ?? 1) / 1000;
   if (r.profile) {
     const p = r.profile;
     console.log(
       `main-thread profile: ${p.sampledMs.toFixed(0)} ms sampled, idle ${((100 * p.idleMs) / p.sampledMs).toFixed(1)} %, busy ${p.busyMs.toFixed(0)} ms ` +
         `(GC ${p.gcMs.toFixed(0)} ms, (program) ${p.programMs.toFixed(0)} ms)`,
     );
-    const per = (ms: number): string => (r.polls > 0 ? `${((ms * 1000) / r.polls).toFixed(1)} µs/poll` : `${(ms / sec).toFixed(2)} ms/s`);
+    const per = (ms: number): string => (polls > 0 ? `${((ms * 1000) / polls).toFixed(1)} µs/poll` : `${(ms / sec).toFixed(2)} ms/s`);
     console.log(formatTable(['self time', 'ms', '% busy', 'cost'], p.self.map((x) => [x.label, x.ms.toFixed(1), x.pct.toFixed(1), per(x.ms)])));
     console.log(formatTable(['inclusive (src/ frames)', 'ms', '% busy', 'cost'], p.inclusiveSrc.map((x) => [x.label, x.ms.toFixed(1), x.pct.toFixed(1), per(x.ms)])));
   }
