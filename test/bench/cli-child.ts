@@ -52,6 +52,20 @@ export interface SpawnOptions {
   wrapper?: { command: string; args: string[] };
 }
 
+/** Every child still running, killed when this process exits so that an interrupted benchmark leaves none behind. */
+const live = new Set<ChildProcess>();
+let exitHook = false;
+function track(proc: ChildProcess): void {
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const p of live) p.kill('SIGKILL');
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(sig === 'SIGINT' ? 130 : 143));
+}
+
 /** Spawns `node <script> ...args` and tracks its output. */
 export function spawnNode(script: string, args: string[], options: SpawnOptions = {}): ChildHandle {
   const outFd = options.stdoutFile === undefined ? null : openSync(options.stdoutFile, 'a');
@@ -66,6 +80,7 @@ export function spawnNode(script: string, args: string[], options: SpawnOptions 
   if (outFd !== null) closeSync(outFd);
   if (errFd !== null) closeSync(errFd);
   if (proc.pid === undefined) throw new Error(`cannot spawn ${command}`);
+  track(proc);
   const lines: string[] = [];
   const watchers: { pattern: RegExp; resolve: (l: string) => void }[] = [];
   let buf = '';

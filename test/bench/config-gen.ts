@@ -3,7 +3,8 @@
  * user or a provisioning pipeline would, one batch per list item) and the simulator scenario with the same
  * batches, each of which stays pending (`outcome: never`: a random-name batch that stays in CREATE).
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { SIM_PRODUCT } from './cli-child.js';
 
@@ -88,4 +89,15 @@ export function daemonEnv(extra: Record<string, string> = {}): Record<string, st
     LOG_LEVEL: 'info',
     ...extra,
   };
+}
+
+/**
+ * `<dir>/conf/watcher.yaml`, creating `conf/`. The config file gets a directory of its own, as in a container
+ * (`/etc/iot-batch-watcher/`): the daemon watches the file's directory, so logs or strace output written next to
+ * it would wake the daemon on every write and distort what is measured.
+ */
+export function configPathIn(dir: string): string {
+  const conf = join(dir, 'conf');
+  mkdirSync(conf, { recursive: true });
+  return join(conf, 'watcher.yaml');
 }

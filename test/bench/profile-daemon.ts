@@ -35,7 +35,7 @@ import {
   startSimulatorProcess,
   type SimulatorProcess,
 } from './cli-child.js';
-import { daemonEnv, writeDaemonConfig, writeScenario } from './config-gen.js';
+import { configPathIn, daemonEnv, writeDaemonConfig, writeScenario } from './config-gen.js';
 import { delta, snapshot } from './proc.js';
 import { formatTable } from './table.js';
 
@@ -211,7 +211,7 @@ interface DaemonRun {
 async function startDaemon(sim: SimulatorProcess, dir: string, batches: number, nodeArgs: string[]): Promise<DaemonRun> {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
-  const config = join(dir, 'watcher.yaml');
+  const config = configPathIn(dir);
   writeDaemonConfig(config, {
     endpoint: sim.url,
     stateDir: join(dir, 'state'),

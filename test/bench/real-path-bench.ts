@@ -44,7 +44,7 @@ import {
   type ChildHandle,
   type SimulatorProcess,
 } from './cli-child.js';
-import { applyIdOf, daemonEnv, writeDaemonConfig, writeScenario } from './config-gen.js';
+import { applyIdOf, configPathIn, daemonEnv, writeDaemonConfig, writeScenario } from './config-gen.js';
 import { delta, median, RssSampler, snapshot, type ProcDelta, type ProcSnapshot } from './proc.js';
 
 const STATUS_ACTION = 'QueryBatchRegisterDeviceStatus';
@@ -190,7 +190,7 @@ async function startDaemon(ctx: Ctx, name: string, batches: number): Promise<Sta
   const dir = join(ctx.work, name);
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
-  const config = join(dir, 'watcher.yaml');
+  const config = configPathIn(dir);
   const half = 1000;
   writeDaemonConfig(config, {
     endpoint: ctx.sim.url,

@@ -38,7 +38,7 @@ import {
   type ChildHandle,
   type SimulatorProcess,
 } from './cli-child.js';
-import { daemonEnv, writeDaemonConfig, writeScenario, type DaemonConfigOptions } from './config-gen.js';
+import { configPathIn, daemonEnv, writeDaemonConfig, writeScenario, type DaemonConfigOptions } from './config-gen.js';
 import { readMemory, RssSampler } from './proc.js';
 
 export interface YamlScaleOptions {
@@ -210,7 +210,7 @@ async function measureSize(batches: number, sim: SimulatorProcess, work: string,
   const dir = join(work, `n${batches}`);
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
-  const config = join(dir, 'watcher.yaml');
+  const config = configPathIn(dir);
   const base: DaemonConfigOptions = {
     endpoint: sim.url,
     stateDir: join(dir, 'state'),
