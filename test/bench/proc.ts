@@ -33,9 +33,9 @@ export interface CpuTimes {
   totalMs: number;
 }
 
-/** Reads `utime`/`stime` of `/proc/PID/stat`. */
-export function readCpu(pid: number): CpuTimes {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** Reads `utime`/`stime` of `/proc/PID/stat` (every thread), or of one thread with `tid`. */
+export function readCpu(pid: number, tid?: number): CpuTimes {
+  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
   // NOTE: field 2 (comm) is in parentheses and may hold spaces; count fields after the last ')'.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state), so field n is rest[n - 3].
@@ -101,12 +101,14 @@ export function readContextSwitches(pid: number): ContextSwitches {
 export interface ProcSnapshot {
   atMs: number;
   cpu: CpuTimes;
+  /** The main thread (event loop) alone. */
+  mainCpu: CpuTimes;
   ctx: ContextSwitches;
 }
 
 /** Reads CPU and context switches of `pid` now. */
 export function snapshot(pid: number, atMs: number): ProcSnapshot {
-  return { atMs, cpu: readCpu(pid), ctx: readContextSwitches(pid) };
+  return { atMs, cpu: readCpu(pid), mainCpu: readCpu(pid, pid), ctx: readContextSwitches(pid) };
 }
 
 /** Differences between two snapshots. */
@@ -115,6 +117,8 @@ export interface ProcDelta {
   cpuMs: number;
   userMs: number;
   systemMs: number;
+  /** CPU of the main thread alone; the rest is libuv's thread pool (fs, fsync), V8's helpers and GC threads. */
+  mainThreadCpuMs: number;
   ctxSwitches: number;
   mainThreadCtxSwitches: number;
 }
@@ -125,6 +129,7 @@ export function delta(a: ProcSnapshot, b: ProcSnapshot): ProcDelta {
     cpuMs: b.cpu.totalMs - a.cpu.totalMs,
     userMs: b.cpu.userMs - a.cpu.userMs,
     systemMs: b.cpu.systemMs - a.cpu.systemMs,
+    mainThreadCpuMs: b.mainCpu.totalMs - a.mainCpu.totalMs,
     ctxSwitches: b.ctx.total - a.ctx.total,
     mainThreadCtxSwitches: b.ctx.mainThread - a.ctx.mainThread,
   };

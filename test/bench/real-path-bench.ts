@@ -88,6 +88,8 @@ export interface SideRun {
   cpuMsPerPoll: number;
   userMsPerPoll: number;
   systemMsPerPoll: number;
+  /** CPU of the main thread (event loop) alone, per poll; the rest is other threads (fs thread pool, GC). */
+  mainThreadCpuMsPerPoll: number;
   ctxSwitchesPerSec: number;
   ctxSwitchesPerPoll: number;
   mainThreadCtxSwitchesPerSec: number;
@@ -286,6 +288,7 @@ async function measureSide(ctx: Ctx, side: 'daemon' | 'sdk', round: number, orde
       cpuMsPerPoll: d.cpuMs / polls,
       userMsPerPoll: d.userMs / polls,
       systemMsPerPoll: d.systemMs / polls,
+      mainThreadCpuMsPerPoll: d.mainThreadCpuMs / polls,
       ctxSwitchesPerSec: d.ctxSwitches / sec,
       ctxSwitchesPerPoll: d.ctxSwitches / polls,
       mainThreadCtxSwitchesPerSec: d.mainThreadCtxSwitches / sec,
@@ -298,7 +301,7 @@ async function measureSide(ctx: Ctx, side: 'daemon' | 'sdk', round: number, orde
     };
     ctx.log(
       `  round ${round} ${side.padEnd(6)} ${polls} polls in ${(sec).toFixed(1)} s (${run.pollsPerSec.toFixed(1)}/s${run.ownPollCount === null ? '' : `, own count ${run.ownPollCount}`}), ` +
-        `${run.cpuMsPerPoll.toFixed(3)} ms CPU/poll (user ${run.userMsPerPoll.toFixed(3)}, sys ${run.systemMsPerPoll.toFixed(3)}), ` +
+        `${run.cpuMsPerPoll.toFixed(3)} ms CPU/poll (user ${run.userMsPerPoll.toFixed(3)}, sys ${run.systemMsPerPoll.toFixed(3)}; main thread ${run.mainThreadCpuMsPerPoll.toFixed(3)}), ` +
         `${run.ctxSwitchesPerSec.toFixed(0)} ctx sw/s, max RSS ${run.maxRssMb.toFixed(1)} MB` +
         (run.reloadsInWindow ? `, ${run.reloadsInWindow} reload(s) in window` : ''),
     );

@@ -122,6 +122,7 @@ function printRealPath(r: RealPathResult): void {
     f(x.pollsPerSec, 1),
     f(x.cpuMsPerPoll, 3),
     `${f(x.userMsPerPoll, 3)} / ${f(x.systemMsPerPoll, 3)}`,
+    f(x.mainThreadCpuMsPerPoll, 3),
     f(x.ctxSwitchesPerPoll, 1),
     f(x.ctxSwitchesPerSec, 0),
     f(x.maxRssMb, 0),
@@ -129,7 +130,7 @@ function printRealPath(r: RealPathResult): void {
     x.reloadsInWindow === null ? '' : String(x.reloadsInWindow),
   ]);
   console.log(
-    formatTable(['round', 'side', 'polls', 'polls/s', 'CPU ms/poll', 'user / sys', 'ctx sw/poll', 'ctx sw/s', 'max RSS MB', 'ms/poll from ready', 'reloads'], rows),
+    formatTable(['round', 'side', 'polls', 'polls/s', 'CPU ms/poll', 'user / sys', 'main thread', 'ctx sw/poll', 'ctx sw/s', 'max RSS MB', 'ms/poll from ready', 'reloads'], rows),
   );
   const m = r.median;
   console.log(
