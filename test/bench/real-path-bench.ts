@@ -139,13 +139,16 @@ export interface RealPathResult {
   workDir: string | null;
 }
 
-/** Transpiles sdk-loop.ts to plain JavaScript under .tmp/bench/ (module resolution still finds node_modules). */
+/**
+ * Transpiles sdk-loop.ts to plain JavaScript under data/bench/ (git- and eslint-ignored; module resolution from
+ * there still finds the repository's node_modules).
+ */
 export function transpileSdkLoop(): string {
   const src = readFileSync(resolve(import.meta.dirname, 'sdk-loop.ts'), 'utf8');
   const out = ts.transpileModule(src, {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true, verbatimModuleSyntax: false },
   });
-  const dir = resolve(REPO, '.tmp/bench');
+  const dir = resolve(REPO, 'data/bench');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'sdk-loop.mjs');
   writeFileSync(file, out.outputText);
