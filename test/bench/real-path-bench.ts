@@ -276,7 +276,14 @@ async function measureSide(ctx: Ctx, side: 'daemon' | 'sdk', round: number, orde
     const fromReady = countSimulatorRequests(ctx.sim.logFile as string, STATUS_ACTION, readyEpoch, e1);
     const d: ProcDelta = delta(p0, p1);
     const dReady = delta(atReady, p1);
-    const polls = counted.total;
+    // NOTE: the simulator's debug log line is not a contract; fall back on the daemon's own counter if it changed.
+    const own = m0 && m1 ? m1.statusPolls - m0.statusPolls : null;
+    let polls = counted.total;
+    if (polls === 0) {
+      if (own === null || own === 0) throw new Error(`no status polls counted in the window (simulator log ${String(ctx.sim.logFile)})`);
+      ctx.log(`  warning: the simulator log has no "simulator request" lines; using the daemon's ibw_api_requests_total (${own})`);
+      polls = own;
+    }
     const sec = d.wallMs / 1000;
     const run: SideRun = {
       side,
@@ -298,7 +305,7 @@ async function measureSide(ctx: Ctx, side: 'daemon' | 'sdk', round: number, orde
       cpuMsPerPollFromReady: dReady.cpuMs / fromReady.total,
       startMs: s.readyAt - s.spawnedAt,
       maxRssMb: s.rss.maxMb,
-      ownPollCount: m0 && m1 ? m1.statusPolls - m0.statusPolls : null,
+      ownPollCount: own,
       reloadsInWindow: m0 && m1 ? m1.reloads - m0.reloads : null,
       notOk: counted.total - counted.ok,
     };
