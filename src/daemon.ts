@@ -18,8 +18,8 @@ import { systemClock, systemRandom, type Clock, type Random } from './core/clock
 import type { EventSink, IotApi, LedgerStore, ResultWriter } from './core/ports.js';
 import { StateStore } from './core/state-store.js';
 import { type RunResult, Watcher } from './core/watcher.js';
-import { ConfigError, DaemonError, coerceError } from './errors.js';
-import { openStateBackend } from './ledger/open-state.js';
+import { AbortedError, ConfigError, DaemonError, coerceError } from './errors.js';
+import { openStateBackend, type StateBackend } from './ledger/open-state.js';
 import { startHousekeeping, watchConfigFile, type ConfigFileWatch, type CronScheduler, type Housekeeping } from './ops/housekeeping.js';
 import { resolveOpsAuth, startOpsServer, type OpsServer } from './ops/http-server.js';
 import type { Logger } from './ops/logger.js';
@@ -96,6 +96,11 @@ export class Daemon {
   #housekeeping: Housekeeping | null = null;
   #fileWatch: ConfigFileWatch | null = null;
   #reloading: Promise<string> | null = null;
+  /** Waiting for another replica's lease on the account (postgres backend). */
+  #standby = false;
+  /** Aborted by stop() during start() (a standby waiting for the lease). */
+  readonly #startAbort = new AbortController();
+  #starting: Promise<void> | null = null;
   /** The problems of the last rejected reload (logged once). */
   #lastRejected: string | null = null;
   #stopping: Promise<StopResult> | null = null;
@@ -132,11 +137,18 @@ export class Daemon {
   }
 
   isReady(): boolean {
+    // A connected standby is ready too: ready to take over (DESIGN.md §12).
+    if (this.#state === 'starting' && this.#standby) return true;
     return this.#state === 'running' && (this.#store?.healthy ?? false);
   }
 
-  async start(): Promise<void> {
-    if (this.#state !== 'created') throw new Error(`Daemon.start() called in state ${this.#state}`);
+  start(): Promise<void> {
+    if (this.#state !== 'created') return Promise.reject(new Error(`Daemon.start() called in state ${this.#state}`));
+    this.#starting = this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     this.#state = 'starting';
     const config = this.#config;
     const log = this.#log;
@@ -165,20 +177,24 @@ export class Daemon {
         log.info({ url: this.#http.url }, 'ops endpoints listening');
       }
 
-      const budget = createApiBudget(config.rateLimit, { clock: this.#clock, log: log.child({ component: 'budget' }) });
+      // NOTE: on the postgres backend no call runs while this replica cannot confirm it owns the account (its lease
+      // was last renewed too long ago): it must not act on ownership another replica may take over (DESIGN.md §12).
+      let owner: StateBackend['postgres'] = null;
+      const gate = (): DaemonError | null =>
+        owner && !owner.leaseTrusted()
+          ? new DaemonError('the account lease could not be confirmed (PostgreSQL unreachable?); no API calls until it is', {
+              kind: 'store',
+              scope: 'attempt',
+              code: 'LeaseUnconfirmed',
+            })
+          : null;
+      const budget = createApiBudget(config.rateLimit, { clock: this.#clock, log: log.child({ component: 'budget' }), gate });
       this.#budget = budget;
       const { statusApi, api } = this.#createApis(credentials, budget);
 
       // The state backend (DESIGN.md §12): the file ledger in state.dir, or PostgreSQL (pg is loaded only then).
-      const backend = this.#o.ledger
-        ? null
-        : await openStateBackend(config, {
-            env: this.#o.env,
-            logger: log.child({ component: 'ledger' }),
-            clock: this.#clock,
-            // Another process took the ledger over: it writes nothing more, so stop as a fatal error (exit 1).
-            onLeaseLost: (error) => this.#watcher?.fail(error),
-          });
+      const backend = this.#o.ledger ? null : await this.#openBackend();
+      owner = backend?.postgres ?? null;
       const ledger = this.#o.ledger ?? backend!.ledger;
       const store = new StateStore({
         ledger,
@@ -255,6 +271,37 @@ export class Daemon {
       await this.#closeAll();
       this.#state = 'stopped';
       throw err;
+    }
+  }
+
+  /**
+   * Opens the state backend. On PostgreSQL, while another replica owns the account this one stands by (ready, see
+   * isReady) and tries again every third of the lease, until the owner's lease lapses or it leaves (SIGTERM
+   * releases it at once), or until stop().
+   */
+  async #openBackend(): Promise<StateBackend> {
+    const config = this.#config;
+    const log = this.#log;
+    const deps = {
+      env: this.#o.env,
+      logger: log.child({ component: 'ledger' }),
+      clock: this.#clock,
+      // Another process took the file ledger over: it writes nothing more, so stop as a fatal error (exit 1).
+      onLeaseLost: (error: DaemonError) => this.#watcher?.fail(error),
+    };
+    for (;;) {
+      try {
+        const backend = await openStateBackend(config, deps);
+        if (this.#standby) log.info({}, 'took over the account: this replica owns it now');
+        this.#standby = false;
+        return backend;
+      } catch (err) {
+        const standby = config.state.backend === 'postgres' && err instanceof DaemonError && err.code === 'LedgerLocked';
+        if (!standby) throw err;
+        if (!this.#standby) log.info({ reason: err.message }, 'standing by: another replica owns the account');
+        this.#standby = true;
+        await this.#clock.sleep(Math.max(100, Math.floor((config.state.postgres?.leaseMs ?? 15_000) / 3)), this.#startAbort.signal);
+      }
     }
   }
 
@@ -476,6 +523,12 @@ export class Daemon {
     if (this.#state === 'created') {
       this.#state = 'stopped';
       return { reason: 'stopped', error: null, flushError: null };
+    }
+    if (this.#state === 'starting') {
+      // A standby waiting for the account, or a start in progress: end it; start() closes what it opened.
+      this.#startAbort.abort(new AbortedError('stopped during start'));
+      await this.#starting?.catch(() => undefined);
+      if ((this.#state as DaemonState) === 'stopped') return { reason: 'stopped', error: null, flushError: null };
     }
     this.#state = 'stopping';
     this.#fileWatch?.close();

@@ -241,10 +241,16 @@ async function runDaemonUntilSignal(daemon: Daemon, logger: Logger, io: Io, unti
       void daemon.reload('SIGHUP');
     }),
   ];
+  // A signal during start (a standby waiting for the account's lease) ends the start.
+  void signalPromise.then(() => (daemon.state === 'starting' ? daemon.stop() : undefined));
   try {
     try {
       await daemon.start();
     } catch (err) {
+      if (signalled) {
+        logger.info({}, 'stopped before the start completed');
+        return EXIT.ok;
+      }
       const e = coerceError(err);
       if (err instanceof DaemonError && err.kind === 'config') {
         logger.fatal({ code: err.code }, err.message);

@@ -18,6 +18,7 @@
  * Waiting costs one sleep per bucket, whatever the number of waiters: the head of the queue sleeps until the
  * bucket grants, then the queue is served in order.
  */
+import type { DaemonError } from '../errors.js';
 import type { Clock } from './clock.js';
 import type { ApiAction, Log } from './ports.js';
 import { type AdaptiveRateOptions, AdaptiveTokenBucket } from './rate-limiter.js';
@@ -74,6 +75,11 @@ export interface ApiBudgetOptions {
   log?: Log;
   /** Bucket tuning per configured rate. @default {@link budgetOptions} */
   tuning?: (qps: number) => AdaptiveRateOptions;
+  /**
+   * Whether calls may run at all: while it returns an error, every acquire (budgeted action or not) is refused with
+   * it. The daemon uses it for a replica that cannot confirm it owns the account (DESIGN.md §12). @default none
+   */
+  gate?: () => DaemonError | null;
 }
 
 interface Waiter {
@@ -97,6 +103,7 @@ const GRANTED: Promise<void> = Promise.resolve();
 export class ApiBudget {
   readonly #clock: Clock;
   readonly #log: Log | undefined;
+  readonly #gate: (() => DaemonError | null) | undefined;
   readonly #lanes = new Map<BudgetName, Lane>();
   /** Aborted by close(): ends the pump's sleep and refuses the waiters left. */
   readonly #closed = new AbortController();
@@ -104,6 +111,7 @@ export class ApiBudget {
   constructor(options: ApiBudgetOptions) {
     this.#clock = options.clock;
     this.#log = options.log;
+    this.#gate = options.gate;
     const tuning = options.tuning ?? budgetOptions;
     const now = options.clock.now();
     const qps: Record<BudgetName, number> = { status: options.rates.statusQps, page: options.rates.pageQps };
@@ -118,6 +126,8 @@ export class ApiBudget {
    * Actions without a bucket resolve at once.
    */
   acquire(action: ApiAction, signal?: AbortSignal): Promise<void> {
+    const refused = this.#gate?.();
+    if (refused) return Promise.reject(refused);
     const lane = this.#lane(action);
     if (!lane) return GRANTED;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
@@ -209,8 +219,8 @@ export class ApiBudget {
 }
 
 /** One account's budget from its `rateLimit` section. */
-export function createApiBudget(rates: BudgetRates, deps: { clock: Clock; log?: Log }): ApiBudget {
-  return new ApiBudget({ rates, clock: deps.clock, ...(deps.log ? { log: deps.log } : {}) });
+export function createApiBudget(rates: BudgetRates, deps: { clock: Clock; log?: Log; gate?: () => DaemonError | null }): ApiBudget {
+  return new ApiBudget({ rates, clock: deps.clock, ...(deps.log ? { log: deps.log } : {}), ...(deps.gate ? { gate: deps.gate } : {}) });
 }
 
 function abortReason(signal: AbortSignal): Error {
