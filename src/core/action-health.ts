@@ -3,8 +3,9 @@
  * info line when it answers again (issue #13 item 3). Never a line per retry.
  *
  * Pure and clock-only: the caller feeds the outcome of every attempt ({@link ActionHealth.record}, from the RPC
- * client's `onAttempt`) and either calls {@link ActionHealth.tick} from a timer it already owns or lets
- * {@link ActionHealth.run} tick with the injected clock (one sleep at a time, not one timer per attempt).
+ * client's `onAttempt`) and runs {@link ActionHealth.run}, which sleeps with the injected clock until the earliest
+ * streak reaches the threshold: no timer per attempt, and no wake-up at all while every action answers (a streak
+ * that ends early costs one wake-up). {@link ActionHealth.tick} does the same check for a caller with its own timer.
  *
  * Tracked per key = (account, endpoint, action): an endpoint that is down is not hidden by another region's
  * endpoint that answers the same action. States of one key and the lines they log:
@@ -52,8 +53,6 @@ export interface ActionHealthOptions {
   failureWarnAfterMs: number;
   clock: Clock;
   log: Log;
-  /** Period of {@link ActionHealth.run}'s checks, in ms. @default {@link defaultHealthTickMs}(failureWarnAfterMs) */
-  tickMs?: number;
 }
 
 /** What one key looks like now (for status pages and tests). */
@@ -73,11 +72,6 @@ export const MAX_CODES_PER_STREAK = 16;
 export const OTHER_CODES = '(other)';
 const MAX_CODE_CHARS = 100;
 const MAX_MESSAGE_CHARS = 300;
-
-/** The default check period: a quarter of the threshold, between 50 ms and 1 s (late by at most that much). */
-export function defaultHealthTickMs(failureWarnAfterMs: number): number {
-  return Math.min(1000, Math.max(50, Math.floor(failureWarnAfterMs / 4)));
-}
 
 /** Whether an outcome proves that the action works (see the module comment). */
 export function isAnswered(outcome: HealthOutcome): boolean {
@@ -107,10 +101,11 @@ export class ActionHealth {
   readonly #warnAfterMs: number;
   readonly #clock: Clock;
   readonly #log: Log;
-  readonly #tickMs: number;
   readonly #entries = new Map<string, Entry>();
   /** Keys with a streak not yet warned: what a tick has to look at (usually none). */
   readonly #pending = new Set<Entry>();
+  /** Wakes {@link ActionHealth.run} when a streak starts while nothing was pending. */
+  #wake: (() => void) | null = null;
 
   constructor(options: ActionHealthOptions) {
     if (!Number.isFinite(options.failureWarnAfterMs) || options.failureWarnAfterMs <= 0) {
@@ -119,7 +114,6 @@ export class ActionHealth {
     this.#warnAfterMs = options.failureWarnAfterMs;
     this.#clock = options.clock;
     this.#log = options.log;
-    this.#tickMs = options.tickMs ?? defaultHealthTickMs(options.failureWarnAfterMs);
   }
 
   /** Feeds one attempt's outcome. Never throws on odd input (it runs inside the client's hook). */
@@ -150,6 +144,7 @@ export class ActionHealth {
       streak = { since: now, lastFailureAt: now, failedAttempts: 0, lastCode: null, lastMessage: null, lastHttpStatus: null, codes: new Map(), warned: false };
       entry.streak = streak;
       this.#pending.add(entry);
+      this.#wake?.();
     }
     const code = clip(attempt.code ?? 'Unknown', MAX_CODE_CHARS);
     streak.failedAttempts += 1;
@@ -169,16 +164,49 @@ export class ActionHealth {
     for (const entry of [...this.#pending]) this.#check(entry, now);
   }
 
-  /** Ticks every `tickMs` with the injected clock until `signal` aborts; resolves then (never rejects). */
+  /**
+   * Checks each streak when it reaches the threshold, with the injected clock, until `signal` aborts; resolves then
+   * (never rejects). One sleep at a time: until the earliest pending streak is due, or, with none, until one starts.
+   */
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
+      const due = this.#earliestDue();
       try {
-        await this.#clock.sleep(this.#tickMs, signal);
+        if (due === null) await this.#nextStreak(signal);
+        else await this.#clock.sleep(Math.max(1, due - this.#clock.now()), signal);
       } catch {
         return;
       }
       this.tick();
     }
+  }
+
+  #earliestDue(): number | null {
+    let due: number | null = null;
+    for (const entry of this.#pending) {
+      const at = (entry.streak?.since ?? 0) + this.#warnAfterMs;
+      if (due === null || at < due) due = at;
+    }
+    return due;
+  }
+
+  #nextStreak(signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#wake = null;
+        reject(new Error('aborted'));
+      };
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#wake = () => {
+        this.#wake = null;
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+    });
   }
 
   /** Every key seen so far, in first-seen order. */

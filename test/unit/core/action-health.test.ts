@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { ActionHealth, MAX_CODES_PER_STREAK, OTHER_CODES, defaultHealthTickMs, type HealthAttempt } from '../../../src/core/action-health.js';
+import { ActionHealth, MAX_CODES_PER_STREAK, OTHER_CODES, type HealthAttempt } from '../../../src/core/action-health.js';
 import { createManualClock, type ManualClock } from '../../../src/core/clock.js';
 import type { Log } from '../../../src/core/ports.js';
 
@@ -208,21 +208,52 @@ describe('ActionHealth', () => {
     expect(health.states()[0]!.failedAttempts).toBe(101);
   });
 
-  it('run() ticks with the injected clock until aborted, one sleep at a time', async () => {
+  it('run() sleeps only while a streak is pending, and wakes when it is due', async () => {
     const { clock, health, lines } = setup(2_000);
-    expect(defaultHealthTickMs(2_000)).toBe(500);
-    expect(defaultHealthTickMs(60_000)).toBe(1_000);
     const stop = new AbortController();
     const running = health.run(stop.signal);
+    await clock.advance(60_000);
+    expect(clock.pendingSleeps()).toBe(0); // every action answers: no timer at all
+
     health.record(refused);
+    await clock.advance(0);
+    expect(clock.pendingSleeps()).toBe(1);
     await clock.advance(1_999);
     expect(lines).toEqual([]);
     await clock.advance(1);
-    expect(lines).toHaveLength(1);
-    expect(clock.pendingSleeps()).toBe(1);
+    expect(lines.map((l) => [l.level, l.obj.failingForMs, l.obj.failedAttempts])).toEqual([['warn', 2_000, 1]]);
+    expect(clock.pendingSleeps()).toBe(0); // warned: nothing left to check until it answers
+
+    health.record(ok);
+    health.record({ ...refused, action: 'QueryPageByApplyId' });
+    await clock.advance(500);
+    health.record({ ...ok, action: 'QueryPageByApplyId' });
+    await clock.advance(1_500);
+    expect(clock.pendingSleeps()).toBe(0); // the streak ended early: one wake-up, no line
+    expect(lines.map((l) => l.level)).toEqual(['warn', 'info']);
+
+    health.record(refused);
+    await clock.advance(0);
     stop.abort();
     await running;
     expect(clock.pendingSleeps()).toBe(0);
+  });
+
+  it('run() warns a streak that started while it slept for an earlier one, at its own due time', async () => {
+    const { clock, health, lines } = setup(2_000);
+    const stop = new AbortController();
+    const running = health.run(stop.signal);
+    health.record(refused);
+    await clock.advance(1_000);
+    health.record({ ...refused, action: 'QueryPageByApplyId' });
+    await clock.advance(500);
+    health.record(ok);
+    await clock.advance(1_499);
+    expect(lines).toEqual([]);
+    await clock.advance(1);
+    expect(lines.map((l) => [l.obj.action, l.obj.failingForMs])).toEqual([['QueryPageByApplyId', 2_000]]);
+    stop.abort();
+    await running;
   });
 
   it('refuses a threshold that is not a positive number', () => {
