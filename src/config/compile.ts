@@ -270,6 +270,14 @@ function compileValid(data: RawConfig, ctx: BatchContext, batches: BatchConfig[]
         urlEnv: data.state.postgres.urlEnv,
         schema: data.state.postgres.schema,
         leaseMs: parseDuration(data.state.postgres.lease),
+        ...(data.state.postgres.ssl === undefined
+          ? {}
+          : {
+              ssl: {
+                mode: data.state.postgres.ssl.mode,
+                ...(data.state.postgres.ssl.caFile === undefined ? {} : { caFile: path.resolve(cwd, data.state.postgres.ssl.caFile) }),
+              },
+            }),
       },
     },
     output: {

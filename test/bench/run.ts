@@ -4,7 +4,7 @@
  *
  *   npm run bench                      full run (a few minutes on 2 cores)
  *   npm run bench -- --smoke           small sizes, under a minute (for CI)
- *   npm run bench -- --only=policy,quota   a subset: client, policy, scale, quota
+ *   npm run bench -- --only=policy,quota   a subset: client, policy, scale, quota, postgres
  *   npm run bench -- --out=FILE        write the JSON elsewhere
  *
  * Exit code 0 when every benchmark ran (whether or not its targets were met: the JSON and the table say
@@ -17,11 +17,12 @@ import { parseArgs } from 'node:util';
 
 import { benchClients, type ClientBenchResult } from './client-bench.js';
 import { benchPolicies, type PolicyBenchResult } from './policy-bench.js';
+import { benchPostgresLedger, printPostgresLedger } from './postgres-ledger-bench.js';
 import { benchQuota, type QuotaBenchResult } from './quota-bench.js';
 import { benchScale, type ScaleBenchResult } from './scale-bench.js';
 import { formatTable } from './table.js';
 
-const ALL = ['client', 'policy', 'scale', 'quota'] as const;
+const ALL = ['client', 'policy', 'scale', 'quota', 'postgres'] as const;
 type BenchName = (typeof ALL)[number];
 
 const { values } = parseArgs({
@@ -187,6 +188,7 @@ await step(
   printScale,
 );
 await step('quota', () => (smoke ? benchQuota({ batches: 500, durationMs: 6000 }) : benchQuota({ batches: 5000, durationMs: 30_000 })), printQuota);
+await step('postgres', () => benchPostgresLedger(smoke ? { batches: 5000, appends: 1000 } : { batches: 100_000 }), printPostgresLedger);
 
 results.timingsMs = { ...timings, total: Math.round(performance.now() - started) };
 await writeFile(values.out ?? 'bench-results.json', `${JSON.stringify(results, null, 2)}\n`);
