@@ -14,6 +14,7 @@ import { createIotApi } from './alibaba/iot-api.js';
 import { createRpcClient, type AttemptInfo, type RpcClient } from './alibaba/rpc-client.js';
 import type { CompiledConfig } from './config/types.js';
 import { type ApiBudget, createApiBudget } from './core/api-budget.js';
+import { ActionHealth } from './core/action-health.js';
 import { systemClock, systemRandom, type Clock, type Random } from './core/clock.js';
 import type { EventSink, IotApi, LedgerStore, ResultWriter } from './core/ports.js';
 import { StateStore } from './core/state-store.js';
@@ -91,6 +92,8 @@ export class Daemon {
   #sinks: EventSink[] = [];
   #eventsFile: EventsFileSink | null = null;
   #rpcs: RpcClient[] = [];
+  /** Stops the action-health timer (one warn line per failing API action, one per recovery). */
+  readonly #healthStop = new AbortController();
   #budget: ApiBudget | null = null;
   #http: OpsServer | null = null;
   #housekeeping: Housekeeping | null = null;
@@ -312,7 +315,10 @@ export class Daemon {
    */
   #createApis(credentials: CredentialsProvider, budget: ApiBudget): { statusApi: IotApi; api: IotApi } {
     const config = this.#config;
+    const health = new ActionHealth({ failureWarnAfterMs: config.alibaba.failureWarnAfterMs ?? 60_000, clock: this.#clock, log: this.#log.child({ component: 'api' }) });
+    void health.run(this.#healthStop.signal);
     const onAttempt = (info: AttemptInfo): void => {
+      health.record(info);
       this.metrics.recordApiAttempt({ action: info.action, outcome: info.outcome, durationMs: info.durationMs });
       if (info.outcome === 'throttled') this.metrics.recordThrottle(info.action);
       budget.feedback(info.action, info.outcome);
@@ -545,6 +551,7 @@ export class Daemon {
 
   /** Closes everything in order; resolves with the error when the state could not be flushed (else null). */
   async #closeAll(): Promise<DaemonError | null> {
+    this.#healthStop.abort();
     let flushError: DaemonError | null = null;
     const steps: [string, () => Promise<unknown>][] = [
       ['outbox', async () => this.#outbox?.stop()],

@@ -61,6 +61,10 @@ export interface AttemptInfo {
   code: string | null;
   /** 1-based attempt number within the call. */
   attempt: number;
+  /** The endpoint origin the attempt went to (per-batch regions have their own). */
+  endpoint: string;
+  /** The error's message (scrubbed of secrets and shortened, `ApiError.apiMessage`), or null on success. */
+  message: string | null;
 }
 
 export interface RpcClientOptions {
@@ -373,7 +377,17 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
       }
       if (options.onAttempt && outcome !== 'aborted' && outcome !== 'error') {
         try {
-          options.onAttempt({ action, outcome, httpStatus, durationMs, requestId, code: apiErr?.code ?? null, attempt });
+          options.onAttempt({
+            action,
+            outcome,
+            httpStatus,
+            durationMs,
+            requestId,
+            code: apiErr?.code ?? null,
+            attempt,
+            endpoint: url.origin,
+            message: apiErr?.apiMessage ?? null,
+          });
         } catch (hookErr) {
           logger.warn({ err: hookErr, action }, 'onAttempt hook threw');
         }

@@ -258,6 +258,7 @@ function compileValid(data: RawConfig, ctx: BatchContext, batches: BatchConfig[]
       signatureVersion: a.signatureVersion,
       requestTimeoutMs: parseDuration(a.requestTimeout),
       credentials: a.credentials,
+      failureWarnAfterMs: parseDuration(a.failureWarnAfter),
     },
     polling,
     rateLimit: { ...data.rateLimit },

@@ -34,7 +34,7 @@ export const MAX_APPLY_ID = 9_223_372_036_854_775_807n;
 
 /** Defaults of DESIGN.md §2, in the form a user would write them. */
 export const RAW_DEFAULTS = {
-  alibaba: { signatureVersion: 'v3', requestTimeout: '10s', credentials: 'env' },
+  alibaba: { signatureVersion: 'v3', requestTimeout: '10s', credentials: 'env', failureWarnAfter: '60s' },
   polling: {
     initialDelay: '2s',
     maxDelay: '60s',
@@ -248,6 +248,9 @@ const alibabaSchema = z
       credentials: enumSchema(['env', 'chain'] as const)
         .default(RAW_DEFAULTS.alibaba.credentials)
         .describe('env: ALIBABA_CLOUD_* variables (or *_FILE); chain: the official default credential chain.'),
+      failureWarnAfter: positiveDurationSchema
+        .default(RAW_DEFAULTS.alibaba.failureWarnAfter)
+        .describe('An API action failing this long without an answer logs one warn line; its recovery one info line.'),
     },
     expect(MAPPING),
   )

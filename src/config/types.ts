@@ -33,6 +33,11 @@ export interface AlibabaConfig {
   requestTimeoutMs: number;
   /** @default 'env' */
   credentials: CredentialsMode;
+  /**
+   * A failure streak of one API action this long logs one warn line (src/core/action-health.ts). Optional so that
+   * hand-built configs (library users, tests) keep compiling; the compiler always sets it. @default 60000
+   */
+  failureWarnAfterMs?: number;
 }
 
 export interface RateLimitConfig {

@@ -33,7 +33,7 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'unknown-key.yaml': [
     '3:3: alibaba.accessKeySecret: unknown key, expected one of: regionId, endpoint, iotInstanceId, signatureVersion, ' +
-      'requestTimeout, credentials; secrets never live in this file: set ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET or *_FILE in the environment',
+      'requestTimeout, credentials, failureWarnAfter; secrets never live in this file: set ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET or *_FILE in the environment',
     '5:3: polling.maxDelays: unknown key, expected one of: initialDelay, maxDelay, multiplier, stalledAfter, timeout, ' +
       'awaitingRegistrationDelay (did you mean "maxDelay"?)',
   ],

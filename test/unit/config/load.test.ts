@@ -42,6 +42,7 @@ describe('defaults', () => {
         signatureVersion: 'v3',
         requestTimeoutMs: 10_000,
         credentials: 'env',
+        failureWarnAfterMs: 60_000,
       },
       polling: DEFAULT_POLLING,
       rateLimit: { statusQps: 5, pageQps: 5, concurrency: 8 },
@@ -256,7 +257,7 @@ describe('positions', () => {
     expect(issuesOf(() => compile('alibaba:\n  credentials: env\n  regionI: x\nrateLimit:\n  pageQps: lots\n'))).toEqual([
       'watcher.yaml:2:3: alibaba.regionId: expected a region id like "cn-shanghai", but the key is missing',
       'watcher.yaml:3:3: alibaba.regionI: unknown key, expected one of: regionId, endpoint, iotInstanceId, signatureVersion, ' +
-        'requestTimeout, credentials (did you mean "regionId"?)',
+        'requestTimeout, credentials, failureWarnAfter (did you mean "regionId"?)',
       "watcher.yaml:5:12: rateLimit.pageQps: expected a number > 0 and ≤ 50 (Alibaba's account limit for QueryPageByApplyId is 50 QPS), got `\"lots\"` (string)",
     ]);
   });
@@ -317,7 +318,7 @@ describe('compileConfigObject', () => {
       ],
     };
     expect(issuesOf(() => compileConfigObject(raw))).toEqual([
-      '<object>:0:0: alibaba.extra: unknown key, expected one of: regionId, endpoint, iotInstanceId, signatureVersion, requestTimeout, credentials',
+      '<object>:0:0: alibaba.extra: unknown key, expected one of: regionId, endpoint, iotInstanceId, signatureVersion, requestTimeout, credentials, failureWarnAfter',
       '<object>:0:0: batches[1]: duplicate batch p/5: the same productKey and applyId are already declared at batches[0]',
     ]);
   });
