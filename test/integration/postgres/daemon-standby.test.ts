@@ -51,16 +51,9 @@ describe('postgres backend: one owner, a ready standby, takeover on stop', () =>
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ibw-standby-'));
     // A check that never settles keeps the batch pending while ownership moves; one that settles quickly proves work.
-    sim = await startSimulator({
-      port: 0,
-      timeScale: 50,
-      scenario: {
-        batches: [
-          { applyId: '7100001', productKey: 'a1SimProduct1', mode: 'random', count: 2, outcome: 'never' },
-          { applyId: '7100002', productKey: 'a1SimProduct1', mode: 'random', count: 3 },
-        ],
-      },
-    });
+    sim = await startSimulator({ port: 0, timeScale: 50, seed: 7 });
+    sim.control.addBatch({ applyId: '7100001', productKey: 'a1SimProduct1', mode: 'random', count: 2, outcome: 'never' });
+    sim.control.addBatch({ applyId: '7100002', productKey: 'a1SimProduct1', mode: 'random', count: 3 });
   });
 
   afterAll(async () => {
@@ -86,7 +79,7 @@ describe('postgres backend: one owner, a ready standby, takeover on stop', () =>
     );
   }
 
-  it('the second daemon stands by (ready, no calls), then takes over when the owner stops', async () => {
+  it('the second daemon stands by (ready, no watcher, so no calls), then takes over when the owner stops', async () => {
     const env = { IBW_DATABASE_URL: testDatabaseUrl() };
     const linesA: string[] = [];
     const linesB: string[] = [];

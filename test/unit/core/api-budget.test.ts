@@ -3,10 +3,23 @@ import { describe, expect, it } from 'vitest';
 import { ApiBudget, BUDGET_OF, budgetOptions, createApiBudget } from '../../../src/core/api-budget.js';
 import { createManualClock } from '../../../src/core/clock.js';
 import type { ApiAction } from '../../../src/core/ports.js';
+import { DaemonError } from '../../../src/errors.js';
 
 const plain = (qps: number): { ratePerSec: number } => ({ ratePerSec: qps });
 
 describe('ApiBudget', () => {
+  it('refuses every call, budgeted or not, while its gate says the account is not confirmed', async () => {
+    const clock = createManualClock(0);
+    let owned = false;
+    const refusal = new DaemonError('lease not confirmed', { kind: 'store', scope: 'attempt', code: 'LeaseUnconfirmed' });
+    const budget = createApiBudget({ statusQps: 5, pageQps: 5 }, { clock, gate: () => (owned ? null : refusal) });
+    await expect(budget.acquire('QueryBatchRegisterDeviceStatus')).rejects.toBe(refusal);
+    await expect(budget.acquire('BatchRegisterDeviceWithApplyId')).rejects.toBe(refusal);
+    owned = true;
+    await expect(budget.acquire('QueryBatchRegisterDeviceStatus')).resolves.toBeUndefined();
+    await expect(budget.acquire('BatchRegisterDeviceWithApplyId')).resolves.toBeUndefined();
+  });
+
   it('maps every API action to one bucket or none, and reports a rate for each budgeted action', () => {
     const clock = createManualClock(0);
     const budget = createApiBudget({ statusQps: 5, pageQps: 7 }, { clock });
