@@ -21,7 +21,6 @@
  * The secret and the signature are never logged. Plain http is accepted only for loopback hosts.
  */
 import { createHmac } from 'node:crypto';
-import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { Logger } from 'pino';
@@ -38,6 +37,7 @@ import { ExchangeError, exchange } from '../http-exchange.js';
 
 import type { DeliveryReport, ReportingSink } from './reporting.js';
 import { isLoopbackHost } from '../loopback.js';
+import { openAppendFile } from '../safe-fs.js';
 import { checkUrl } from '../url-rule.js';
 
 /** Options of {@link createWebhookSink}. */
@@ -130,8 +130,8 @@ export function createWebhookSink(options: WebhookSinkOptions): WebhookSink {
 
   const appendDeadLetter = (line: string): Promise<void> => {
     const run = deadLetterChain.then(async () => {
-      await mkdir(path.dirname(deadLetterFile), { recursive: true, mode: 0o700 });
-      const handle = await open(deadLetterFile, 'a', 0o600);
+      // Never through a symlink, regular files only (src/safe-fs.ts), like the events file.
+      const handle = await openAppendFile(deadLetterFile, { mode: 0o600, label: 'dead-letter file' });
       try {
         await handle.appendFile(line, 'utf8');
         await handle.sync();

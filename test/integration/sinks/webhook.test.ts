@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -154,6 +154,17 @@ describe('webhook sink against a loopback receiver', () => {
     expect((await readFile(file, 'utf8')).trim().split('\n')).toHaveLength(2);
     expect(log.entries().some((l) => l.level === 40 && l.status === 400)).toBe(true);
     expectNoSecretsLogged();
+  });
+
+  it('never writes a dead letter through a symlink: the delivery fails and the link target stays untouched', async () => {
+    const target = path.join(dir, 'elsewhere.jsonl');
+    await writeFile(target, 'untouched\n');
+    await mkdir(path.join(dir, 'state'), { recursive: true });
+    await symlink(target, path.join(dir, 'state', 'dead-letter.jsonl'));
+    receiver.script.push({ status: 400 });
+    const sink = makeSink();
+    await expect(sink.deliverReport(makeEvent())).rejects.toMatchObject({ code: 'UnsafePath' });
+    expect(await readFile(target, 'utf8')).toBe('untouched\n');
   });
 
   it('rejects after maxAttempts when the receiver is down (connection refused)', async () => {
