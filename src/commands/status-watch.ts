@@ -15,7 +15,7 @@ import { type Clock, systemClock } from '../core/clock.js';
 import { colorEnabled, styles } from '../ops/color.js';
 import type { ViewRow } from '../ops/status-view.js';
 import { type Budget, parseMetrics, renderFrame, renderSummaryLine, type WatchSample } from '../ops/watch-view.js';
-import { filterRows, readStatusRows, type StatusCommandIo, type StatusFilter } from './status.js';
+import { filterRows, readStatusRows, type StatusCommandIo, type StatusFilter } from './status-rows.js';
 
 /** What `status --watch` shows. */
 export interface StatusWatchOptions {

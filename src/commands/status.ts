@@ -9,19 +9,11 @@ import type { CompiledConfig } from '../config/types.js';
 import { tryParseDuration } from '../config/duration.js';
 import { resolveConfigPath } from '../config/env.js';
 import type { BatchState } from '../core/record.js';
-import { toStatusRows } from '../core/status-row.js';
-import { readLedgerReadOnly } from '../ledger/read-ledger.js';
-import { accountOf, formatStatusView, jobOf, type ViewRow } from '../ops/status-view.js';
+import { formatStatusView } from '../ops/status-view.js';
 import { parseOptions, UsageError } from './args.js';
+import { filterRows, readStatusRows, type StatusCommandIo, type StatusFilter } from './status-rows.js';
 
-/** What `status` touches of the outside world. */
-export interface StatusCommandIo {
-  env: Record<string, string | undefined>;
-  cwd: string;
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  onSignal(signal: NodeJS.Signals, handler: () => void): () => void;
-}
+export type { StatusCommandIo, StatusFilter };
 
 /** What `status` needs from the composition root. */
 export interface StatusCommandDeps {
@@ -30,31 +22,6 @@ export interface StatusCommandDeps {
 }
 
 const STATES: readonly BatchState[] = ['pending', 'fetching', 'settled', 'parked'];
-
-/** The filters of `status` and `status --watch`. */
-export interface StatusFilter {
-  states: ReadonlySet<string> | null;
-  accounts: ReadonlySet<string> | null;
-  jobs: ReadonlySet<string> | null;
-}
-
-/** Rows that pass every filter given. */
-export function filterRows<R extends ViewRow>(rows: readonly R[], f: StatusFilter): R[] {
-  if (f.states === null && f.accounts === null && f.jobs === null) return [...rows];
-  return rows.filter(
-    (r) =>
-      (f.states === null || f.states.has(r.state)) &&
-      (f.accounts === null || f.accounts.has(accountOf(r))) &&
-      (f.jobs === null || f.jobs.has(jobOf(r))),
-  );
-}
-
-/** Reads the rows of the ledger in `stateDir` (none when the directory does not exist yet). */
-export async function readStatusRows(stateDir: string): Promise<ViewRow[]> {
-  if (!existsSync(stateDir)) return [];
-  const snapshot = await readLedgerReadOnly(stateDir);
-  return toStatusRows(snapshot.batches.values());
-}
 
 /** Runs `status`; resolves with the exit code. Throws UsageError for bad arguments. */
 export async function statusCommand(args: string[], io: StatusCommandIo, deps: StatusCommandDeps): Promise<number> {

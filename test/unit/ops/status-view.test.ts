@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { filterRows } from '../../../src/commands/status.js';
+import { filterRows } from '../../../src/commands/status-rows.js';
 import { errorText, toStatusRows } from '../../../src/core/status-row.js';
 import { openFileLedger } from '../../../src/ledger/file-ledger.js';
 import { main } from '../../../src/main.js';
