@@ -21,12 +21,14 @@ import { maxConfigBytes } from './config/read-file.js';
 import { validateCommand } from './config/validate-command.js';
 import { migrateCommand } from './commands/migrate.js';
 import { CommandUsageError, resultsCommand } from './commands/results.js';
+import { provisionCommand } from './commands/provision.js';
 import { compileWaitConfig } from './config/wait-config.js';
 import type { BatchResult, ResultWriter } from './core/ports.js';
 import { formatStatusTable, toStatusRows } from './core/status-row.js';
 import { Daemon } from './daemon.js';
 import { ConfigError, DaemonError, coerceError, formatConfigIssues } from './errors.js';
 import { createMemoryLedger } from './ledger/memory-ledger.js';
+import { systemClock, systemRandom } from './core/clock.js';
 import { readLedgerReadOnly } from './ledger/read-ledger.js';
 import { createLogger, type Logger } from './ops/logger.js';
 import { runSimulatorCli } from './simulator/cli.js';
@@ -54,6 +56,9 @@ Commands:
   run [--config FILE]                       run the daemon (default command)
   validate [--config FILE]                  check the configuration, print every problem, exit 0 or 2
   status [--config FILE] [--json]           batches from the ledger (works while the daemon runs)
+  provision --product-key PK (--devices FILE | --count N) [--chunk-size N] [--until created|checked]
+       [--name NAME] [--config FILE] [--endpoint URL]
+                                            submit a fleet in chunks and watch it; report JSON on stdout
   wait --product-key PK --apply-id ID [--until created|checked] [--timeout 30m] [--register]
        [--config FILE] [--endpoint URL] [--region-id ID] [--iot-instance-id ID]
                                             watch one batch in the foreground; result JSON on stdout
@@ -68,7 +73,7 @@ Commands:
 The configuration file is --config, else $IBW_CONFIG, else config/watcher.yaml.
 `;
 
-const COMMANDS = new Set(['run', 'validate', 'status', 'wait', 'results', 'migrate', 'simulator', 'demo', 'help']);
+const COMMANDS = new Set(['run', 'validate', 'status', 'wait', 'provision', 'results', 'migrate', 'simulator', 'demo', 'help']);
 
 /** Runs one command and resolves with its exit code. */
 export async function main(io: Io): Promise<number> {
@@ -91,6 +96,19 @@ export async function main(io: Io): Promise<number> {
         return await statusCommand(args, io);
       case 'wait':
         return await waitCommand(args, io);
+      case 'provision':
+        return await provisionCommand(args, {
+          ...io,
+          logger: makeLogger(io, io.stderr),
+          clock: systemClock,
+          random: systemRandom,
+          // Like `wait`: the file (if any) gives alibaba/polling/state/output; without one, the defaults.
+          loadBase: async (flag) => {
+            const explicit = flag ?? io.env.IBW_CONFIG;
+            const file = resolveConfigPath(flag, io.env);
+            return explicit || existsSync(resolve(io.cwd, file)) ? loadConfig(file, io) : null;
+          },
+        });
       case 'results':
         return await resultsCommand(args, { ...io, loadConfig: (path) => loadConfig(path, io) });
       case 'migrate':

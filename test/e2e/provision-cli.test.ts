@@ -1,0 +1,94 @@
+/**
+ * `iot-batch-watcher provision` against the simulator through the CLI (issue #17): a names job with invalid,
+ * duplicate and already existing names at a small chunk size; the factory CSV holds each valid name exactly
+ * once with the simulator's secret and IotId, every rejected name is in the report with its reason, and a
+ * second run submits nothing again.
+ */
+import { lstat, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { type SimulatorHandle, startSimulator } from '../../src/simulator/server.js';
+import { runCli, SIM_ENV } from '../helpers/child.js';
+
+const PK = 'a1SimProv';
+
+describe('provision through the CLI', () => {
+  let sim: SimulatorHandle;
+  let dir: string;
+  let config: string;
+  beforeAll(async () => {
+    sim = await startSimulator({ port: 0, timeScale: 20, seed: 4 });
+    sim.control.addProduct(PK, ['taken-0001']);
+    dir = await mkdtemp(join(tmpdir(), 'ibw-provision-cli-'));
+    config = join(dir, 'w.yaml');
+    await writeFile(
+      config,
+      [
+        'alibaba:',
+        '  regionId: cn-shanghai',
+        `  endpoint: ${sim.url}`,
+        'polling: { initialDelay: 50ms, maxDelay: 300ms }',
+        `state: { dir: ${join(dir, 'state')} }`,
+        `output: { resultsDir: ${join(dir, 'results')} }`,
+        'http: { listen: "off" }',
+        '',
+      ].join('\n'),
+    );
+  });
+  afterAll(async () => {
+    await sim.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates each valid name once, reports every rejected name, and resumes without submitting again', async () => {
+    const valid = Array.from({ length: 7 }, (_, i) => `line4-${String(i).padStart(4, '0')}`);
+    const rows = ['DeviceName,Nickname', valid[0], 'bad', valid[1], valid[2], `${valid[0]},Again`, 'taken-0001', ...valid.slice(3), 'has space'];
+    await writeFile(join(dir, 'line-4.csv'), `${rows.join('\n')}\n`);
+    const args = ['provision', '--config', config, '--product-key', PK, '--devices', join(dir, 'line-4.csv'), '--chunk-size', '3', '--name', 'line-4'];
+    const run = runCli(args, SIM_ENV, dir);
+    const { code } = await run.exited;
+    expect(code, run.stderr.join('')).toBe(0);
+    const report = JSON.parse(run.stdout.join('\n')) as {
+      outcome: string;
+      chunks: { applyId: string; state: string }[];
+      rejected: { deviceName: string; code: string; reason: string }[];
+      devices: { deviceName: string }[];
+    };
+    expect(report.outcome).toBe('complete');
+    expect(report.chunks.map((c) => c.state)).toEqual(['created', 'created', 'created']);
+    expect(report.rejected.map((r) => [r.deviceName, r.code])).toEqual([
+      ['bad', 'invalid_name'],
+      [valid[0], 'duplicate'],
+      ['has space', 'invalid_name'],
+      ['taken-0001', 'alibaba'],
+    ]);
+    expect(report.rejected.find((r) => r.deviceName === 'taken-0001')?.reason).toContain('already exists');
+
+    // Names went in the body, every time.
+    const checks = sim.control.requestLog().filter((l) => l.action === 'BatchCheckDeviceNames');
+    expect(checks.length).toBeGreaterThanOrEqual(3);
+    expect(checks.every((l) => (l as { deviceNamesIn?: string }).deviceNamesIn === 'body')).toBe(true);
+
+    const csvFile = join(dir, 'results', PK, 'provision-line-4.csv');
+    expect((await lstat(csvFile)).mode & 0o777).toBe(0o600);
+    const lines = (await readFile(csvFile, 'utf8')).trimEnd().split('\r\n');
+    expect(lines[0]).toBe('ProductKey,DeviceName,DeviceSecret,IotId');
+    const simDevices = new Map(sim.control.devices(PK).map((d) => [d.deviceName, d]));
+    const csvRows = lines.slice(1).map((l) => l.split(','));
+    expect(csvRows.map((r) => r[1]).sort()).toEqual([...valid].sort());
+    for (const [pk, name, secret, iotId] of csvRows) {
+      expect([pk, secret, iotId]).toEqual([PK, simDevices.get(name!)?.deviceSecret, simDevices.get(name!)?.iotId]);
+    }
+    // No device created twice in the product.
+    expect(sim.control.devices(PK).filter((d) => d.deviceName.startsWith('line4-'))).toHaveLength(valid.length);
+
+    // Running again submits nothing: every name already has its chunk.
+    const before = sim.control.requestLog().filter((l) => l.action === 'BatchCheckDeviceNames').length;
+    const again = runCli(args, SIM_ENV, dir);
+    expect((await again.exited).code, again.stderr.join('')).toBe(0);
+    expect(sim.control.requestLog().filter((l) => l.action === 'BatchCheckDeviceNames').length).toBe(before);
+  }, 120_000);
+});
