@@ -25,11 +25,11 @@ export function createFileJobStore(stateDir: string): JobStore {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
         throw new DaemonError(`cannot read ${file(name)}`, { kind: 'store', scope: 'process', cause: err });
       }
-      const state = JSON.parse(text) as JobState;
+      const state = JSON.parse(text) as { version?: unknown };
       if (state.version !== JOB_STATE_VERSION) {
-        throw new DaemonError(`${file(name)}: job state version ${String(state.version)}, expected ${JOB_STATE_VERSION}`, { kind: 'store', scope: 'process' });
+        throw new DaemonError(`${file(name)}: job state version ${JSON.stringify(state.version)}, expected ${JOB_STATE_VERSION}`, { kind: 'store', scope: 'process' });
       }
-      return state;
+      return state as JobState;
     },
     async save(state) {
       assertSafePathSegment(state.name, 'provisioning job name');
