@@ -5,6 +5,7 @@
  * second run submits nothing again.
  */
 import { lstat, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -90,5 +91,47 @@ describe('provision through the CLI', () => {
     const again = runCli(args, SIM_ENV, dir);
     expect((await again.exited).code, again.stderr.join('')).toBe(0);
     expect(sim.control.requestLog().filter((l) => l.action === 'BatchCheckDeviceNames').length).toBe(before);
+  }, 120_000);
+
+  it('parks a count chunk whose BatchRegisterDevice was sent when the process died, and never sends it again', async () => {
+    // The answer is held for 3 s (simulated 60 s at timeScale 20), then the simulator creates the devices anyway.
+    sim.control.setFaults({ script: [{ action: 'BatchRegisterDevice', fault: 'slow' }], rates: { slowMs: 60_000 } });
+    const args = ['provision', '--config', config, '--product-key', PK, '--count', '4', '--name', 'spare'];
+    const first = runCli(args, SIM_ENV, dir);
+    const stateFile = join(dir, 'state', 'provision', 'spare.json');
+    for (let i = 0; i < 200; i += 1) {
+      const text = await readFile(stateFile, 'utf8').catch(() => '');
+      if (text.includes('"submitting"')) break;
+      await sleep(25);
+    }
+    expect(await readFile(stateFile, 'utf8')).toContain('"submitting"');
+    await sleep(500); // the request is on the wire, its answer held back
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    sim.control.setFaults({});
+
+    const second = runCli(args, SIM_ENV, dir);
+    expect((await second.exited).code, second.stderr.join('')).toBe(3);
+    const report = JSON.parse(second.stdout.join('\n')) as { outcome: string; chunks: { state: string; reason: string }[] };
+    expect(report.outcome).toBe('incomplete');
+    expect(report.chunks).toHaveLength(1);
+    expect(report.chunks[0]?.state).toBe('submission_unknown');
+    expect(report.chunks[0]?.reason).toMatch(/may or may not have reached Alibaba .*provision resolve/);
+    await sleep(3500); // past the held answer: the simulator made the batch
+    const registers = sim.control.requestLog().filter((l) => l.action === 'BatchRegisterDevice');
+    expect(registers).toHaveLength(1);
+    // A third run does not send it either.
+    const third = runCli(args, SIM_ENV, dir);
+    expect((await third.exited).code).toBe(3);
+    expect(sim.control.requestLog().filter((l) => l.action === 'BatchRegisterDevice')).toHaveLength(1);
+  }, 120_000);
+
+  it('submits a count job once and writes a CSV of the random names', async () => {
+    const run = runCli(['provision', '--config', config, '--product-key', PK, '--count', '5', '--chunk-size', '2', '--name', 'rnd'], SIM_ENV, dir);
+    expect((await run.exited).code, run.stderr.join('')).toBe(0);
+    const lines = (await readFile(join(dir, 'results', PK, 'provision-rnd.csv'), 'utf8')).trimEnd().split('\r\n');
+    expect(lines).toHaveLength(6);
+    const simDevices = new Map(sim.control.devices(PK).map((d) => [d.deviceName, d]));
+    for (const [, name, secret] of lines.slice(1).map((l) => l.split(','))) expect(simDevices.get(name!)?.deviceSecret).toBe(secret);
   }, 120_000);
 });
