@@ -16,7 +16,7 @@ import { createChainCredentials, createEnvCredentials } from '../alibaba/credent
 import { createIotApi } from '../alibaba/iot-api.js';
 import { createRpcClient } from '../alibaba/rpc-client.js';
 import { compileConfigObject } from '../config/compile.js';
-import { PROVISION_NAME_PATTERN, configSchema, provisionSchema } from '../config/schema.js';
+import { APPLY_ID_PATTERN, PROVISION_NAME_PATTERN, configSchema, provisionSchema } from '../config/schema.js';
 import type { CompiledConfig } from '../config/types.js';
 import { type Clock, type Random } from '../core/clock.js';
 import { Daemon } from '../daemon.js';
@@ -28,7 +28,8 @@ import { readDeviceFile } from '../provision/device-file-reader.js';
 import { DeviceFileError } from '../provision/device-list.js';
 import { createFileJobStore } from '../provision/file-job-store.js';
 import { ProvisionFatalError, ProvisionRunner } from '../provision/job-runner.js';
-import { type JobSpec, type JobState, deviceCounts } from '../provision/job-state.js';
+import { type JobSpec, type JobState, deviceCounts, withChunk } from '../provision/job-state.js';
+import { resolveUnknown } from '../provision/chunk-transitions.js';
 import { writeProvisionOutputs } from '../provision/provision-output-writer.js';
 import { createSubmitBudget } from '../provision/submit-budget.js';
 import { createResultWriter } from '../sinks/result-writer.js';
@@ -119,8 +120,56 @@ function progressLine(state: JobState): string {
   return `provision ${state.name}: chunks ${settled}/${state.chunks.length} settled, devices ${d.created}/${d.requested} created, ${d.rejected} rejected`;
 }
 
-/** Runs the command; resolves with the exit code. */
+/**
+ * `provision resolve --name JOB --chunk N (--apply-id ID | --not-submitted) [--config FILE]`: the operator's
+ * answer for a chunk parked `submission_unknown` (docs/provisioning.md). With the ApplyId found in the console
+ * the next `provision` run watches it; with --not-submitted it submits the chunk.
+ */
+async function resolveCommand(args: string[], io: ProvisionIo): Promise<number> {
+  const { values: opts } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      config: { type: 'string', short: 'c' },
+      name: { type: 'string' },
+      chunk: { type: 'string' },
+      'apply-id': { type: 'string' },
+      'not-submitted': { type: 'boolean' },
+    },
+  });
+  const problems: string[] = [];
+  if (opts.name === undefined || !PROVISION_NAME_PATTERN.test(opts.name)) problems.push('--name: required (the job name)');
+  if (opts.chunk === undefined || !/^[0-9]+$/.test(opts.chunk)) problems.push('--chunk: required (the chunk index of the report)');
+  if ((opts['apply-id'] === undefined) === (opts['not-submitted'] !== true)) problems.push('--apply-id or --not-submitted: give exactly one');
+  if (opts['apply-id'] !== undefined && !APPLY_ID_PATTERN.test(opts['apply-id'])) problems.push('--apply-id: expected a string of digits without leading zeros');
+  if (problems.length > 0) throw new ProvisionFlagsError(problems);
+  const base = (await io.loadBase(opts.config)) ?? compileConfigObject({ alibaba: { regionId: 'cn-shanghai' } }, { cwd: io.cwd });
+  const store = createFileJobStore(base.state.dir);
+  const name = opts.name ?? '';
+  const state = await store.load(name);
+  const index = Number(opts.chunk);
+  const rec = state?.chunks.find((c) => c.index === index);
+  if (state === null || rec === undefined) {
+    io.stderr.write(`provision resolve: no chunk ${index} of job "${name}" in ${base.state.dir}\n`);
+    return 2;
+  }
+  if (rec.state !== 'submission_unknown') {
+    io.stderr.write(`provision resolve: chunk ${index} of "${name}" is ${rec.state}, not submission_unknown: nothing to resolve\n`);
+    return 2;
+  }
+  const resolution = opts['apply-id'] !== undefined ? { applyId: opts['apply-id'] } : ({ notSubmitted: true } as const);
+  const step = resolveUnknown(rec, resolution, io.clock.now());
+  await store.save(withChunk(state, step.rec));
+  io.stdout.write(
+    `chunk ${index} of "${name}": ${'applyId' in resolution ? `ApplyId ${resolution.applyId} adopted; the next provision run watches it` : 'marked not submitted; the next provision run submits it'}\n`,
+  );
+  return 0;
+}
+
+/** Runs the command (or `provision resolve`); resolves with the exit code. */
 export async function provisionCommand(args: string[], io: ProvisionIo): Promise<number> {
+  if (args[0] === 'resolve') return resolveCommand(args.slice(1), io);
   const { values: opts } = parseArgs({
     args,
     strict: true,

@@ -124,6 +124,17 @@ describe('provision through the CLI', () => {
     const third = runCli(args, SIM_ENV, dir);
     expect((await third.exited).code).toBe(3);
     expect(sim.control.requestLog().filter((l) => l.action === 'BatchRegisterDevice')).toHaveLength(1);
+
+    // The documented resolution: adopt the ApplyId the console shows; the next run watches it, sends nothing.
+    const applyId = (registers[0] as { applyId?: string | null }).applyId;
+    expect(applyId).toMatch(/^[0-9]+$/);
+    const resolve = runCli(['provision', 'resolve', '--config', config, '--name', 'spare', '--chunk', '0', '--apply-id', applyId!], SIM_ENV, dir);
+    expect((await resolve.exited).code, resolve.stderr.join('')).toBe(0);
+    const fourth = runCli(args, SIM_ENV, dir);
+    expect((await fourth.exited).code, fourth.stderr.join('')).toBe(0);
+    expect(sim.control.requestLog().filter((l) => l.action === 'BatchRegisterDevice')).toHaveLength(1);
+    const csv = (await readFile(join(dir, 'results', PK, 'provision-spare.csv'), 'utf8')).trimEnd().split('\r\n');
+    expect(csv).toHaveLength(5);
   }, 120_000);
 
   it('submits a count job once and writes a CSV of the random names', async () => {
