@@ -21,7 +21,7 @@ export function toSubmitFailure(err: unknown): SubmitFailure {
     const local = err.kind === 'invalid-request' || err.kind === 'config';
     return { code: err.code, message: err.message, notProcessed: local, answered: false, scope: err.scope };
   }
-  return { code: 'Unknown', message: err instanceof Error ? err.message : String(err), notProcessed: false, answered: false, scope: 'attempt' };
+  return { code: 'SubmitFailed', message: err instanceof Error ? err.message : String(err), notProcessed: false, answered: false, scope: 'attempt' };
 }
 
 /** Creates the submitter. `iotInstanceId` undefined: the API's default. */

@@ -26,7 +26,7 @@ export interface DeviceEntry {
 }
 
 /** Why a name (or a row) was rejected. Local codes; names Alibaba rejects carry `alibaba` (see the report). */
-export type RejectionCode = 'malformed_row' | 'invalid_name' | 'duplicate' | 'alibaba';
+export type RejectionCode = 'malformed_row' | 'invalid_name' | 'duplicate_name' | 'alibaba_refused';
 
 /** A name (or a row without a usable name) that is not submitted, with the reason. */
 export interface RejectedName {
@@ -201,7 +201,7 @@ export function parseDeviceList(text: string, format: DeviceFileFormat): DeviceL
     }
     const first = firstLine.get(deviceName);
     if (first !== undefined) {
-      rejected.push({ deviceName, line, code: 'duplicate', reason: `a duplicate of line ${first}: each name is submitted once` });
+      rejected.push({ deviceName, line, code: 'duplicate_name', reason: `a duplicate of line ${first}: each name is submitted once` });
       continue;
     }
     firstLine.set(deviceName, line);

@@ -116,7 +116,7 @@ export function buildProvisionReport(job: ProvisionJobView): ProvisionReport {
   const devices = jobDevices(chunks);
   const rejected: ReportRejection[] = job.rejected.map((r) => ({ deviceName: r.deviceName, line: r.line, code: r.code, reason: r.reason, chunk: null }));
   for (const c of chunks) {
-    for (const r of c.rejected) rejected.push({ deviceName: r.deviceName, line: null, code: 'alibaba', reason: r.reason, chunk: c.index });
+    for (const r of c.rejected) rejected.push({ deviceName: r.deviceName, line: null, code: 'alibaba_refused', reason: r.reason, chunk: c.index });
   }
   const labels: Record<string, string> = {};
   for (const key of Object.keys(job.labels).sort()) labels[key] = job.labels[key] ?? '';

@@ -62,9 +62,9 @@ describe('provision through the CLI', () => {
     expect(report.chunks.map((c) => c.state)).toEqual(['created', 'created', 'created']);
     expect(report.rejected.map((r) => [r.deviceName, r.code])).toEqual([
       ['bad', 'invalid_name'],
-      [valid[0], 'duplicate'],
+      [valid[0], 'duplicate_name'],
       ['has space', 'invalid_name'],
-      ['taken-0001', 'alibaba'],
+      ['taken-0001', 'alibaba_refused'],
     ]);
     expect(report.rejected.find((r) => r.deviceName === 'taken-0001')?.reason).toContain('already exists');
 

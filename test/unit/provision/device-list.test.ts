@@ -35,7 +35,7 @@ describe('parseDeviceList', () => {
       ],
       rejected: [
         { deviceName: 'bad', line: 3, code: 'invalid_name', reason: 'a DeviceName has 4 to 32 characters, this one has 3' },
-        { deviceName: 'light-0001', line: 6, code: 'duplicate', reason: 'a duplicate of line 2: each name is submitted once' },
+        { deviceName: 'light-0001', line: 6, code: 'duplicate_name', reason: 'a duplicate of line 2: each name is submitted once' },
       ],
     });
   });
@@ -86,7 +86,7 @@ describe('parseDeviceList', () => {
       ['node-0001', 1],
       ['node-0002', 3],
     ]);
-    expect(list.rejected).toEqual([{ deviceName: 'node-0001', line: 4, code: 'duplicate', reason: 'a duplicate of line 1: each name is submitted once' }]);
+    expect(list.rejected).toEqual([{ deviceName: 'node-0001', line: 4, code: 'duplicate_name', reason: 'a duplicate of line 1: each name is submitted once' }]);
   });
 
   it('cuts long rejected names to 64 characters in the report', () => {

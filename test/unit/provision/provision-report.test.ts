@@ -63,7 +63,7 @@ describe('buildProvisionReport', () => {
     ]);
     expect(report.rejected).toEqual([
       { deviceName: 'bad', line: 3, code: 'invalid_name', reason: 'a DeviceName has 4 to 32 characters, this one has 3', chunk: null },
-      { deviceName: 'dev-0004', line: null, code: 'alibaba', reason: 'exists', chunk: 1 },
+      { deviceName: 'dev-0004', line: null, code: 'alibaba_refused', reason: 'exists', chunk: 1 },
     ]);
   });
 
