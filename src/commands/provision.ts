@@ -185,18 +185,26 @@ export async function provisionCommand(args: string[], io: ProvisionIo): Promise
       endpoint: { type: 'string' },
     },
   });
-  const spec = jobSpecFromFlags(
-    {
-      ...(opts['product-key'] === undefined ? {} : { productKey: opts['product-key'] }),
-      ...(opts.devices === undefined ? {} : { devices: opts.devices }),
-      ...(opts.count === undefined ? {} : { count: opts.count }),
-      ...(opts['chunk-size'] === undefined ? {} : { chunkSize: opts['chunk-size'] }),
-      ...(opts.until === undefined ? {} : { until: opts.until }),
-      ...(opts.name === undefined ? {} : { name: opts.name }),
-    },
-    io.cwd,
-  );
+  const specFromFlags = (): JobSpec =>
+    jobSpecFromFlags(
+      {
+        ...(opts['product-key'] === undefined ? {} : { productKey: opts['product-key'] }),
+        ...(opts.devices === undefined ? {} : { devices: opts.devices }),
+        ...(opts.count === undefined ? {} : { count: opts.count }),
+        ...(opts['chunk-size'] === undefined ? {} : { chunkSize: opts['chunk-size'] }),
+        ...(opts.until === undefined ? {} : { until: opts.until }),
+        ...(opts.name === undefined ? {} : { name: opts.name }),
+      },
+      io.cwd,
+    );
   let base = (await io.loadBase(opts.config)) ?? compileConfigObject({ alibaba: { regionId: 'cn-shanghai' } }, { cwd: io.cwd });
+  // `--name JOB` alone runs the file's `provision` entry of that name (its devices or count, chunkSize, labels).
+  const configured = base.provision?.find((j) => j.name === opts.name);
+  const onlyName = opts.devices === undefined && opts.count === undefined && opts['product-key'] === undefined;
+  const spec: JobSpec =
+    configured !== undefined && onlyName
+      ? { name: configured.name, productKey: configured.productKey, account: configured.account, source: configured.source, chunkSize: configured.chunkSize, until: configured.until, labels: configured.labels }
+      : specFromFlags();
   if (opts.endpoint !== undefined) {
     const checked = configSchema.shape.alibaba.shape.endpoint.safeParse(opts.endpoint);
     if (!checked.success || checked.data === undefined) throw new ProvisionFlagsError([`--endpoint: ${checked.success ? 'invalid' : (checked.error.issues[0]?.message ?? 'invalid')}`]);

@@ -137,11 +137,14 @@ describe('provision through the CLI', () => {
     expect(csv).toHaveLength(5);
   }, 120_000);
 
-  it('submits a count job once and writes a CSV of the random names', async () => {
-    const run = runCli(['provision', '--config', config, '--product-key', PK, '--count', '5', '--chunk-size', '2', '--name', 'rnd'], SIM_ENV, dir);
+  it('runs the file\'s provision entry by --name: a count job submitted once, its CSV of the random names', async () => {
+    const withJob = join(dir, 'with-job.yaml');
+    await writeFile(withJob, `${await readFile(config, 'utf8')}provision:\n  - { name: rnd, productKey: ${PK}, count: 5, chunkSize: 2 }\n`);
+    const run = runCli(['provision', '--config', withJob, '--name', 'rnd'], SIM_ENV, dir);
     expect((await run.exited).code, run.stderr.join('')).toBe(0);
     const lines = (await readFile(join(dir, 'results', PK, 'provision-rnd.csv'), 'utf8')).trimEnd().split('\r\n');
     expect(lines).toHaveLength(6);
+    expect((JSON.parse(run.stdout.join('\n')) as { chunks: unknown[] }).chunks).toHaveLength(3);
     const simDevices = new Map(sim.control.devices(PK).map((d) => [d.deviceName, d]));
     for (const [, name, secret] of lines.slice(1).map((l) => l.split(','))) expect(simDevices.get(name!)?.deviceSecret).toBe(secret);
   }, 120_000);
