@@ -171,6 +171,17 @@ describe('ProvisionRunner', () => {
     expect(namesFake.sent.map((s) => s.names)).toEqual([['aaaa', 'bbbb']]);
     expect(namesReport.outcome).toBe('complete');
   });
+
+  it('a crash before the intent was recorded leaves the chunk planned: the next run submits it once', async () => {
+    const store = memoryStore();
+    const planned = await planOnly(runner({ spec: spec({ source: { kind: 'count', count: 3 }, chunkSize: 5 }), devices: null, store, fake: fakeAlibaba(store) }).r, store);
+    expect(planned.chunks.map((c) => c.state)).toEqual(['planned']);
+    const after = memoryStore(planned);
+    const fake = fakeAlibaba(after);
+    const report = await runner({ spec: spec({ source: { kind: 'count', count: 3 }, chunkSize: 5 }), devices: null, store: after, fake }).r.run();
+    expect(fake.sent.map((s) => s.count)).toEqual([3]);
+    expect(report.outcome).toBe('complete');
+  });
 });
 
 /** Runs until the first save (the plan), then returns that state without submitting anything. */
