@@ -49,8 +49,8 @@ export interface BatchCheckDeviceNamesResult {
   invalidDetails: InvalidDetail[];
   /** `RepeatedDeviceNameList.RepeatDevieNameList[]` (sic): names given more than once in the request. */
   repeatedDeviceNames: string[];
-  /** `InvalidDeviceNicknameList.InvalidDeviceNickname[]`: nicknames refused at once. */
-  invalidDeviceNicknames: string[];
+  /** `InvalidDeviceNicknameList.InvalidDeviceNickname[]`: nicknames refused at once; absent when none. */
+  invalidDeviceNicknames?: string[];
   requestId: string | null;
 }
 
@@ -186,7 +186,8 @@ export function createIotApi(options: IotApiOptions): AlibabaIotApi {
           ...stringList(data?.RepeatedDeviceNameList, 'RepeatedDeviceNameList'),
           ...stringList(data?.RepeatedDeviceNameList, 'RepeatDeviceNameList'),
         ]),
-        invalidDeviceNicknames: stringList(data?.InvalidDeviceNicknameList, 'InvalidDeviceNickname'),
+        // NOTE: only when there are some, so the answer of a call without nicknames keeps its shape.
+        ...nicknameList(stringList(data?.InvalidDeviceNicknameList, 'InvalidDeviceNickname')),
         requestId: res.requestId,
       };
     },
@@ -208,6 +209,10 @@ export function createIotApi(options: IotApiOptions): AlibabaIotApi {
       return { applyId: requireApplyId(action, record(res.body.Data)?.ApplyId, res), requestId: res.requestId };
     },
   };
+}
+
+function nicknameList(list: string[]): { invalidDeviceNicknames?: string[] } {
+  return list.length > 0 ? { invalidDeviceNicknames: list } : {};
 }
 
 function record(v: unknown): Record<string, unknown> | null {

@@ -46,7 +46,7 @@ export function createChunkSubmitter(api: AlibabaIotApi, options: { iotInstanceI
         for (const name of res.invalidDeviceNames) if (!refused.has(name)) refused.set(name, 'refused by BatchCheckDeviceNames (InvalidDeviceNameList)');
         for (const name of res.repeatedDeviceNames) if (!refused.has(name)) refused.set(name, 'repeated in the request (RepeatedDeviceNameList)');
         const byNickname = new Map(rec.names.filter((n) => n.nickname !== null).map((n) => [n.nickname, n.deviceName]));
-        for (const nick of res.invalidDeviceNicknames) {
+        for (const nick of res.invalidDeviceNicknames ?? []) {
           const name = byNickname.get(nick);
           if (name !== undefined && !refused.has(name)) refused.set(name, `nickname ${JSON.stringify(nick)} refused (InvalidDeviceNicknameList)`);
         }
