@@ -142,3 +142,29 @@ export function deviceCounts(state: JobState): { requested: number; created: num
   }
   return { requested, created, rejected, pending };
 }
+
+/** One row of `status` for a job (DESIGN.md §13: chunks settled / total, devices created / requested). */
+export interface ProvisionStatusRow {
+  job: string;
+  productKey: string;
+  chunksSettled: number;
+  chunksTotal: number;
+  devicesCreated: number;
+  devicesRequested: number;
+  /** Chunks parked `submission_unknown`: they need the operator (docs/provisioning.md). */
+  parked: number;
+}
+
+/** The status row of a job. */
+export function provisionStatusRow(state: JobState): ProvisionStatusRow {
+  const d = deviceCounts(state);
+  return {
+    job: state.name,
+    productKey: state.productKey,
+    chunksSettled: state.chunks.filter((c) => SETTLED_CHUNK_STATES.has(c.state)).length,
+    chunksTotal: state.chunks.length,
+    devicesCreated: d.created,
+    devicesRequested: d.requested,
+    parked: state.chunks.filter((c) => c.state === 'submission_unknown').length,
+  };
+}
