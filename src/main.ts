@@ -21,14 +21,12 @@ import { maxConfigBytes } from './config/read-file.js';
 import { validateCommand } from './config/validate-command.js';
 import { migrateCommand } from './commands/migrate.js';
 import { CommandUsageError, resultsCommand } from './commands/results.js';
-import { provisionCommand } from './commands/provision.js';
 import { compileWaitConfig } from './config/wait-config.js';
 import type { BatchResult, ResultWriter } from './core/ports.js';
 import { formatStatusTable, toStatusRows } from './core/status-row.js';
 import { Daemon } from './daemon.js';
 import { ConfigError, DaemonError, coerceError, formatConfigIssues } from './errors.js';
 import { createMemoryLedger } from './ledger/memory-ledger.js';
-import { systemClock, systemRandom } from './core/clock.js';
 import { readLedgerReadOnly } from './ledger/read-ledger.js';
 import { createLogger, type Logger } from './ops/logger.js';
 import { runSimulatorCli } from './simulator/cli.js';
@@ -96,7 +94,10 @@ export async function main(io: Io): Promise<number> {
         return await statusCommand(args, io);
       case 'wait':
         return await waitCommand(args, io);
-      case 'provision':
+      case 'provision': {
+        // NOTE: loaded on demand, so other commands do not pay for the provisioning modules.
+        const { provisionCommand } = await import('./commands/provision.js');
+        const { systemClock, systemRandom } = await import('./core/clock.js');
         return await provisionCommand(args, {
           ...io,
           logger: makeLogger(io, io.stderr),
@@ -109,6 +110,7 @@ export async function main(io: Io): Promise<number> {
             return explicit || existsSync(resolve(io.cwd, file)) ? loadConfig(file, io) : null;
           },
         });
+      }
       case 'results':
         return await resultsCommand(args, { ...io, loadConfig: (path) => loadConfig(path, io) });
       case 'migrate':
