@@ -78,7 +78,7 @@ export interface Io {
 
 export const EXIT = { ok: 0, runtime: 1, usage: 2, failed: 3, timedOut: 4, sigint: 130, sigterm: 143 } as const;
 
-const COMMANDS = new Set(['run', 'validate', 'status', 'wait', 'results', 'migrate', 'simulator', 'demo', 'redeliver', 'version', 'help']);
+const COMMANDS = new Set(['run', 'validate', 'status', 'wait', 'provision', 'results', 'migrate', 'simulator', 'demo', 'redeliver', 'version', 'help']);
 
 /** Runs one command and resolves with its exit code. */
 export async function main(io: Io): Promise<number> {
@@ -115,6 +115,23 @@ export async function main(io: Io): Promise<number> {
       }
       case 'wait':
         return await waitCommand(args, io);
+      case 'provision': {
+        // NOTE: loaded on demand, so other commands do not pay for the provisioning modules.
+        const { provisionCommand } = await import('./commands/provision.js');
+        const { systemClock, systemRandom } = await import('./core/clock.js');
+        return await provisionCommand(args, {
+          ...io,
+          logger: makeLogger(io, io.stderr),
+          clock: systemClock,
+          random: systemRandom,
+          // Like `wait`: the file (if any) gives alibaba/polling/state/output; without one, the defaults.
+          loadBase: async (flag) => {
+            const explicit = flag ?? io.env.IBW_CONFIG;
+            const file = resolveConfigPath(flag, io.env);
+            return explicit || existsSync(resolve(io.cwd, file)) ? loadConfig(file, io) : null;
+          },
+        });
+      }
       case 'results':
         return await resultsCommand(args, { ...io, loadConfig: (path) => loadConfig(path, io) });
       case 'migrate':

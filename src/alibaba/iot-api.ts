@@ -49,13 +49,16 @@ export interface BatchCheckDeviceNamesResult {
   invalidDetails: InvalidDetail[];
   /** `RepeatedDeviceNameList.RepeatDevieNameList[]` (sic): names given more than once in the request. */
   repeatedDeviceNames: string[];
+  /** `InvalidDeviceNicknameList.InvalidDeviceNickname[]`: nicknames refused at once; absent when none. */
+  invalidDeviceNicknames?: string[];
   requestId: string | null;
 }
 
 /** The typed API: `IotApi` (core/ports.ts), with the full BatchCheckDeviceNames answer. */
 export interface AlibabaIotApi extends IotApi {
+  /** With `nicknames` (device name → nickname), names go as `DeviceNameList.N.DeviceName`/`.DeviceNickname`. */
   batchCheckDeviceNames(
-    req: Parameters<IotApi['batchCheckDeviceNames']>[0],
+    req: Parameters<IotApi['batchCheckDeviceNames']>[0] & { nicknames?: Readonly<Record<string, string>> },
     options?: CallOptions,
   ): Promise<BatchCheckDeviceNamesResult>;
 }
@@ -155,8 +158,16 @@ export function createIotApi(options: IotApiOptions): AlibabaIotApi {
       // NOTE: the names go in the form body (reference §9: Alibaba's SDK metadata puts them there); 10,000 names
       // in a query string would make a URL of about 500 kB.
       const names: Record<string, string> = {};
+      const nicknames = req.nicknames;
+      const withNicknames = nicknames !== undefined && Object.keys(nicknames).length > 0;
       req.deviceNames.forEach((name, i) => {
-        names[`DeviceName.${i + 1}`] = name;
+        if (!withNicknames) names[`DeviceName.${i + 1}`] = name;
+        else {
+          // NOTE: the list form carries nicknames; Alibaba prefers it over DeviceName.N (reference §1.1).
+          names[`DeviceNameList.${i + 1}.DeviceName`] = name;
+          const nickname = Object.hasOwn(nicknames, name) ? nicknames[name] : undefined;
+          if (nickname !== undefined && nickname !== '') names[`DeviceNameList.${i + 1}.DeviceNickname`] = nickname;
+        }
       });
       // NOTE: not idempotent: each accepted call creates a new ApplyId.
       const res = await rpc.call(action, withInstance({ ProductKey: req.productKey }, req.iotInstanceId), {
@@ -174,6 +185,8 @@ export function createIotApi(options: IotApiOptions): AlibabaIotApi {
           ...stringList(data?.RepeatedDeviceNameList, 'RepeatedDeviceNameList'),
           ...stringList(data?.RepeatedDeviceNameList, 'RepeatDeviceNameList'),
         ]),
+        // NOTE: only when there are some, so the answer of a call without nicknames keeps its shape.
+        ...nicknameList(stringList(data?.InvalidDeviceNicknameList, 'InvalidDeviceNickname')),
         requestId: res.requestId,
       };
     },
@@ -195,6 +208,10 @@ export function createIotApi(options: IotApiOptions): AlibabaIotApi {
       return { applyId: requireApplyId(action, record(res.body.Data)?.ApplyId, res), requestId: res.requestId };
     },
   };
+}
+
+function nicknameList(list: string[]): { invalidDeviceNicknames?: string[] } {
+  return list.length > 0 ? { invalidDeviceNicknames: list } : {};
 }
 
 function record(v: unknown): Record<string, unknown> | null {

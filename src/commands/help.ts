@@ -14,6 +14,9 @@ Commands:
   wait --product-key PK --apply-id ID [--until created|checked] [--timeout 30m] [--register]
        [--config FILE] [--endpoint URL] [--region-id ID] [--iot-instance-id ID]
                                             watch one batch in the foreground; result JSON on stdout
+  provision --product-key PK (--devices FILE | --count N) [--chunk-size N] [--until created|checked]
+       [--name NAME] [--config FILE] [--endpoint URL]
+                                            submit a fleet in chunks and watch it; report JSON on stdout
   results [--account A] [--product-key PK] [--apply-id ID] [--format json|csv] [--config FILE]
                                             stored results (with device secrets) from either backend
   migrate --from-file DIR [--account A] [--config FILE]
@@ -52,6 +55,23 @@ ${CONFIG}      --json             a JSON array, one object per batch (DESIGN.md 
       --job NAME         only batches of this provisioning job (repeatable)
       --watch            a live view, redrawn every --interval (one summary line per interval without a terminal)
       --interval DUR     the watch interval, e.g. 2s, 500ms, 1m   default 2s
+${HELP}`,
+  provision: `Usage: iot-batch-watcher provision --product-key PK (--devices FILE | --count N) [options]
+       iot-batch-watcher provision --name NAME [--config FILE]            (an entry of the file's provision list)
+       iot-batch-watcher provision resolve --name NAME --chunk N (--apply-id ID | --not-submitted)
+
+Submits a fleet in chunks (BatchCheckDeviceNames, names in the body, or BatchRegisterDevice), watches every
+chunk to its outcome and prints the report JSON (with device secrets) on stdout; writes
+<resultsDir>/<productKey>/provision-<name>.json and .csv (0600). Exit 0 complete, 3 incomplete, 4 timed out.
+See docs/provisioning.md for the file formats, the exactly-once rules and submission_unknown.
+
+${CONFIG}      --product-key PK   the product to create the devices in
+      --devices FILE     DeviceName[,Nickname] CSV with a header, .jsonl or .txt
+      --count N          random names instead (BatchRegisterDevice)
+      --chunk-size N     names per ApplyId, 1..10000   default 1000
+      --until created|checked                         default created
+      --name NAME        the job's name (files, events, status)
+      --endpoint URL     the API endpoint (default: from the configuration)
 ${HELP}`,
   results: `Usage: iot-batch-watcher results [options]
 

@@ -16,8 +16,8 @@ import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { type ConfigPath, type IssueAnchor, type PathIssue, crossCheck, formatPath } from './cross-checks.js';
 import { parseDuration } from './duration.js';
-import { type RawBatch, type RawConfig, allowedKeysAt, batchSchema, configSchema, parseListen } from './schema.js';
-import type { BatchConfig, CompiledConfig, PollingPolicy } from './types.js';
+import { type RawBatch, type RawConfig, type RawProvision, allowedKeysAt, batchSchema, configSchema, parseListen } from './schema.js';
+import type { BatchConfig, CompiledConfig, PollingPolicy, ProvisionJobConfig } from './types.js';
 
 /** Options of {@link compileConfigObject}. */
 export interface CompileOptions {
@@ -243,6 +243,21 @@ function compileBatch(b: RawBatch, rawEntry: unknown, index: number, ctx: BatchC
   };
 }
 
+function compileProvision(p: RawProvision, index: number, source: SourceMap, cwd: string): ProvisionJobConfig {
+  const position = source.position(['provision', index], 'value');
+  return {
+    name: p.name,
+    productKey: p.productKey,
+    account: p.account ?? null,
+    // NOTE: the cross-checks guarantee exactly one of devices and count.
+    source: p.devices !== undefined ? { kind: 'devices', file: path.resolve(cwd, p.devices) } : { kind: 'count', count: p.count ?? 0 },
+    chunkSize: p.chunkSize,
+    until: p.until,
+    labels: p.labels === undefined || Object.keys(p.labels).length === 0 ? NO_LABELS : p.labels,
+    position: source.hasPositions ? { file: source.displayFile, line: position.line, col: position.col } : null,
+  };
+}
+
 function compileValid(data: RawConfig, ctx: BatchContext, batches: BatchConfig[], cwd: string): CompiledConfig {
   const a = data.alibaba;
   const { endpoint, polling, source } = ctx;
@@ -294,6 +309,8 @@ function compileValid(data: RawConfig, ctx: BatchContext, batches: BatchConfig[]
       retentionMs: parseDuration(data.housekeeping.retention),
     },
     batches,
+    // NOTE: set only when there are jobs, so a configuration without provisioning compiles as before.
+    ...(data.provision.length > 0 ? { provision: data.provision.map((p, i) => compileProvision(p, i, source, cwd)) } : {}),
   };
   return deepFreeze(compiled);
 }

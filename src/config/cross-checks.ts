@@ -6,6 +6,7 @@
 
 import { describeValue } from './describe.js';
 import { formatDuration, tryParseDuration } from './duration.js';
+import { crossCheckProvision } from './provision-checks.js';
 import { APPLY_ID_PATTERN, PRODUCT_KEY_PATTERN, RAW_DEFAULTS, batchSchema, positiveDurationSchema } from './schema.js';
 
 /** A key path as zod reports it: `['batches', 1, 'polling', 'maxDelay']`. */
@@ -120,7 +121,7 @@ export function batchIdentity(entry: unknown): string | null {
  * @param where - describes another location for messages such as "already declared at batches[0] (line 12)".
  */
 export function crossCheck(raw: unknown, where: DescribeLocation): PathIssue[] {
-  const issues: PathIssue[] = [];
+  const issues: PathIssue[] = crossCheckProvision(raw, where);
   const defaults = RAW_DEFAULTS.polling;
   const defaultInitial: Effective = { ms: tryParseDurationMs(defaults.initialDelay), from: 'the default' };
   const defaultMax: Effective = { ms: tryParseDurationMs(defaults.maxDelay), from: 'the default' };

@@ -457,6 +457,61 @@ export const batchSchema = z
   )
   .describe('One batch registration to watch.');
 
+// ---------------------------------------------------------------------------------------------------------
+// Provisioning jobs (DESIGN.md §13). `devices` XOR `count`, unique names and label keys are cross-checks
+// (provision-checks.ts), for the same reason as the batch rules.
+
+/** Largest names per chunk: BatchCheckDeviceNames takes at most 10,000 names, BatchRegisterDevice a Count ≤ 10,000. */
+export const MAX_CHUNK_SIZE = 10_000;
+/** Largest `count`: Alibaba's per-product device cap (3,000,000 in cn-shanghai, less elsewhere). */
+export const MAX_PROVISION_COUNT = 3_000_000;
+/** What a provisioning job's name may be: it is part of the result file names `provision-<name>.json`. */
+export const PROVISION_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const PROVISION_NAME_EXPECTED = 'a job name: 1 to 64 letters, digits, ".", "_" or "-", not starting with "." "_" or "-"';
+/** Defaults of a `provision` entry. chunkSize is 1,000, not 10,000: X.509 products and some regions still cap a check at 1,000 names. */
+export const PROVISION_DEFAULTS = { chunkSize: 1000, until: 'created' } as const;
+const CHUNK_SIZE_EXPECTED = `an integer from 1 to ${MAX_CHUNK_SIZE}`;
+const COUNT_EXPECTED = `an integer from 1 to ${MAX_PROVISION_COUNT}`;
+
+/** One entry of `provision`, as written. */
+export const provisionSchema = z
+  .strictObject(
+    {
+      name: z
+        .string(expect(PROVISION_NAME_EXPECTED))
+        .regex(PROVISION_NAME_PATTERN, expect(PROVISION_NAME_EXPECTED))
+        .describe('Unique; identifies the job in events, result files and status.'),
+      productKey: productKeySchema.describe('The ProductKey the devices are created in.'),
+      account: nonEmptyString(NAME_EXPECTED).max(MAX_TEXT_LENGTH, expect(NAME_EXPECTED)).optional().describe('The account to submit under.'),
+      devices: nonEmptyString(PATH_EXPECTED)
+        .optional()
+        .describe('Device file: .csv (header, DeviceName[,Nickname]), .jsonl ({"deviceName","nickname"?}) or .txt (one name a line).'),
+      count: z
+        .number(expect(COUNT_EXPECTED))
+        .int(expect(COUNT_EXPECTED))
+        .min(1, expect(COUNT_EXPECTED))
+        .max(MAX_PROVISION_COUNT, expect(COUNT_EXPECTED))
+        .optional()
+        .describe('Instead of devices: this many devices with random names (BatchRegisterDevice).'),
+      chunkSize: z
+        .number(expect(CHUNK_SIZE_EXPECTED))
+        .int(expect(CHUNK_SIZE_EXPECTED))
+        .min(1, expect(CHUNK_SIZE_EXPECTED))
+        .max(MAX_CHUNK_SIZE, expect(CHUNK_SIZE_EXPECTED))
+        .default(PROVISION_DEFAULTS.chunkSize)
+        .describe('Names (or devices) per ApplyId.'),
+      until: enumSchema(['created', 'checked'] as const)
+        .default(PROVISION_DEFAULTS.until)
+        .describe('created: register every chunk; checked: check the names only.'),
+      labels: labelsSchema.optional().describe('Copied into events and the report.'),
+    },
+    expect('a mapping with at least name, productKey and devices or count'),
+  )
+  .describe('One provisioning job.');
+
+/** One entry of `provision` after validation. */
+export type RawProvision = z.output<typeof provisionSchema>;
+
 /** The whole configuration file. */
 export const configSchema = z
   .strictObject(
@@ -470,6 +525,7 @@ export const configSchema = z
       http: httpSchema,
       housekeeping: housekeepingSchema,
       batches: z.array(batchSchema, expect('a list of batches')).default([]).describe('The batches to watch.'),
+      provision: z.array(provisionSchema, expect('a list of provisioning jobs')).default([]).describe('Fleets to submit (DESIGN.md §13).'),
     },
     expect('a mapping of configuration sections (alibaba, polling, batches, …)'),
   )

@@ -94,6 +94,23 @@ export interface PostgresSslConfig {
   caFile?: string;
 }
 
+/** One `provision` entry (DESIGN.md §13), compiled. */
+export interface ProvisionJobConfig {
+  name: string;
+  productKey: string;
+  /** The account to submit under, or null for the default one. */
+  account: string | null;
+  /** What the job submits: the names of a device file (absolute path), or a number of random names. */
+  source: { kind: 'devices'; file: string } | { kind: 'count'; count: number };
+  /** @default 1000 */
+  chunkSize: number;
+  /** @default 'created' */
+  until: Until;
+  labels: Record<string, string>;
+  /** Where the entry is in the file, for messages; null for programmatic configs. */
+  position: { file: string; line: number; col: number } | null;
+}
+
 export interface CompiledConfig {
   /** Absolute path of the file this came from, or null for programmatic configs. */
   file: string | null;
@@ -113,4 +130,6 @@ export interface CompiledConfig {
   http: { listen: { host: string; port: number } | null; auth?: HttpAuthConfig };
   housekeeping: { reloadConfig: string; summary: string; prune: string; retentionMs: number };
   batches: BatchConfig[];
+  /** Provisioning jobs (DESIGN.md §13); absent means none (`compile` sets it only when there are jobs). */
+  provision?: ProvisionJobConfig[];
 }
