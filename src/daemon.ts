@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { createChainCredentials, createEnvCredentials, type CredentialsProvider } from './alibaba/credentials.js';
 import { createIotApi } from './alibaba/iot-api.js';
 import { createRpcClient, type AttemptInfo, type RpcClient } from './alibaba/rpc-client.js';
+import { accountCredentialIssues } from './config/env-overrides.js';
 import type { CompiledConfig } from './config/types.js';
 import { systemClock, systemRandom, type Clock, type Random } from './core/clock.js';
 import type { ApiAction, EventSink, IotApi, LedgerStore, ResultWriter } from './core/ports.js';
@@ -127,13 +128,40 @@ export class Daemon {
     return this.#state === 'running' && (this.#watcher?.storeHealthy ?? false);
   }
 
+  /**
+   * The credentials of the configuration's account. With an `accounts` section every account's variables are
+   * checked first, so a missing one is reported at its account's line before anything starts (DESIGN.md §11).
+   */
+  #accountCredentials(config: CompiledConfig): CredentialsProvider {
+    if (config.output.resultsLayout !== 'account') {
+      return config.alibaba.credentials === 'chain' ? createChainCredentials() : createEnvCredentials(this.#o.env);
+    }
+    const issues = config.accounts.flatMap((account, index) => accountCredentialIssues(account, index, this.#o.env));
+    if (issues.length > 0) throw new ConfigError(issues);
+    if (config.accounts.length > 1) {
+      // NOTE: one client and one budget serve the whole process until the per-account runtime lands (issue #15,
+      // phase 2); running several accounts through one of them would mix their quotas, so refuse instead.
+      throw new DaemonError(
+        `this build runs one account per process; the file declares ${config.accounts.length} (${config.accounts.map((a) => a.name).join(', ')})`,
+        { kind: 'config', scope: 'process', code: 'AccountsUnsupported' },
+      );
+    }
+    const c = config.accounts[0]!.credentials;
+    return c.mode === 'chain'
+      ? createChainCredentials()
+      : createEnvCredentials(this.#o.env, {
+          names: { accessKeyId: c.accessKeyIdEnv, accessKeySecret: c.accessKeySecretEnv, securityToken: c.securityTokenEnv },
+          account: config.accounts[0]!.name,
+        });
+  }
+
   async start(): Promise<void> {
     if (this.#state !== 'created') throw new Error(`Daemon.start() called in state ${this.#state}`);
     this.#state = 'starting';
     const config = this.#config;
     const log = this.#log;
     try {
-      const credentials = this.#o.credentials ?? (config.alibaba.credentials === 'chain' ? createChainCredentials() : createEnvCredentials(this.#o.env));
+      const credentials = this.#o.credentials ?? this.#accountCredentials(config);
       const webhookSecret = config.output.webhook ? readSecretEnv(this.#o.env, config.output.webhook.secretEnv) : undefined;
       if (config.output.webhook && !webhookSecret) {
         const name = config.output.webhook.secretEnv;
@@ -158,10 +186,12 @@ export class Daemon {
       }
 
       const now = this.#clock.now();
+      // NOTE: the one account's budget: config.rateLimit without `accounts`, the account's own (after reserve) with it.
+      const budget = config.output.resultsLayout === 'account' ? config.accounts[0]!.rateLimit : config.rateLimit;
       const limiter = new RateLimiterSet<BudgetAction>(
         {
-          status: budgetOptions(config.rateLimit.statusQps),
-          page: budgetOptions(config.rateLimit.pageQps),
+          status: budgetOptions(budget.statusQps),
+          page: budgetOptions(budget.pageQps),
         },
         now,
       );

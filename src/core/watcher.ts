@@ -36,7 +36,7 @@ import type {
   ResultWriter,
 } from './ports.js';
 import type { RateLimiterSet } from './rate-limiter.js';
-import type { BatchRecord, OutboxEntry } from './record.js';
+import { type BatchRecord, type OutboxEntry, accountOf } from './record.js';
 import { Semaphore } from './semaphore.js';
 import { type StatusRow, toStatusRows } from './status-row.js';
 import {
@@ -732,16 +732,19 @@ export function isRearmable(rec: BatchRecord, batch: BatchConfig): boolean {
 }
 
 function fallbackBatch(config: CompiledConfig, rec: BatchRecord): BatchConfig {
+  const account = accountOf(rec);
+  const inherited = config.accounts.find((a) => a.name === account) ?? config.alibaba;
   return {
+    account,
     applyId: rec.applyId,
     productKey: rec.productKey,
     key: rec.key,
     name: rec.name,
     until: 'created',
     register: false,
-    iotInstanceId: config.alibaba.iotInstanceId,
-    regionId: config.alibaba.regionId,
-    endpoint: config.alibaba.endpoint,
+    iotInstanceId: inherited.iotInstanceId,
+    regionId: inherited.regionId,
+    endpoint: inherited.endpoint,
     labels: rec.labels,
     polling: config.polling,
     entryHash: rec.entryHash,
