@@ -200,7 +200,11 @@ export class Daemon {
 
       const ledger = this.#o.ledger ?? (await openFileLedger({ dir: config.state.dir, logger: log.child({ component: 'ledger' }) }));
       this.#ledger = ledger;
-      const results = this.#o.results ?? createResultWriter({ resultsDir: config.output.resultsDir, includeSecrets: config.devices.includeSecrets });
+      const results = this.#o.results ?? createResultWriter({
+        resultsDir: config.output.resultsDir,
+        includeSecrets: config.devices.includeSecrets,
+        layout: config.output.resultsLayout ?? 'product',
+      });
 
       const sinks = this.#createSinks(webhookSecret);
       this.#sinks = sinks;

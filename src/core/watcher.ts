@@ -755,6 +755,7 @@ function fallbackBatch(config: CompiledConfig, rec: BatchRecord): BatchConfig {
 /** The result file content (DESIGN.md §4). Secrets are included only when asked. */
 export function buildResult(rec: BatchRecord, devices: readonly DeviceInfo[], includeSecrets: boolean): BatchResult {
   return {
+    account: accountOf(rec),
     applyId: rec.applyId,
     productKey: rec.productKey,
     name: rec.name,

@@ -52,7 +52,11 @@ export function databaseUrlFromConfig(config: CompiledConfig, env: Readonly<Reco
 
 /** Opens the ledger and result store `config.state.backend` names. */
 export async function openStateBackend(config: CompiledConfig, deps: OpenStateDeps): Promise<StateBackend> {
-  const files = createResultWriter({ resultsDir: config.output.resultsDir, includeSecrets: config.devices.includeSecrets });
+  const files = createResultWriter({
+        resultsDir: config.output.resultsDir,
+        includeSecrets: config.devices.includeSecrets,
+        layout: config.output.resultsLayout ?? 'product',
+      });
   if ((config.state.backend ?? 'file') === 'file') {
     const ledger = await openFileLedger({ dir: config.state.dir, ...(deps.logger ? { logger: deps.logger } : {}) });
     return { backend: 'file', ledger, results: files, postgres: null };
