@@ -7,7 +7,6 @@
  * start() (config and ledger loaded) until stop() begins, and while the ledger can be written.
  */
 import { setMaxListeners } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { createChainCredentials, createEnvCredentials, type CredentialsProvider } from './alibaba/credentials.js';
@@ -15,22 +14,24 @@ import { createIotApi } from './alibaba/iot-api.js';
 import { createRpcClient, type AttemptInfo, type RpcClient } from './alibaba/rpc-client.js';
 import { accountCredentialIssues } from './config/env-overrides.js';
 import type { CompiledConfig } from './config/types.js';
+import { type ApiBudget, createApiBudget } from './core/api-budget.js';
 import { systemClock, systemRandom, type Clock, type Random } from './core/clock.js';
-import type { ApiAction, EventSink, IotApi, LedgerStore, ResultWriter } from './core/ports.js';
-import { type AdaptiveRateOptions, RateLimiterSet } from './core/rate-limiter.js';
-import { type BudgetAction, type RunResult, Watcher } from './core/watcher.js';
+import type { EventSink, IotApi, LedgerStore, ResultWriter } from './core/ports.js';
+import { StateStore } from './core/state-store.js';
+import { type RunResult, Watcher } from './core/watcher.js';
 import { ConfigError, DaemonError, coerceError } from './errors.js';
-import { openFileLedger } from './ledger/file-ledger.js';
+import { openStateBackend } from './ledger/open-state.js';
 import { startHousekeeping, watchConfigFile, type ConfigFileWatch, type CronScheduler, type Housekeeping } from './ops/housekeeping.js';
 import { resolveOpsAuth, startOpsServer, type OpsServer } from './ops/http-server.js';
 import type { Logger } from './ops/logger.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createEmitterSink, type EmitterSink } from './sinks/emitter.js';
-import { createEventsFileSink } from './sinks/events-file.js';
+import { createEventsFileSink, type EventsFileSink } from './sinks/events-file.js';
 import { createLogSink } from './sinks/log-sink.js';
 import { Outbox } from './sinks/outbox.js';
 import { createResultWriter } from './sinks/result-writer.js';
 import { createWebhookSink } from './sinks/webhook.js';
+import { SECRET_ENV_CODES, readEnvSecret } from './secret-env.js';
 
 export interface DaemonOptions {
   config: CompiledConfig;
@@ -67,10 +68,14 @@ export interface DaemonOptions {
 
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-const ACTION_BUDGET: Partial<Record<ApiAction, BudgetAction>> = {
-  QueryBatchRegisterDeviceStatus: 'status',
-  QueryPageByApplyId: 'page',
-};
+/** What stop() reports: why the loop ended, and whether the state was flushed for the next start. */
+export interface StopResult extends RunResult {
+  /** Set when the ledger could not be compacted or closed at shutdown: the shutdown was not clean. */
+  flushError: DaemonError | null;
+}
+
+/** The one account of a configuration without `accounts` (DESIGN.md §11). */
+const DEFAULT_ACCOUNT = 'default';
 
 export class Daemon {
   readonly emitter: EmitterSink;
@@ -82,16 +87,19 @@ export class Daemon {
   readonly #random: Random;
   readonly #log: Logger;
   #watcher: Watcher | null = null;
+  #store: StateStore | null = null;
   #outbox: Outbox | null = null;
-  #ledger: LedgerStore | null = null;
   #sinks: EventSink[] = [];
+  #eventsFile: EventsFileSink | null = null;
   #rpcs: RpcClient[] = [];
-  #limiter: RateLimiterSet<BudgetAction> | null = null;
+  #budget: ApiBudget | null = null;
   #http: OpsServer | null = null;
   #housekeeping: Housekeeping | null = null;
   #fileWatch: ConfigFileWatch | null = null;
   #reloading: Promise<string> | null = null;
-  #stopping: Promise<RunResult> | null = null;
+  /** The problems of the last rejected reload (logged once). */
+  #lastRejected: string | null = null;
+  #stopping: Promise<StopResult> | null = null;
 
   constructor(options: DaemonOptions) {
     this.#o = options;
@@ -125,7 +133,7 @@ export class Daemon {
   }
 
   isReady(): boolean {
-    return this.#state === 'running' && (this.#watcher?.storeHealthy ?? false);
+    return this.#state === 'running' && (this.#store?.healthy ?? false);
   }
 
   /**
@@ -139,19 +147,20 @@ export class Daemon {
     const issues = config.accounts.flatMap((account, index) => accountCredentialIssues(account, index, this.#o.env));
     if (issues.length > 0) throw new ConfigError(issues);
     if (config.accounts.length > 1) {
-      // NOTE: one client and one budget serve the whole process until the per-account runtime lands (issue #15,
-      // phase 2); running several accounts through one of them would mix their quotas, so refuse instead.
+      // NOTE: one client and one budget serve the whole process until the per-account runtime lands (issue #15);
+      // running several accounts through one of them would mix their quotas, so refuse instead.
       throw new DaemonError(
         `this build runs one account per process; the file declares ${config.accounts.length} (${config.accounts.map((a) => a.name).join(', ')})`,
         { kind: 'config', scope: 'process', code: 'AccountsUnsupported' },
       );
     }
-    const c = config.accounts[0]!.credentials;
+    const account = config.accounts[0]!;
+    const c = account.credentials;
     return c.mode === 'chain'
       ? createChainCredentials()
       : createEnvCredentials(this.#o.env, {
           names: { accessKeyId: c.accessKeyIdEnv, accessKeySecret: c.accessKeySecretEnv, securityToken: c.securityTokenEnv },
-          account: config.accounts[0]!.name,
+          account: account.name,
         });
   }
 
@@ -162,7 +171,7 @@ export class Daemon {
     const log = this.#log;
     try {
       const credentials = this.#o.credentials ?? this.#accountCredentials(config);
-      const webhookSecret = config.output.webhook ? readSecretEnv(this.#o.env, config.output.webhook.secretEnv) : undefined;
+      const webhookSecret = config.output.webhook ? readEnvSecret(this.#o.env, config.output.webhook.secretEnv, { codes: SECRET_ENV_CODES.webhook }) : undefined;
       if (config.output.webhook && !webhookSecret) {
         const name = config.output.webhook.secretEnv;
         throw new DaemonError(`output.webhook is set but neither ${name} nor ${name}_FILE (output.webhook.secretEnv) holds a secret`, {
@@ -185,38 +194,50 @@ export class Daemon {
         log.info({ url: this.#http.url }, 'ops endpoints listening');
       }
 
-      const now = this.#clock.now();
-      // NOTE: the one account's budget: config.rateLimit without `accounts`, the account's own (after reserve) with it.
-      const budget = config.output.resultsLayout === 'account' ? config.accounts[0]!.rateLimit : config.rateLimit;
-      const limiter = new RateLimiterSet<BudgetAction>(
-        {
-          status: budgetOptions(budget.statusQps),
-          page: budgetOptions(budget.pageQps),
-        },
-        now,
-      );
-      this.#limiter = limiter;
-      const { statusApi, api } = this.#createApis(credentials, limiter);
+      // The one account's budget: `rateLimit` without `accounts`; with it, the account's own (after `reserve`).
+      const rateLimit = config.output.resultsLayout === 'account' ? config.accounts[0]!.rateLimit : config.rateLimit;
+      const budget = createApiBudget(rateLimit, { clock: this.#clock, log: log.child({ component: 'budget' }) });
+      this.#budget = budget;
+      const { statusApi, api } = this.#createApis(credentials, budget);
 
-      const ledger = this.#o.ledger ?? (await openFileLedger({ dir: config.state.dir, logger: log.child({ component: 'ledger' }) }));
-      this.#ledger = ledger;
-      const results = this.#o.results ?? createResultWriter({
+      // The state backend (DESIGN.md §12): the file ledger in state.dir, or PostgreSQL (pg is loaded only then).
+      const backend = this.#o.ledger
+        ? null
+        : await openStateBackend(config, {
+            env: this.#o.env,
+            logger: log.child({ component: 'ledger' }),
+            clock: this.#clock,
+            // Another process took the ledger over: it writes nothing more, so stop as a fatal error (exit 1).
+            onLeaseLost: (error) => this.#watcher?.fail(error),
+          });
+      const ledger = this.#o.ledger ?? backend!.ledger;
+      const store = new StateStore({
+        ledger,
+        log,
+        now: () => this.#clock.now(),
+        clock: this.#clock,
+        onHealth: (healthy, source, error) => {
+          if (healthy) log.info({}, 'state and results writable again; ready');
+          else if (source === 'results') log.error({ err: error ?? undefined, dir: config.output.resultsDir }, 'cannot write result files; not ready until it recovers');
+          else log.error({ err: error ?? undefined, dir: config.state.dir }, 'cannot write the state directory; not ready until it recovers');
+        },
+      });
+      this.#store = store;
+      const writerOptions = {
         resultsDir: config.output.resultsDir,
         includeSecrets: config.devices.includeSecrets,
         layout: config.output.resultsLayout ?? 'product',
-      });
+      };
+      const results = this.#o.results ?? backend?.results ?? createResultWriter(writerOptions);
+      // A bad resultsDir or events file is reported at start, not at the first settle.
+      if (!this.#o.results) await createResultWriter(writerOptions).prepare();
 
       const sinks = this.#createSinks(webhookSecret);
       this.#sinks = sinks;
-      let watcherRef: Watcher | null = null;
+      await this.#eventsFile?.prepare();
       const outbox = new Outbox({
         sinks,
-        ledger: {
-          append: (records) => {
-            if (!watcherRef) return ledger.append(records);
-            return watcherRef.appendDelivery(records);
-          },
-        },
+        ledger: store,
         clock: this.#clock,
         random: this.#random,
         logger: log,
@@ -224,14 +245,14 @@ export class Daemon {
         ...(this.#o.outbox ?? {}),
       });
       this.#outbox = outbox;
+      store.publishTo(outbox);
       const watcher = new Watcher({
         config,
+        store,
+        budget,
         statusApi,
         api,
-        ledger,
-        publisher: outbox,
         results,
-        limiter,
         clock: this.#clock,
         random: this.#random,
         log: log,
@@ -240,13 +261,8 @@ export class Daemon {
           onSettled: (rec) => {
             if (rec.outcome && rec.settledAt !== null) this.metrics.recordSettled(rec.outcome, Math.max(0, rec.settledAt - rec.firstSeenAt) / 1000);
           },
-          onStoreHealth: (healthy, error) => {
-            if (healthy) log.info({}, 'state directory writable again; ready');
-            else log.error({ err: error ?? undefined, dir: config.state.dir }, 'cannot write the state directory; not ready until it recovers');
-          },
         },
       });
-      watcherRef = watcher;
       this.#watcher = watcher;
       // NOTE: every request in flight listens on this one signal; more than 10 is normal, not a leak.
       setMaxListeners(config.rateLimit.concurrency * 4 + 16, watcher.requestSignal);
@@ -255,8 +271,19 @@ export class Daemon {
 
       if (this.#o.housekeeping !== false) this.#startHousekeeping(watcher);
       this.#state = 'running';
+      const { statusQps, pageQps, concurrency } = config.rateLimit;
       log.info(
-        { batches: config.batches.length, statusQps: config.rateLimit.statusQps, stateDir: config.state.dir, ...watcher.counts() },
+        {
+          account: DEFAULT_ACCOUNT,
+          regionId: config.alibaba.regionId,
+          endpoint: config.alibaba.endpoint,
+          signatureVersion: config.alibaba.signatureVersion,
+          budget: { statusQps, pageQps, concurrency },
+          stateDir: config.state.dir,
+          resultsDir: config.output.resultsDir,
+          batches: config.batches.length,
+          ...watcher.counts(),
+        },
         'iot-batch-watcher running',
       );
     } catch (err) {
@@ -267,21 +294,17 @@ export class Daemon {
     }
   }
 
-  /** The two API clients: single-attempt for status polls, retrying (and budgeted per attempt) for the rest. */
-  #createApis(credentials: CredentialsProvider, limiter: RateLimiterSet<BudgetAction>): { statusApi: IotApi; api: IotApi } {
+  /**
+   * The two API clients. Status polls: one attempt each; the watcher takes the token from the budget right before
+   * each poll and the batch's backoff does the retrying. Paging and registration: retries inside, each attempt
+   * takes its token in `beforeAttempt`. Every attempt's outcome feeds the budget (throttling slows it down).
+   */
+  #createApis(credentials: CredentialsProvider, budget: ApiBudget): { statusApi: IotApi; api: IotApi } {
     const config = this.#config;
-    const log = this.#log;
     const onAttempt = (info: AttemptInfo): void => {
       this.metrics.recordApiAttempt({ action: info.action, outcome: info.outcome, durationMs: info.durationMs });
-      if (info.outcome === 'throttled') {
-        this.metrics.recordThrottle(info.action);
-        const budget = ACTION_BUDGET[info.action];
-        if (budget) {
-          limiter.penalize(budget, this.#clock.now());
-          this.metrics.setRateLimit(info.action, limiter.currentRate(budget, this.#clock.now()));
-          log.warn({ action: info.action, qps: limiter.currentRate(budget, this.#clock.now()) }, 'throttled by Alibaba Cloud; slowing down');
-        }
-      }
+      if (info.outcome === 'throttled') this.metrics.recordThrottle(info.action);
+      budget.feedback(info.action, info.outcome);
     };
     const common = {
       endpoint: config.alibaba.endpoint,
@@ -290,20 +313,17 @@ export class Daemon {
       requestTimeoutMs: config.alibaba.requestTimeoutMs,
       clock: this.#clock,
       random: this.#random,
-      logger: log.child({ component: 'api' }),
+      logger: this.#log.child({ component: 'api' }),
       onAttempt,
       ...(this.#o.rpc?.connectTimeoutMs !== undefined ? { connectTimeoutMs: this.#o.rpc.connectTimeoutMs } : {}),
       ...(this.#o.rpc?.retryBaseDelayMs !== undefined ? { retryBaseDelayMs: this.#o.rpc.retryBaseDelayMs } : {}),
       ...(this.#o.rpc?.retryMaxDelayMs !== undefined ? { retryMaxDelayMs: this.#o.rpc.retryMaxDelayMs } : {}),
     };
-    // Status polls: one attempt each; the watcher takes the token right before sending (CallOptions.beforeSend)
-    // and the batch's backoff does the retrying.
     const statusRpc = createRpcClient({ ...common, maxAttempts: 1 });
-    // Paging and registration: retries inside, each attempt waits for a token of its action's budget.
     const retryRpc = createRpcClient({
       ...common,
       maxAttempts: this.#o.rpc?.maxAttempts ?? 4,
-      beforeAttempt: (action, signal) => this.#acquire(action, signal),
+      beforeAttempt: (action, signal) => budget.acquire(action, signal),
     });
     this.#rpcs = [statusRpc, retryRpc];
     return {
@@ -317,7 +337,10 @@ export class Daemon {
     const config = this.#config;
     const log = this.#log;
     const sinks: EventSink[] = [createLogSink(log), this.emitter];
-    if (config.output.eventsFile) sinks.push(createEventsFileSink({ file: config.output.eventsFile }));
+    if (config.output.eventsFile) {
+      this.#eventsFile = createEventsFileSink({ file: config.output.eventsFile });
+      sinks.push(this.#eventsFile);
+    }
     if (config.output.webhook && webhookSecret) {
       sinks.push(
         createWebhookSink({
@@ -376,12 +399,7 @@ export class Daemon {
     const base = this.metrics;
     const refresh = (): void => {
       if (this.#watcher) base.setBatchCounts(this.#watcher.counts());
-      const limiter = this.#limiter;
-      if (limiter) {
-        const now = this.#clock.now();
-        base.setRateLimit('QueryBatchRegisterDeviceStatus', limiter.currentRate('status', now));
-        base.setRateLimit('QueryPageByApplyId', limiter.currentRate('page', now));
-      }
+      for (const { action, qps } of this.#budget?.rates() ?? []) base.setRateLimit(action, qps);
     };
     return Object.assign(Object.create(base) as Metrics, {
       render: async () => {
@@ -389,17 +407,6 @@ export class Daemon {
         return base.render();
       },
     });
-  }
-
-  async #acquire(action: ApiAction, signal?: AbortSignal): Promise<void> {
-    const budget = ACTION_BUDGET[action];
-    const limiter = this.#limiter;
-    if (!budget || !limiter) return;
-    for (;;) {
-      const wait = limiter.tryTake(budget, this.#clock.now());
-      if (wait <= 0) return;
-      await this.#clock.sleep(wait, signal);
-    }
   }
 
   /** One info line with counts per state and outcome. */
@@ -429,11 +436,20 @@ export class Daemon {
     let next: CompiledConfig;
     try {
       next = await loader();
+      this.#lastRejected = null;
     } catch (err) {
       if (err instanceof ConfigError) {
+        // NOTE: a bad edit reaches us more than once (the file change, then SIGHUP or the schedule): its problems
+        // are logged the first time only, until the file changes again.
+        const problems = JSON.stringify(err.issues);
+        this.metrics.recordConfigReload('invalid');
+        if (problems === this.#lastRejected) {
+          this.#log.debug({ reason }, 'configuration still invalid (the same problems as the last reload)');
+          return 'invalid';
+        }
+        this.#lastRejected = problems;
         for (const issue of err.issues) this.#log.warn({ issue }, `config reload rejected: ${issue.file}:${issue.line}:${issue.col}: ${issue.path}: ${issue.message}`);
         this.#log.error({ reason, problems: err.issues.length }, 'new configuration is invalid; keeping the running one');
-        this.metrics.recordConfigReload('invalid');
         return 'invalid';
       }
       this.#log.error({ err: coerceError(err), reason }, 'config reload failed; keeping the running one');
@@ -487,15 +503,15 @@ export class Daemon {
    * Graceful stop: readiness off, scheduling stops, requests in flight finish (≤ grace), sinks drain
    * (≤ sinkFlushMs; undelivered events stay in the ledger for the next start), ledger flushed and closed.
    */
-  stop(): Promise<RunResult> {
+  stop(): Promise<StopResult> {
     this.#stopping ??= this.#stop();
     return this.#stopping;
   }
 
-  async #stop(): Promise<RunResult> {
+  async #stop(): Promise<StopResult> {
     if (this.#state === 'created') {
       this.#state = 'stopped';
-      return { reason: 'stopped', error: null };
+      return { reason: 'stopped', error: null, flushError: null };
     }
     this.#state = 'stopping';
     this.#fileWatch?.close();
@@ -505,17 +521,24 @@ export class Daemon {
       const drained = await this.#outbox.flush(this.#o.sinkFlushMs ?? 3000);
       if (!drained) this.#log.warn({ pending: this.#outbox.pending() }, 'some deliveries are still pending; they resume at the next start');
     }
-    await this.#closeAll();
+    const flushError = await this.#closeAll();
     this.#state = 'stopped';
-    return result;
+    return { ...result, flushError };
   }
 
-  async #closeAll(): Promise<void> {
+  /** Closes everything in order; resolves with the error when the state could not be flushed (else null). */
+  async #closeAll(): Promise<DaemonError | null> {
+    let flushError: DaemonError | null = null;
     const steps: [string, () => Promise<unknown>][] = [
       ['outbox', async () => this.#outbox?.stop()],
       ['sinks', async () => Promise.all(this.#sinks.map((s) => s.close()))],
-      ['compact', async () => this.#watcher && this.#watcher.state === 'stopped' && this.#watcher.storeHealthy && this.#watcher.compact()],
-      ['ledger', async () => this.#ledger?.close()],
+      ['budget', () => Promise.resolve(this.#budget?.close())],
+      [
+        'state',
+        async () => {
+          flushError = (await this.#store?.close()) ?? null;
+        },
+      ],
       ['http', async () => this.#http?.close()],
       ['api', async () => Promise.all(this.#rpcs.map((r) => r.close()))],
     ];
@@ -526,47 +549,6 @@ export class Daemon {
         this.#log.warn({ err: coerceError(err), step: name }, 'error while shutting down');
       }
     }
+    return flushError;
   }
-}
-
-/** A secret from `NAME`, or from the file named by `NAME_FILE` (trimmed); undefined when neither is set. */
-export function readSecretEnv(env: Readonly<Record<string, string | undefined>>, name: string): string | undefined {
-  const direct = env[name];
-  const file = env[`${name}_FILE`];
-  if (direct && file) {
-    throw new DaemonError(`set ${name} or ${name}_FILE, not both`, { kind: 'config', scope: 'process', code: 'WebhookSecretConflict' });
-  }
-  if (direct) return direct;
-  if (!file) return undefined;
-  try {
-    return readFileSync(file, 'utf8').trim() || undefined;
-  } catch (err) {
-    throw new DaemonError(`cannot read ${name}_FILE (${file}): ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
-      kind: 'config',
-      scope: 'process',
-      code: 'WebhookSecretFileUnreadable',
-      cause: err,
-    });
-  }
-}
-
-/**
- * The adaptive budget of one action:
- * - a 1020 ms window keeps a margin against network jitter (Alibaba counts requests per second on arrival), and a
- *   burst after idle starts at half the allowance for its first second (slow start: its first requests open
- *   connections and arrive late and bunched);
- * - one throttled wave counts as one signal (1 s cooldown), and halves the rate;
- * - recovery is two-speed: back to 90 % of the throttled rate within a second (where the limit evidently is),
- *   then a slow additive probe (1 % of the configured rate per second) above it.
- */
-export function budgetOptions(qps: number): AdaptiveRateOptions {
-  return {
-    ratePerSec: qps,
-    windowMs: 1020,
-    coldStartMargin: true,
-    penaltyCooldownMs: 1000,
-    fastRecoveryMs: 1000,
-    safeFraction: 0.9,
-    recoveryPerSec: qps / 100,
-  };
 }

@@ -9,10 +9,14 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ParseArgsConfig, parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
+import { parseOptions, UsageError, wantsHelp } from './commands/args.js';
+import { COMMAND_HELP, USAGE } from './commands/help.js';
+import { statusCommand } from './commands/status.js';
+import { packageVersion } from './commands/version.js';
 import type { CompiledConfig } from './config/types.js';
 import { applyEnvOverrides } from './config/env-overrides.js';
 import { createConfigSource, type ConfigSource } from './config/config-source.js';
@@ -23,15 +27,41 @@ import { migrateCommand } from './commands/migrate.js';
 import { CommandUsageError, resultsCommand } from './commands/results.js';
 import { compileWaitConfig } from './config/wait-config.js';
 import type { BatchResult, ResultWriter } from './core/ports.js';
-import { formatStatusTable, toStatusRows } from './core/status-row.js';
-import { Daemon } from './daemon.js';
+import type { StatusRow } from './core/status-row.js';
+import type * as DaemonModule from './daemon.js';
 import { ConfigError, DaemonError, coerceError, formatConfigIssues } from './errors.js';
-import { createMemoryLedger } from './ledger/memory-ledger.js';
-import { readLedgerReadOnly } from './ledger/read-ledger.js';
+import type * as MemoryLedgerModule from './ledger/memory-ledger.js';
 import { createLogger, type Logger } from './ops/logger.js';
-import { runSimulatorCli } from './simulator/cli.js';
-import { startSimulator } from './simulator/server.js';
-import { loadScenario } from './simulator/scenario.js';
+import { colorEnabled } from './ops/color.js';
+import { formatStatusView } from './ops/status-view.js';
+import type * as SimulatorCliModule from './simulator/cli.js';
+import type * as SimulatorServerModule from './simulator/server.js';
+import type * as ScenarioModule from './simulator/scenario.js';
+
+// NOTE: the daemon and the simulator (undici, prom-client, the API client...) load only for the commands that
+// run them, so `status`, `validate` and `--help` start fast (`status` at 20,000 batches in under a second).
+type Daemon = DaemonModule.Daemon;
+let Daemon: typeof DaemonModule.Daemon;
+let createMemoryLedger: typeof MemoryLedgerModule.createMemoryLedger;
+let runSimulatorCli: typeof SimulatorCliModule.runSimulatorCli;
+let startSimulator: typeof SimulatorServerModule.startSimulator;
+let loadScenario: typeof ScenarioModule.loadScenario;
+
+async function loadRuntime(): Promise<void> {
+  const [daemon, memory, simCli, simServer, scenario] = await Promise.all([
+    import('./daemon.js'),
+    import('./ledger/memory-ledger.js'),
+    import('./simulator/cli.js'),
+    import('./simulator/server.js'),
+    import('./simulator/scenario.js'),
+  ]);
+  ({ Daemon } = daemon);
+  ({ createMemoryLedger } = memory);
+  ({ runSimulatorCli } = simCli);
+  ({ startSimulator } = simServer);
+  ({ loadScenario } = scenario);
+}
+const RUNTIME_COMMANDS = new Set(['run', 'wait', 'simulator', 'demo']);
 
 /** What a command may touch of the outside world. */
 export interface Io {
@@ -48,47 +78,41 @@ export interface Io {
 
 export const EXIT = { ok: 0, runtime: 1, usage: 2, failed: 3, timedOut: 4, sigint: 130, sigterm: 143 } as const;
 
-const USAGE = `Usage: iot-batch-watcher [command] [options]
-
-Commands:
-  run [--config FILE]                       run the daemon (default command)
-  validate [--config FILE]                  check the configuration, print every problem, exit 0 or 2
-  status [--config FILE] [--json]           batches from the ledger (works while the daemon runs)
-  wait --product-key PK --apply-id ID [--until created|checked] [--timeout 30m] [--register]
-       [--config FILE] [--endpoint URL] [--region-id ID] [--iot-instance-id ID]
-                                            watch one batch in the foreground; result JSON on stdout
-  results [--account A] [--product-key PK] [--apply-id ID] [--format json|csv] [--config FILE]
-                                            stored results (with device secrets) from either backend
-  migrate --from-file DIR [--account A] [--config FILE]
-                                            move a file ledger into PostgreSQL (state.postgres)
-  simulator [--port 8787] [--scenario FILE] the built-in IoT Platform simulator (see --help)
-  demo                                      simulator + daemon on config/demo.yaml, pretty logs, summary
-  help                                      this text
-
-The configuration file is --config, else $IBW_CONFIG, else config/watcher.yaml.
-`;
-
-const COMMANDS = new Set(['run', 'validate', 'status', 'wait', 'results', 'migrate', 'simulator', 'demo', 'help']);
+const COMMANDS = new Set(['run', 'validate', 'status', 'wait', 'results', 'migrate', 'simulator', 'demo', 'redeliver', 'version', 'help']);
 
 /** Runs one command and resolves with its exit code. */
 export async function main(io: Io): Promise<number> {
   const [first, ...rest] = io.argv;
   const command = first === undefined || first.startsWith('-') ? 'run' : first;
   const args = first === undefined || first.startsWith('-') ? io.argv : rest;
-  if (command === '--help' || command === '-h' || command === 'help' || args.includes('--help') && command !== 'simulator') {
+  if (first === '--help' || first === '-h' || command === 'help') {
     io.stdout.write(USAGE);
     return EXIT.ok;
   }
+  if (first === '--version' || first === '-V' || (command === 'version' && !wantsHelp(args))) {
+    io.stdout.write(`${packageVersion()}\n`);
+    return EXIT.ok;
+  }
   if (!COMMANDS.has(command)) {
-    io.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
+    io.stderr.write(`unknown command "${command}" (commands: ${[...COMMANDS].join(', ')}; see iot-batch-watcher --help)\n`);
     return EXIT.usage;
   }
+  // NOTE: validate and simulator print their own help; `--help` anywhere else is the command's own text.
+  if (command !== 'validate' && command !== 'simulator' && wantsHelp(args)) {
+    io.stdout.write(COMMAND_HELP[command] ?? USAGE);
+    return EXIT.ok;
+  }
   try {
+    if (RUNTIME_COMMANDS.has(command)) await loadRuntime();
     switch (command) {
       case 'validate':
         return await validateCommand(args, { stdout: io.stdout, stderr: io.stderr, env: io.env, cwd: io.cwd });
       case 'status':
-        return await statusCommand(args, io);
+        return await statusCommand(args, io, { loadConfig: (path) => loadConfig(path, io) });
+      case 'redeliver': {
+        const { redeliverCommand } = await import('./commands/redeliver.js');
+        return await redeliverCommand(args, io, { loadConfig: (path) => loadConfig(path, io), logger: makeLogger(io, io.stderr) });
+      }
       case 'wait':
         return await waitCommand(args, io);
       case 'results':
@@ -104,7 +128,7 @@ export async function main(io: Io): Promise<number> {
     }
   } catch (err) {
     if (err instanceof UsageError || err instanceof CommandUsageError) {
-      io.stderr.write(`${err.message}\n\n${USAGE}`);
+      io.stderr.write(`${command}: ${err.message} (see iot-batch-watcher ${command === 'run' ? '' : `${command} `}--help)\n`);
       return EXIT.usage;
     }
     if (err instanceof ConfigError) {
@@ -120,16 +144,8 @@ export async function main(io: Io): Promise<number> {
   }
 }
 
-class UsageError extends Error {
-  override name = 'UsageError';
-}
-
 function parse<const O extends ParseArgsOptionsConfig>(args: string[], options: O) {
-  try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
-  } catch (err) {
-    throw new UsageError(coerceError(err).message);
-  }
+  return parseOptions(args, options);
 }
 
 /** One config source per command run (keyed by its Io) and file, so `run`'s reloads share the first load's state. */
@@ -180,7 +196,7 @@ export { applyEnvOverrides };
 
 function makeLogger(io: Io, destination: NodeJS.WritableStream, forcePretty = false): Logger {
   const settings = resolveLogSettings(io.env);
-  return createLogger({ level: settings.level, format: forcePretty ? 'pretty' : settings.format, destination });
+  return createLogger({ level: settings.level, format: forcePretty ? 'pretty' : settings.format, destination, color: colorEnabled(io.env, destination) });
 }
 
 // -------------------------------------------------------------------------------------------------------------
@@ -250,6 +266,10 @@ async function runDaemonUntilSignal(daemon: Daemon, logger: Logger, io: Io, unti
         return EXIT.runtime;
       }
     }
+    if (result.flushError) {
+      logger.error({ code: result.flushError.code }, `stopped, but the state could not be flushed: ${result.flushError.message}`);
+      return EXIT.runtime;
+    }
     logger.info({}, 'stopped cleanly');
     return EXIT.ok;
   } finally {
@@ -262,24 +282,6 @@ function fatalAdvice(err: DaemonError): string {
   if (err.advice !== null) return err.advice;
   if (err.kind === 'store') return 'the state directory is unusable';
   return 'retrying cannot help; fix the cause, then restart';
-}
-
-// -------------------------------------------------------------------------------------------------------------
-// status
-
-async function statusCommand(args: string[], io: Io): Promise<number> {
-  const opts = parse(args, { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } });
-  const path = resolveConfigPath(opts.config, io.env);
-  const config = await loadConfig(path, io);
-  if (!existsSync(config.state.dir)) {
-    io.stderr.write(`no ledger yet in ${config.state.dir} (the daemon has not run with this configuration)\n`);
-    io.stdout.write(opts.json ? '[]\n' : formatStatusTable([]));
-    return EXIT.ok;
-  }
-  const snapshot = await readLedgerReadOnly(config.state.dir);
-  const rows = toStatusRows(snapshot.batches.values());
-  io.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : formatStatusTable(rows));
-  return EXIT.ok;
 }
 
 // -------------------------------------------------------------------------------------------------------------
@@ -432,7 +434,7 @@ async function demoCommand(args: string[], io: Io): Promise<number> {
     };
     const code = await runDaemonUntilSignal(daemon, logger, io, settled);
     const rows = rowsOf(daemon);
-    io.stdout.write(`\nDemo summary (results in ${config.output.resultsDir}):\n${formatStatusTable(rows)}`);
+    io.stdout.write(`\nDemo summary (results in ${config.output.resultsDir}):\n${formatStatusView(rows)}`);
     if (code !== EXIT.ok) return code;
     const allSettled = rows.length > 0 && rows.every((r) => r.outcome !== null);
     return allSettled ? EXIT.ok : EXIT.runtime;
@@ -442,7 +444,7 @@ async function demoCommand(args: string[], io: Io): Promise<number> {
   }
 }
 
-function rowsOf(daemon: Daemon): ReturnType<typeof toStatusRows> {
+function rowsOf(daemon: Daemon): StatusRow[] {
   try {
     return daemon.watcher.list();
   } catch {

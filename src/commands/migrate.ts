@@ -20,7 +20,7 @@ import { DaemonError } from '../errors.js';
 import { LOCK_FILE } from '../ledger/journal-format.js';
 import { readLedgerReadOnly } from '../ledger/read-ledger.js';
 import { DEFAULT_ACCOUNT, openPostgresLedger } from '../ledger/postgres-ledger.js';
-import { databaseUrlFromConfig, DEFAULT_STATE_POSTGRES } from '../ledger/open-state.js';
+import { DEFAULT_STATE_POSTGRES, postgresConnectSettings } from '../ledger/open-state.js';
 import type { CommandIo } from './results.js';
 import { CommandUsageError } from './results.js';
 
@@ -98,9 +98,8 @@ export async function migrateCommand(args: string[], io: CommandIo & { now: () =
   }
   const state = await readLedgerReadOnly(dir);
 
-  const connectionString = databaseUrlFromConfig(config, io.env);
   const ledger = await openPostgresLedger({
-    ...(connectionString === undefined ? {} : { connectionString }),
+    ...(await postgresConnectSettings(config, io.env)),
     schema: pgConfig.schema,
     account,
     leaseMs: pgConfig.leaseMs,

@@ -19,7 +19,7 @@ import { DEFAULT_ACCOUNT } from '../ledger/postgres-ledger.js';
 import { connectPostgres, databaseError, quoteSchema } from '../ledger/postgres-connection.js';
 import type { StoredResult, ResultFilter } from '../ledger/postgres-results.js';
 import { readPostgresResults } from '../ledger/postgres-results.js';
-import { databaseUrlFromConfig, DEFAULT_STATE_POSTGRES } from '../ledger/open-state.js';
+import { DEFAULT_STATE_POSTGRES, postgresConnectSettings } from '../ledger/open-state.js';
 
 /** What a command needs of the outside world (main.ts passes its Io and its config loader). */
 export interface CommandIo {
@@ -93,7 +93,8 @@ export async function readResults(config: CompiledConfig, env: CommandIo['env'],
   if ((config.state.backend ?? 'file') === 'file') return readFileResults(config.output.resultsDir, filter);
   const pgConfig = config.state.postgres ?? DEFAULT_STATE_POSTGRES;
   const quoted = quoteSchema(pgConfig.schema);
-  const { client, redact } = await connectPostgres(databaseUrlFromConfig(config, env), env);
+  const settings = await postgresConnectSettings(config, env);
+  const { client, redact } = await connectPostgres(settings.connectionString, env, settings.ssl);
   try {
     return await readPostgresResults(client, quoted, filter);
   } catch (err) {

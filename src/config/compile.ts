@@ -407,6 +407,14 @@ function compileValid(data: RawConfig, prepared: Prepared, batches: BatchConfig[
         urlEnv: data.state.postgres.urlEnv,
         schema: data.state.postgres.schema,
         leaseMs: parseDuration(data.state.postgres.lease),
+        ...(data.state.postgres.ssl === undefined
+          ? {}
+          : {
+              ssl: {
+                mode: data.state.postgres.ssl.mode,
+                ...(data.state.postgres.ssl.caFile === undefined ? {} : { caFile: path.resolve(cwd, data.state.postgres.ssl.caFile) }),
+              },
+            }),
       },
     },
     output: {

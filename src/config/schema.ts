@@ -390,6 +390,24 @@ const PATH_EXPECTED = 'a file system path';
 const PG_SCHEMA_EXPECTED = 'a PostgreSQL schema name (lower-case letters, digits and "_", not starting with a digit, at most 63)';
 const pgSchemaNameSchema = z.string(expect(PG_SCHEMA_EXPECTED)).regex(/^[a-z_][a-z0-9_]{0,62}$/, expect(PG_SCHEMA_EXPECTED));
 
+/** `state.postgres.ssl.mode`: libpq's sslmode names (pg 8 reads `sslmode=require` in a URL as verify-full). */
+export const PG_SSL_MODES = ['disable', 'require', 'verify-full'] as const;
+
+const statePostgresSslSchema = z
+  .strictObject(
+    {
+      mode: enumSchema(PG_SSL_MODES).describe(
+        'disable: no TLS; require: TLS, the certificate checked only against caFile when given; verify-full: TLS, certificate and host name checked.',
+      ),
+      caFile: nonEmptyString(PATH_EXPECTED)
+        .optional()
+        .describe('PEM file of the CA that signed the server certificate (the RDS CA bundle); default: the system CAs.'),
+    },
+    expect(MAPPING),
+  )
+  .optional()
+  .describe("TLS to the database; when set it wins over the URL's sslmode/sslrootcert and PGSSLMODE.");
+
 const statePostgresSchema = z
   .strictObject(
     {
@@ -402,6 +420,7 @@ const statePostgresSchema = z
       lease: positiveDurationSchema
         .default(RAW_DEFAULTS.state.postgres.lease)
         .describe("Ownership of an account lapses this long after its owner stops renewing."),
+      ssl: statePostgresSslSchema,
     },
     expect(MAPPING),
   )

@@ -123,6 +123,12 @@ export interface HttpAuthConfig {
   metrics: boolean;
 }
 
+/** `state.postgres.ssl`, compiled: `caFile` is absolute. Absent: the URL's sslmode (or PGSSLMODE) decides. */
+export interface PostgresSslConfig {
+  mode: 'disable' | 'require' | 'verify-full';
+  caFile?: string;
+}
+
 export interface CompiledConfig {
   /** Absolute path of the file this came from, or null for programmatic configs. */
   file: string | null;
@@ -138,7 +144,7 @@ export interface CompiledConfig {
     backend?: 'file' | 'postgres';
     dir: string;
     /** Used when `backend` is postgres. `compile` always sets it. */
-    postgres?: { urlEnv: string; schema: string; leaseMs: number };
+    postgres?: { urlEnv: string; schema: string; leaseMs: number; ssl?: PostgresSslConfig };
   };
   output: {
     resultsDir: string;

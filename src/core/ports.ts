@@ -16,8 +16,6 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Endpoint override for this call (per-batch regionId). */
   endpoint?: string;
-  /** Awaited right before each attempt is sent (after signing): where the status poll takes its token. */
-  beforeSend?: () => Promise<void>;
 }
 
 export interface BatchTarget {
@@ -100,6 +98,7 @@ export interface LedgerSnapshot {
 /**
  * Durable state (DESIGN.md §5). `append` resolves once the records are durable (fsync'd, possibly in a
  * group with others); its cost does not depend on the number of batches. `compact` rewrites a snapshot.
+ * The core reaches a ledger only through core/state-store.ts, which keeps the image and calls these four.
  */
 export interface LedgerStore {
   load(): Promise<LedgerSnapshot>;
@@ -145,6 +144,11 @@ export interface BatchResult {
 /** Writes result files. Resolves with the path once the file is durable. */
 export interface ResultWriter {
   write(result: BatchResult): Promise<string>;
+  /**
+   * Withdraws the result file of a batch, if there is one (a settled batch is re-armed: its old result must not
+   * stay as if final). Optional: a writer without it leaves the file until the new outcome overwrites it.
+   */
+  remove?(productKey: string, applyId: string): Promise<void>;
 }
 
 /** A pino-compatible logger, as the core sees it (the core does not import pino). */

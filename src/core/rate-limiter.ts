@@ -1,10 +1,11 @@
 /**
- * The shared API budget: one adaptive token bucket per API action (DESIGN.md §2 `rateLimit`, §3).
+ * The adaptive token bucket behind the API budget (api-budget.ts holds one per budgeted action; DESIGN.md §2
+ * `rateLimit`, §3).
  *
  * Clock-only and deterministic: every method takes `now` (ms); nothing here owns a timer. The caller
- * (the watcher loop) asks {@link AdaptiveTokenBucket.tryTake}; on a non-zero answer it sleeps that long,
- * or until something else wakes it, and asks again. There is no reservation queue: a refused caller
- * holds no place in line, so a wait never exceeds one token interval at the slowest rate
+ * (ApiBudget) asks {@link AdaptiveTokenBucket.tryTake}; on a non-zero answer it sleeps that long and asks again.
+ * The bucket keeps no reservation queue (ApiBudget orders its waiters): a refused take holds no place, so a wait
+ * never exceeds one token interval at the slowest rate
  * (`1000 / minRatePerSec` ms) or one window (`windowMs`, one second by default), and the tail is never
  * pushed out by minutes.
  *

@@ -1,15 +1,16 @@
 /**
  * The batch state machine of DESIGN.md §3, as pure functions: (record, observation, now, random) → (record, effects).
- * The watcher loop (watcher.ts) performs the effects; nothing here does I/O or reads the clock.
+ * The batch runner (batch-runner.ts) performs the effects; nothing here does I/O or reads the clock. Every due
+ * time (`nextDueAt`, and the retry times the scheduler uses when a step could not be recorded) is decided here;
+ * what happens once the outcome is known is in settle-transitions.ts.
  *
  * Status handling (the contract table):
  *
  * | seen status    | until: checked  | until: created, register: false          | until: created, register: true        |
  * |----------------|-----------------|------------------------------------------|---------------------------------------|
- * | CHECK          | keep polling    | keep polling                             | keep polling                          |
+ * | CHECK, CREATE  | keep polling    | keep polling                             | keep polling                          |
  * | CHECK_SUCCESS  | settle checked  | awaiting_registration, poll slowly       | BatchRegisterDeviceWithApplyId once   |
  * | CHECK_FAILED   | check_failed    | check_failed                             | check_failed                          |
- * | CREATE         | keep polling    | keep polling                             | keep polling                          |
  * | CREATE_SUCCESS | created         | created                                  | created                               |
  * | CREATE_FAILED  | create_failed   | create_failed                            | create_failed                         |
  * | anything else  | unexpected_status, keep polling                                                              |
@@ -27,7 +28,7 @@
 import type { BatchConfig } from '../config/types.js';
 import type { DaemonError } from '../errors.js';
 import type { EventType, Outcome, WatcherEvent } from '../events.js';
-import { nextDelayMs } from './backoff.js';
+import { nextDelayMs, spreadOverdueMs } from './backoff.js';
 import type { Random } from './clock.js';
 import type { BatchStatusResult } from './ports.js';
 import { type BatchRecord, DEFAULT_ACCOUNT, accountOf, eventId } from './record.js';
@@ -116,7 +117,8 @@ export function added(rec: BatchRecord): Step {
   return { rec, effects: [emit('batch.added', 'added', {})] };
 }
 
-function emit(type: EventType, discriminator: string, fields: Partial<WatcherEvent>): Effect {
+/** An `emit` effect. */
+export function emit(type: EventType, discriminator: string, fields: Partial<WatcherEvent>): Effect {
   return { kind: 'emit', type, discriminator, fields };
 }
 
@@ -136,7 +138,8 @@ function schedule(rec: BatchRecord, batch: BatchConfig, now: number, random: Ran
   return { ...rec, nextDueAt: due };
 }
 
-function settle(rec: BatchRecord, outcome: Outcome, now: number, reason: string | null): BatchRecord {
+/** The outcome is known: the record moves to `fetching` (devices, result file), due at once. */
+export function settle(rec: BatchRecord, outcome: Outcome, now: number, reason: string | null): BatchRecord {
   return { ...rec, state: 'fetching', outcome, settledAt: now, reason, nextDueAt: now, fetchAttempts: 0 };
 }
 
@@ -302,8 +305,11 @@ export function applyRegistration(
       ],
     };
   }
+  // NOTE: a refusal for this batch (or the process) is final: the registration failed and the batch is parked or
+  // the daemon stops. Anything else leaves the intent on record; a fresh CHECK_SUCCESS repeats the call.
+  const failed = outcome.error.scope !== 'attempt';
   return applyError(
-    { ...rec, registration: { state: 'intent', at: rec.registration?.at ?? now, error: outcome.error.code } },
+    { ...rec, registration: { state: failed ? 'failed' : 'intent', at: rec.registration?.at ?? now, error: outcome.error.code } },
     batch,
     outcome.error,
     now,
@@ -353,41 +359,6 @@ export function cancel(rec: BatchRecord, now: number): Step {
   };
 }
 
-/** Whether the device list must be fetched for this outcome. */
-export function needsDevices(outcome: Outcome | null): boolean {
-  return outcome === 'created' || outcome === 'create_failed';
-}
-
-/** After a failed device fetch: retry later with backoff, never drop the batch. */
-export function applyFetchError(
-  rec: BatchRecord,
-  batch: BatchConfig,
-  error: DaemonError,
-  now: number,
-  random: Random,
-): BatchRecord {
-  const attempts = rec.fetchAttempts + 1;
-  const delay = nextDelayMs(batch.polling, attempts, random);
-  return {
-    ...rec,
-    fetchAttempts: attempts,
-    lastError: { code: error.code, message: error.message, at: now },
-    nextDueAt: now + delay,
-  };
-}
-
-/** Marks a record settled once its result file is durable. Rejected batches are parked. */
-export function markSettled(rec: BatchRecord, resultFile: string | null, deviceCount: number | null): BatchRecord {
-  return {
-    ...rec,
-    state: rec.outcome === 'rejected' ? 'parked' : 'settled',
-    resultFile,
-    deviceCount,
-    lastError: rec.outcome === 'rejected' ? rec.lastError : null,
-    nextDueAt: Number.MAX_SAFE_INTEGER,
-  };
-}
-
 /** Builds a full event from a record and an emit effect; advances the record's event sequence. */
 export function buildEvent(
   rec: BatchRecord,
@@ -411,19 +382,23 @@ export function buildEvent(
   return { rec: { ...rec, eventSeq: seq }, event };
 }
 
-/** The `batch.settled` emit effect for a record whose result is written. */
-export function settledEffect(rec: BatchRecord): Extract<Effect, { kind: 'emit' }> {
-  return {
-    kind: 'emit',
-    type: 'batch.settled',
-    discriminator: rec.status ?? rec.outcome ?? 'settled',
-    fields: {
-      outcome: rec.outcome ?? undefined,
-      reason: rec.reason ?? undefined,
-      resultFile: rec.resultFile,
-      deviceCount: rec.deviceCount,
-      validNames: rec.validNames,
-      invalidNames: rec.invalidNames,
-    },
-  };
+// Due times outside a poll answer.
+/** A step could not be recorded: retry the batch from its last durable record after the policy's first delay. */
+export function retryAfterWriteFailure(batch: BatchConfig, now: number): number {
+  return now + batch.polling.initialDelayMs;
+}
+
+/** A task failed unexpectedly (a bug): retry the batch after the policy's longest delay. */
+export function retryAfterCrash(batch: BatchConfig, now: number): number {
+  return now + batch.polling.maxDelayMs;
+}
+
+/** The window over which overdue polls are spread at start: one budget's worth of seconds, at least 1 s. */
+export function overdueWindowMs(overdue: number, statusQps: number): number {
+  return Math.max(1000, Math.ceil((overdue * 1000) / Math.max(0.1, statusQps)));
+}
+
+/** When a recorded open batch is due after a start: an overdue one somewhere in the window, others as recorded. */
+export function resumeAt(rec: BatchRecord, now: number, windowMs: number, random: Random): number {
+  return spreadOverdueMs(now, rec.nextDueAt, windowMs, random);
 }

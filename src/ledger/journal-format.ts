@@ -103,7 +103,8 @@ function outboxEntryProblem(entry: unknown): string | null {
 /** One valid journal line. */
 export interface JournalEntry {
   seq: number;
-  record: JournalRecord;
+  /** null: a batch record superseded later in the same file, checked (checksum, seq) but not parsed (latestBatchOnly). */
+  record: JournalRecord | null;
   /** 1-based line number in its file. */
   line: number;
 }
@@ -140,12 +141,42 @@ function parseLine(text: string): { seq: number; record: JournalRecord } | null 
   return { seq, record: parsed.r as JournalRecord };
 }
 
+// NOTE: how JSON.stringify writes a batch record's line; lines written otherwise just take the full parse.
+const BATCH_LINE_HEAD = /^\{"s":(\d{1,16}),"r":\{"t":"batch","rec":\{"key":"([^"\\]*)"/;
+const BATCH_HEAD_BYTES = 256;
+
+/**
+ * Checks a line without parsing its JSON: shape, checksum (over the bytes, no decoding) and seq. Returns the seq,
+ * or null when the line is not valid (the caller then takes the full parse, which decides).
+ */
+function checkLineLight(buf: Buffer, pos: number, end: number, headSeq: number): number | null {
+  const len = end - pos;
+  if (len <= CRC_SUFFIX_LENGTH || buf[end - 1] !== 0x7d || buf[end - 2] !== 0x22) return null;
+  const cut = end - CRC_SUFFIX_LENGTH;
+  if (buf.toString('latin1', cut, cut + 6) !== ',"c":"') return null;
+  const crc = crc32(buf.subarray(pos, cut)).toString(16).padStart(8, '0');
+  if (crc !== buf.toString('latin1', cut + 6, cut + 14)) return null;
+  return Number.isSafeInteger(headSeq) && headSeq >= 1 ? headSeq : null;
+}
+
+/** Options of {@link parseJournal}. */
+export interface ParseJournalOptions {
+  /**
+   * Parse only the last batch record of each key in this file (the others are superseded): the rest are checked by
+   * checksum and seq only, and come back with `record: null`. For read-only views (`status`), where a journal of
+   * many polls per batch would otherwise be parsed line by line. @default false
+   */
+  latestBatchOnly?: boolean;
+}
+
 /**
  * Parses a whole journal file. Only the tail may be invalid (a crash mid-write); an invalid line followed by a
  * valid one is corruption of acknowledged data and throws `LedgerCorrupt` naming the file and line.
  */
-export function parseJournal(buf: Buffer, file: string): ParsedJournal {
+export function parseJournal(buf: Buffer, file: string, options: ParseJournalOptions = {}): ParsedJournal {
   const entries: JournalEntry[] = [];
+  // latestBatchOnly: line number → seq of the batch lines that a later line of the same key supersedes.
+  const superseded = options.latestBatchOnly ? supersededBatchLines(buf) : null;
   let pos = 0;
   let line = 0;
   let validBytes = 0;
@@ -154,8 +185,11 @@ export function parseJournal(buf: Buffer, file: string): ParsedJournal {
     line += 1;
     const nl = buf.indexOf(NEWLINE, pos);
     const end = nl === -1 ? buf.length : nl;
+    // NOTE: superseded lines were checked (terminated, checksum, seq) when they were found.
+    const skipSeq = superseded?.get(line);
     // NOTE: an unterminated last segment is torn by definition, even when its text happens to be valid.
-    const parsed = nl === -1 ? null : parseLine(buf.toString('utf8', pos, end));
+    const parsed =
+      skipSeq !== undefined ? { seq: skipSeq, record: null } : nl === -1 ? null : parseLine(buf.toString('utf8', pos, end));
     if (parsed === null) {
       firstBad ??= line;
     } else {
@@ -171,6 +205,32 @@ export function parseJournal(buf: Buffer, file: string): ParsedJournal {
     pos = end + 1;
   }
   return { entries, validBytes, totalBytes: buf.length, tornTailLine: firstBad };
+}
+
+/**
+ * Line numbers (with their seq) of batch records followed later in the buffer by a valid (terminated, checksum
+ * right) batch record of the same key. NOTE: a torn or damaged line supersedes nothing, so a torn tail never hides
+ * the record before it.
+ */
+function supersededBatchLines(buf: Buffer): Map<number, number> {
+  const last = new Map<string, { line: number; seq: number }>();
+  const out = new Map<number, number>();
+  let pos = 0;
+  let line = 0;
+  while (pos < buf.length) {
+    line += 1;
+    const nl = buf.indexOf(NEWLINE, pos);
+    const end = nl === -1 ? buf.length : nl;
+    // NOTE: latin1 decodes the head byte for byte (cheap); a key is only compared with itself, so bytes suffice.
+    const m = nl === -1 ? null : BATCH_LINE_HEAD.exec(buf.toString('latin1', pos, Math.min(end, pos + BATCH_HEAD_BYTES)));
+    if (m && checkLineLight(buf, pos, end, Number(m[1])) !== null) {
+      const previous = last.get(m[2]!);
+      if (previous) out.set(previous.line, previous.seq);
+      last.set(m[2]!, { line, seq: Number(m[1]) });
+    }
+    pos = end + 1;
+  }
+  return out;
 }
 
 /**

@@ -10,7 +10,8 @@ import type { LedgerStore, ResultWriter } from '../core/ports.js';
 import { DaemonError } from '../errors.js';
 import { createResultWriter } from '../sinks/result-writer.js';
 import { openFileLedger } from './file-ledger.js';
-import { connectionStringFromEnv } from './postgres-connection.js';
+import type { PgSsl } from './postgres-connection.js';
+import { connectionStringFromEnv, pgSslOptions, withoutUrlSsl } from './postgres-connection.js';
 import type { PostgresLedger } from './postgres-ledger.js';
 import { openPostgresLedger } from './postgres-ledger.js';
 import { createPostgresResultStore } from './postgres-results.js';
@@ -32,6 +33,8 @@ export interface OpenStateDeps {
   env: Readonly<Record<string, string | undefined>>;
   logger?: Logger;
   clock?: Clock;
+  /** The file ledger's lease was taken over by another process: it writes nothing more (file backend). */
+  onLeaseLost?: (error: DaemonError) => void;
 }
 
 /**
@@ -50,6 +53,36 @@ export function databaseUrlFromConfig(config: CompiledConfig, env: Readonly<Reco
   return url;
 }
 
+/** Where and how to connect: the URL and pg's TLS option. */
+export interface PostgresConnectSettings {
+  connectionString?: string;
+  ssl?: PgSsl;
+}
+
+/**
+ * The connection settings for `state.postgres`: the URL from `urlEnv` ({@link databaseUrlFromConfig}) and,
+ * when `state.postgres.ssl` is set, pg's TLS option from it. `state.postgres.ssl` wins: the URL's own TLS
+ * parameters (`sslmode`, `sslrootcert`, ...) are dropped (logged once at info), and pg ignores PGSSLMODE when
+ * an explicit option is given. Without `state.postgres.ssl`, the URL's `sslmode`/`sslrootcert`, else
+ * PGSSLMODE, decide, as pg reads them.
+ */
+export async function postgresConnectSettings(
+  config: CompiledConfig,
+  env: Readonly<Record<string, string | undefined>>,
+  logger?: Logger,
+): Promise<PostgresConnectSettings> {
+  const url = databaseUrlFromConfig(config, env);
+  const sslConfig = config.state.postgres?.ssl;
+  if (sslConfig === undefined) return url === undefined ? {} : { connectionString: url };
+  const ssl = await pgSslOptions(sslConfig);
+  if (url === undefined) return { ssl };
+  const { url: stripped, removed } = withoutUrlSsl(url);
+  if (removed.length > 0) {
+    logger?.info({ ignored: removed, mode: sslConfig.mode }, 'state.postgres.ssl is set: ignoring the TLS parameters of the connection URL');
+  }
+  return { connectionString: stripped, ssl };
+}
+
 /** Opens the ledger and result store `config.state.backend` names. */
 export async function openStateBackend(config: CompiledConfig, deps: OpenStateDeps): Promise<StateBackend> {
   const files = createResultWriter({
@@ -58,13 +91,16 @@ export async function openStateBackend(config: CompiledConfig, deps: OpenStateDe
         layout: config.output.resultsLayout ?? 'product',
       });
   if ((config.state.backend ?? 'file') === 'file') {
-    const ledger = await openFileLedger({ dir: config.state.dir, ...(deps.logger ? { logger: deps.logger } : {}) });
+    const ledger = await openFileLedger({
+      dir: config.state.dir,
+      ...(deps.logger ? { logger: deps.logger } : {}),
+      ...(deps.onLeaseLost ? { onLeaseLost: deps.onLeaseLost } : {}),
+    });
     return { backend: 'file', ledger, results: files, postgres: null };
   }
   const pgConfig = config.state.postgres ?? DEFAULT_STATE_POSTGRES;
-  const connectionString = databaseUrlFromConfig(config, deps.env);
   const ledger = await openPostgresLedger({
-    ...(connectionString === undefined ? {} : { connectionString }),
+    ...(await postgresConnectSettings(config, deps.env, deps.logger)),
     schema: pgConfig.schema,
     leaseMs: pgConfig.leaseMs,
     env: deps.env,

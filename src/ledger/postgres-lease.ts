@@ -17,6 +17,8 @@
  */
 import type pg from 'pg';
 
+import type { Logger } from 'pino';
+
 import type { Clock } from '../core/clock.js';
 
 /** Who holds the lease now, as the database says. */
@@ -167,5 +169,48 @@ export class AccountLease {
     );
     const row = rows[0];
     return row === undefined ? null : { owner: row.owner, epoch: Number(row.epoch), remainingMs: Number(row.remaining_ms) };
+  }
+}
+
+/** Options of {@link keepRenewing}. */
+export interface RenewOptions {
+  everyMs: number;
+  clock: Clock;
+  signal: AbortSignal;
+  /** A redacted message for a failed renewal. */
+  describeError: (err: unknown) => string;
+  logger?: Logger;
+}
+
+/**
+ * Renews `lease` every `everyMs` until `signal` aborts or the lease is lost. A database that cannot be reached
+ * logs one error when renewals start failing and one info line when they succeed again (not one per retry).
+ */
+export async function keepRenewing(lease: AccountLease, options: RenewOptions): Promise<void> {
+  const { signal, logger } = options;
+  let failing = false;
+  while (!signal.aborted && lease.epoch !== null) {
+    try {
+      await options.clock.sleep(options.everyMs, signal);
+    } catch {
+      return;
+    }
+    if (signal.aborted) return;
+    try {
+      const ok = await lease.renew();
+      if (failing) {
+        failing = false;
+        logger?.info({ account: lease.account }, 'PostgreSQL reachable again: lease renewed');
+      }
+      if (!ok) {
+        logger?.warn({ account: lease.account, owner: lease.owner }, 'lost the account lease to another replica');
+        return;
+      }
+    } catch (err) {
+      if (!failing) {
+        failing = true;
+        logger?.error({ account: lease.account, error: options.describeError(err) }, 'cannot renew the account lease');
+      }
+    }
   }
 }

@@ -88,7 +88,10 @@ export async function migrate(client: pg.ClientBase, schema: string, quoted: str
   await client.query('BEGIN');
   try {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`iot-batch-watcher:migrate:${schema}`]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoted}`);
+    // Not `CREATE SCHEMA IF NOT EXISTS` alone: PostgreSQL checks CREATE on the database before it looks for the
+    // schema, so a role given only a pre-created schema (no CREATE on the database) would be refused.
+    const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+    if (exists.rowCount === 0) await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoted}`);
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${quoted}.migrations (
         version integer PRIMARY KEY,

@@ -103,7 +103,8 @@ export async function readLedgerDir(
       if (concurrent && errnoCode(err) === 'ENOENT') throw new ConcurrentChangeError(`${path} vanished`);
       throw storeError('read', path, err);
     }
-    const parsed = parseJournal(buf, path);
+    // NOTE: a read beside the daemon (status) parses only the last record of each batch per file.
+    const parsed = parseJournal(buf, path, { latestBatchOnly: concurrent });
     if (parsed.tornTailLine !== null && logger) {
       // NOTE: a reader beside a running daemon often sees a write in progress: not worth a warning.
       logger[concurrent ? 'debug' : 'warn'](
@@ -112,6 +113,19 @@ export async function readLedgerDir(
       );
     }
     parsedJournals.push({ gen, path, parsed });
+  }
+
+  // NOTE: leftovers of a failed write at the end of an older journal are ignored below; a record there must not
+  // have hidden an earlier one of its batch (latestBatchOnly), so such a journal is parsed again in full.
+  for (const [index, j] of parsedJournals.entries()) {
+    const nextStart = parsedJournals.slice(index + 1).find((k) => k.parsed.entries.length > 0)?.parsed.entries[0]?.seq;
+    const lastEntry = j.parsed.entries.at(-1);
+    if (concurrent && nextStart !== undefined && lastEntry !== undefined && lastEntry.seq >= nextStart) {
+      const again = await readFile(j.path).catch((err: unknown) => {
+        throw errnoCode(err) === 'ENOENT' ? new ConcurrentChangeError(`${j.path} vanished`) : storeError('read', j.path, err);
+      });
+      j.parsed = parseJournal(again, j.path);
+    }
   }
 
   const state = snap.state;
@@ -139,7 +153,7 @@ export async function readLedgerDir(
         if (concurrent) throw new ConcurrentChangeError(why);
         throw corrupt(why);
       }
-      applyJournalRecord(state, entry.record);
+      if (entry.record !== null) applyJournalRecord(state, entry.record);
       lastSeq = entry.seq;
       records += 1;
     }

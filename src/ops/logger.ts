@@ -3,9 +3,13 @@
  * (DESIGN.md §6: AccessKey secret, STS token, signatures, webhook secret and DeviceSecret never reach a log
  * line). Redaction works on field names, so code must still never put a secret inside a message string.
  */
+import { createRequire } from 'node:module';
+
 import { pino } from 'pino';
 import type { DestinationStream, Level, Logger } from 'pino';
-import pinoPretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+
+import { escapeControlInJson } from './terminal-text.js';
 
 export type { Logger } from 'pino';
 
@@ -58,6 +62,8 @@ export interface LoggerOptions {
   destination?: DestinationStream | NodeJS.WritableStream;
   /** Extra fields on every line. @default {} (pino's pid/hostname are omitted) */
   base?: Record<string, unknown>;
+  /** Pretty format only: ANSI colours (the caller decides, see ops/color.ts: NO_COLOR, a terminal). @default false */
+  color?: boolean;
 }
 
 /** Creates the root logger (children per batch come from `logger.child({applyId, productKey})`). */
@@ -70,15 +76,23 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   if (options.format === 'pretty') {
+    // NOTE: loaded on first use (it is CommonJS, so synchronously): JSON logging and `status` do not pay for it.
+    const pinoPretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
     const stream = pinoPretty({
       destination: options.destination ?? 1,
-      colorize: false,
+      colorize: options.color ?? false,
       translateTime: 'SYS:standard',
-      // NOTE: for people the message line says it all; the `event` object stays in JSON output.
-      ignore: 'pid,hostname,event',
+      // NOTE: for people the message line says it all (an event, a config issue: file:line:col: path: message);
+      // the `event` and `issue` objects stay in JSON output.
+      ignore: 'pid,hostname,event,issue',
       sync: true,
     });
-    return pino(config, stream);
+    // NOTE: pretty lines go to a terminal, and names, labels and error texts are user input: control and
+    // reordering characters in any string of the line (message, fields, child bindings, errors) are escaped in
+    // the JSON before pino-pretty decodes and prints it.
+    const escaping = { write: (line: string) => stream.write(escapeControlInJson(line)) };
+    return pino(config, escaping);
   }
   return pino(config, options.destination ?? pino.destination({ dest: 1, sync: false }));
 }
+

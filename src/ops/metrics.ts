@@ -23,6 +23,9 @@ import { OUTCOMES } from '../events.js';
 import type { DeliveryOutcome } from '../sinks/outbox.js';
 
 /** The prefix of every metric name. */
+
+/** Resolution of the event-loop delay monitor (prom-client's default is 10 ms). */
+const EVENT_LOOP_SAMPLE_MS = 1000;
 export const METRIC_PREFIX = 'ibw_';
 
 /** Outcomes counted by `ibw_config_reloads_total`. */
@@ -165,7 +168,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   for (const sink of SINK_NAMES) for (const outcome of DELIVERY_OUTCOMES) sinkDeliveries.inc({ sink, outcome }, 0);
 
   if (options.collectDefault ?? true) {
-    collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+    // NOTE: prom-client samples event-loop delay with a 10 ms timer by default: 100 wake-ups a second, the whole
+    // cost of an idle daemon (docs/benchmarks.md, profile finding 2). One sample a second is plenty for a lag gauge.
+    collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   }
 
   const reportedStates = new Set<string>(BATCH_STATES);

@@ -72,6 +72,13 @@ export const SIMULATOR_USAGE = `Usage: iot-batch-watcher simulator [options]
   --slow-ms MS             delay of a slow reply                   default 5000
   --big-apply-ids          half of the generated ApplyIds exceed 2^53
   -h, --help               this text
+
+Control API (plain JSON, no signature; keep the simulator on loopback):
+  curl -s localhost:8787/_sim/batches
+  curl -s localhost:8787/_sim/batches -d '{"kind":"check","productKey":"a1SimProduct1","deviceNames":["d-1","d-2"]}'
+  curl -s localhost:8787/_sim/batches -d '{"kind":"register","productKey":"a1SimProduct1","count":100,"afterMs":5000}'
+  also POST /_sim/products, /_sim/qps, /_sim/faults; GET /_sim/ lists the routes (README: the simulator).
+Scenario files: config/scenario.schema.json describes the format (config/demo-scenario.yaml is an example).
 `;
 
 const RATE_KINDS = ['serverError', 'systemException', 'throttle', 'slow', 'reset', 'malformed', 'truncated'] as const;
@@ -207,7 +214,7 @@ export async function runSimulatorCli(argv: readonly string[], io: SimulatorCliI
   try {
     let handle;
     try {
-      handle = await startSimulator({ ...parsed.options, ...(scenario === undefined ? {} : { scenario }), logger });
+      handle = await startSimulator({ ...parsed.options, ...(scenario === undefined ? {} : { scenario }), logger, controlApi: true });
     } catch (err) {
       logger.error({ err }, 'simulator failed to start');
       io.stderr.write(`simulator: cannot start: ${(err as Error).message}\n`);

@@ -175,6 +175,8 @@ export interface SimulatorOptions {
   requestLogLimit?: number;
   /** @default a silent pino logger */
   logger?: Logger;
+  /** Serve the HTTP control API under `/_sim/` (control-api.ts; the `simulator` command turns it on). @default false */
+  controlApi?: boolean;
 }
 
 /** `0`, `Infinity` or a missing value mean "no limit". */

@@ -47,21 +47,27 @@ const durationSchema = z.number().finite().min(0);
 /** Schema of one batch; also the argument of `control.addBatch`. */
 export const scenarioBatchSchema = z
   .strictObject({
-    applyId: applyIdSchema.optional(),
-    productKey: z.string().min(1),
-    mode: z.enum(['custom', 'random']).default('custom'),
-    deviceNames: z.array(z.string()).min(1).max(10_000).optional(),
-    count: z.number().int().min(1).max(10_000).optional(),
-    outcome: z.enum(['success', 'check_failed', 'partial', 'slow', 'never']).default('success'),
-    registered: z.boolean().default(false),
-    invalidNames: z.array(z.string()).optional(),
-    failNames: z.array(z.string()).optional(),
-    failCount: z.number().int().min(1).optional(),
-    checkMs: durationSchema.optional(),
-    createMs: durationSchema.optional(),
-    ageMs: durationSchema.default(0),
-    statusBackwardsOnce: z.boolean().default(false),
-    unknownStatusOnce: z.boolean().default(false),
+    applyId: applyIdSchema.optional().describe('The ApplyId, a numeric string (ApplyIds are Longs and may exceed 2^53); generated when absent.'),
+    productKey: z.string().min(1).describe('The product; must be known to the simulator (--product-key or products:).'),
+    mode: z
+      .enum(['custom', 'random'])
+      .default('custom')
+      .describe('custom: a BatchCheckDeviceNames batch (deviceNames; CHECK, then CREATE once registered). random: a BatchRegisterDevice batch (count; CREATE only).'),
+    deviceNames: z.array(z.string()).min(1).max(10_000).optional().describe('custom: the names checked and created.'),
+    count: z.number().int().min(1).max(10_000).optional().describe('random: how many devices to create.'),
+    outcome: z
+      .enum(['success', 'check_failed', 'partial', 'slow', 'never'])
+      .default('success')
+      .describe('How the batch ends: success, check_failed (custom), partial (some devices fail at create), slow (timings x slowFactor), never (stays in CHECK/CREATE).'),
+    registered: z.boolean().default(false).describe('custom: registered right after CHECK_SUCCESS (else it waits for BatchRegisterDeviceWithApplyId).'),
+    invalidNames: z.array(z.string()).optional().describe('check_failed: names that fail the check (default: the last one).'),
+    failNames: z.array(z.string()).optional().describe('partial, custom: names that fail at create time (default: every 4th).'),
+    failCount: z.number().int().min(1).optional().describe('partial, random: devices that fail at create time.'),
+    checkMs: durationSchema.optional().describe('custom: duration of CHECK, in simulated ms.'),
+    createMs: durationSchema.optional().describe('Duration of CREATE, in simulated ms (default: proportional to the device count).'),
+    ageMs: durationSchema.default(0).describe('The batch started this long (simulated ms) before the simulator.'),
+    statusBackwardsOnce: z.boolean().default(false).describe('Once it advanced, one status answer shows the previous status.'),
+    unknownStatusOnce: z.boolean().default(false).describe('The first status answer is the unknown string PROCESSING.'),
   })
   .superRefine((b, ctx) => {
     if (b.mode === 'custom') {
@@ -89,15 +95,24 @@ export const scenarioBatchSchema = z
   });
 
 const productSchema = z.union([
-  z.string().min(1),
-  z.strictObject({ productKey: z.string().min(1), devices: z.array(z.string()).default([]) }),
+  z.string().min(1).describe('A ProductKey.'),
+  z.strictObject({
+    productKey: z.string().min(1),
+    devices: z.array(z.string()).default([]).describe('Devices already in the product (their names fail a check).'),
+  }),
 ]);
 
-const scenarioSchema = z
+/** Schema of a whole scenario file (config/scenario.schema.json is generated from it). */
+export const scenarioSchema = z
   .strictObject({
-    iotInstanceId: z.string().min(1).nullable().default(null),
-    products: z.array(productSchema).default([]),
-    batches: z.array(scenarioBatchSchema).default([]),
+    iotInstanceId: z
+      .string()
+      .min(1)
+      .nullable()
+      .default(null)
+      .describe('null: the public instance. A string makes the simulator an instance that requires this IotInstanceId.'),
+    products: z.array(productSchema).default([]).describe("Added to the simulator's --product-key list."),
+    batches: z.array(scenarioBatchSchema).default([]).describe('Batches preloaded at start, each with its outcome and timings.'),
   })
   .superRefine((s, ctx) => {
     const seen = new Map<string, number>();

@@ -24,6 +24,7 @@ import { coerceError } from '../errors.js';
 import { createSeededRandom, systemClock, type Random } from '../core/clock.js';
 import { runAction } from './actions.js';
 import { Authenticator, type GatewayFailure, type ReceivedRequest, type SignatureVersion, type StsCredential } from './auth.js';
+import { CONTROL_PREFIX, handleControlRequest } from './control-api.js';
 import { FaultInjector } from './faults.js';
 import { toJsonText } from './json.js';
 import {
@@ -79,6 +80,8 @@ export interface SimulatorControl {
   devices(productKey: string): SimDevice[];
   /** The batch with its true current status, or undefined. */
   batch(applyId: string): BatchSnapshot | undefined;
+  /** Every batch with its true current status, in creation order. */
+  batches(): BatchSnapshot[];
   /** Moves the simulator's "now" for timestamp checks (a client more than 15 min off gets `InvalidTimeStamp.Expired`). */
   setClockSkewMs(ms: number): void;
   /** true: close the listener and all connections (clients get ECONNREFUSED); false: listen again on the same port. */
@@ -179,6 +182,14 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         return;
       }
       const url = new URL(req.url ?? '/', 'http://simulator.invalid');
+      if (options.controlApi === true && url.pathname.startsWith(CONTROL_PREFIX)) {
+        // NOTE: the control API (control-api.ts) is not the gateway: no signature, plain JSON answers.
+        const answer = handleControlRequest(method, url.pathname, body, { control, clock, timeScale, signal: closing.signal, logger });
+        entry.action = 'control';
+        entry.httpStatus = answer.status;
+        sendJson(res, answer.status, requestId, answer.body as Record<string, unknown>);
+        return;
+      }
       const received: ReceivedRequest = {
         method,
         path: url.pathname,
@@ -345,6 +356,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       const b = state.batches.get(applyId);
       return b === undefined ? undefined : state.snapshot(b);
     },
+    batches: () => [...state.batches.values()].map((b) => state.snapshot(b)),
     setClockSkewMs(ms) {
       skewMs = ms;
     },

@@ -20,7 +20,7 @@ import path from 'node:path';
 import type { BatchResult, ResultWriter } from '../core/ports.js';
 import { DaemonError } from '../errors.js';
 import type { SafeDir } from '../safe-fs.js';
-import { assertSafePathSegment, ensureDirectory, openSafeDir, writeFileAtomic } from '../safe-fs.js';
+import { assertSafePathSegment, ensureDirectory, openSafeDir, removeEntry, writeFileAtomic } from '../safe-fs.js';
 
 export { assertSafePathSegment } from '../safe-fs.js';
 
@@ -169,6 +169,25 @@ export function createResultWriter(options: ResultWriterOptions): FileResultWrit
         if (chains.get(key) === tail) chains.delete(key);
       });
       return next;
+    },
+
+    async remove(productKey, applyId) {
+      assertSafePathSegment(productKey, 'productKey');
+      assertSafePathSegment(applyId, 'applyId');
+      // NOTE: a withdrawn result (its batch is watched again) simply disappears; a missing file or product
+      // directory is fine. Like writes, it never follows a symlink below resultsDir.
+      let dir: SafeDir;
+      try {
+        dir = await openSafeDir(await prepare(), [productKey], { create: false });
+      } catch (err) {
+        if (err instanceof DaemonError && err.code === 'ENOENT') return;
+        throw err;
+      }
+      try {
+        await removeEntry(dir, `${applyId}.json`, { fsync: fsyncDir });
+      } finally {
+        await dir.close();
+      }
     },
   };
 }

@@ -88,6 +88,10 @@ export interface ClientBenchLevel {
   floor: ClientFigures;
   /** (sdk.cpuMsPerRequest − floor) / (ours.cpuMsPerRequest − floor): the client libraries' own CPU, compared. */
   overheadRatio: number;
+  /** ours.cpuMsPerRequest / floor.cpuMsPerRequest: our client's CPU per request against the transport floor (target ≤ 1.2). */
+  floorRatio: number;
+  /** sdk.cpuMsPerRequest / floor.cpuMsPerRequest, for reference. */
+  sdkFloorRatio: number;
   /** ours.requestsPerCpuSec / sdk.requestsPerCpuSec */
   cpuEfficiencyRatio: number;
   /** ours.requestsPerSec / sdk.requestsPerSec (wall clock; bounded by the simulator on 2 cores) */
@@ -100,7 +104,11 @@ export interface ClientBenchResult {
   simulator: string;
   /** The lowest cpuEfficiencyRatio over the levels. */
   minCpuEfficiencyRatio: number;
+  /** The highest floorRatio over the levels. */
+  maxFloorRatio: number;
   target: { cpuEfficiencyRatio: number; met: boolean };
+  /** Issue #14: our CPU per request ≤ 1.2× the transport floor at every concurrency. */
+  floorTarget: { floorRatio: number; met: boolean };
 }
 
 type Call = () => Promise<void>;
@@ -297,6 +305,8 @@ export async function benchClients(options: ClientBenchOptions = {}): Promise<Cl
         cpuEfficiencyRatio: ro.requestsPerCpuSec / rs.requestsPerCpuSec,
         throughputRatio: ro.requestsPerSec / rs.requestsPerSec,
         overheadRatio: (rs.cpuMsPerRequest - rf.cpuMsPerRequest) / (ro.cpuMsPerRequest - rf.cpuMsPerRequest),
+        floorRatio: ro.cpuMsPerRequest / rf.cpuMsPerRequest,
+        sdkFloorRatio: rs.cpuMsPerRequest / rf.cpuMsPerRequest,
       });
     }
   } finally {
@@ -307,11 +317,14 @@ export async function benchClients(options: ClientBenchOptions = {}): Promise<Cl
     await sim.stop();
   }
   const minRatio = Math.min(...out.map((l) => l.cpuEfficiencyRatio));
+  const maxFloor = Math.max(...out.map((l) => l.floorRatio));
   return {
     levels: out,
     rounds,
     simulator: 'separate child process, QPS limits off',
     minCpuEfficiencyRatio: minRatio,
     target: { cpuEfficiencyRatio: 3, met: minRatio >= 3 },
+    maxFloorRatio: maxFloor,
+    floorTarget: { floorRatio: 1.2, met: maxFloor <= 1.2 },
   };
 }

@@ -1,44 +1,77 @@
 /**
- * `npm run bench`: runs the four benchmarks of docs/benchmarks.md, prints a table per benchmark and writes
+ * `npm run bench`: runs the benchmarks of docs/benchmarks.md, prints a table per benchmark and writes
  * every raw figure to `bench-results.json` (in the working directory).
  *
- *   npm run bench                      full run (a few minutes on 2 cores)
- *   npm run bench -- --smoke           small sizes, under a minute (for CI)
- *   npm run bench -- --only=policy,quota   a subset: client, policy, scale, quota
+ *   npm run bench                      full run (about 20 minutes on 2 cores)
+ *   npm run bench -- --smoke           small sizes (for CI)
+ *   npm run bench -- real-path         one benchmark (or several: `real-path yaml-scale`, or --only=a,b)
+ *                                      of: client, policy, scale, quota, postgres, real-path, yaml-scale
  *   npm run bench -- --out=FILE        write the JSON elsewhere
+ *
+ * Sizes of the real-path benchmarks (defaults in brackets are the full run's):
+ *   --rounds=N       real-path rounds [3]          --window-ms=N   real-path measured window [30000]
+ *   --batches=N      real-path batches [350]       --sizes=A,B     yaml-scale batch counts [100000,20000]
+ *   --keep           keep their work directories (configs, logs, state) and print where
+ *
+ * real-path and yaml-scale drive the built CLI: run `npm run build` first.
  *
  * Exit code 0 when every benchmark ran (whether or not its targets were met: the JSON and the table say
  * which), 1 when one crashed. Not a vitest test.
  */
 import { writeFile } from 'node:fs/promises';
-import { arch, cpus, platform, release, totalmem } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
 import { benchClients, type ClientBenchResult } from './client-bench.js';
 import { benchPolicies, type PolicyBenchResult } from './policy-bench.js';
+import { benchPostgresLedger, printPostgresLedger } from './postgres-ledger-bench.js';
 import { benchQuota, type QuotaBenchResult } from './quota-bench.js';
+import { benchRealPath, type RealPathResult } from './real-path-bench.js';
 import { benchScale, type ScaleBenchResult } from './scale-bench.js';
 import { formatTable } from './table.js';
+import { benchYamlScale, type YamlScaleResult } from './yaml-scale-bench.js';
 
-const ALL = ['client', 'policy', 'scale', 'quota'] as const;
+const ALL = ['client', 'policy', 'scale', 'quota', 'postgres', 'real-path', 'yaml-scale'] as const;
 type BenchName = (typeof ALL)[number];
 
-const { values } = parseArgs({
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
   options: {
     smoke: { type: 'boolean', default: false },
     only: { type: 'string' },
     out: { type: 'string', default: 'bench-results.json' },
+    rounds: { type: 'string' },
+    'window-ms': { type: 'string' },
+    batches: { type: 'string' },
+    sizes: { type: 'string' },
+    keep: { type: 'boolean', default: false },
   },
 });
 const smoke = values.smoke ?? false;
-const only = (values.only?.split(',').map((s) => s.trim()) ?? [...ALL]) as BenchName[];
+const named = [...positionals, ...(values.only?.split(',') ?? [])].map((s) => s.trim()).filter((s) => s !== '');
+const only = (named.length > 0 ? named : [...ALL]) as BenchName[];
 for (const name of only) {
   if (!(ALL as readonly string[]).includes(name)) {
-    console.error(`--only: expected a comma-separated subset of ${ALL.join(', ')}, got \`${name}\``);
+    console.error(`expected benchmark names among ${ALL.join(', ')}, got \`${name}\``);
     process.exit(2);
   }
 }
+const intArg = (flag: string, raw: string | undefined): number | undefined => {
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) {
+    console.error(`--${flag}: expected a non-negative integer, got \`${raw}\``);
+    process.exit(2);
+  }
+  return n;
+};
+const rounds = intArg('rounds', values.rounds);
+const windowMs = intArg('window-ms', values['window-ms']);
+const rpBatches = intArg('batches', values.batches);
+const sizes = values.sizes?.split(',').map((x) => intArg('sizes', x.trim()) as number);
+const keep = values.keep ?? false;
 
 const f = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : String(n));
 const ok = (met: boolean): string => (met ? 'met' : 'MISSED');
@@ -65,10 +98,97 @@ function printClient(r: ClientBenchResult): void {
         String(x.errors),
       ]);
     }
-    rows.push(['', `ratio ours/SDK per CPU-s: ${f(l.cpuEfficiencyRatio, 2)}×; wall: ${f(l.throughputRatio, 2)}×; above the floor: ${f(l.overheadRatio, 2)}×`]);
+    rows.push([
+      '',
+      `ours/floor CPU per request: ${f(l.floorRatio, 2)}× (SDK/floor ${f(l.sdkFloorRatio, 2)}×); ours/SDK per CPU-s: ${f(l.cpuEfficiencyRatio, 2)}×; wall: ${f(l.throughputRatio, 2)}×; SDK/ours above the floor: ${f(l.overheadRatio, 2)}×`,
+    ]);
   }
   console.log(formatTable(['conc', 'client', 'requests', 'req/s', 'CPU µs/req', 'req/CPU-s', 'p50 ms', 'p99 ms', 'new conns', 'errors'], rows));
   console.log(`target ≥ 3× per CPU-second at every concurrency: ${ok(r.target.met)} (lowest ${f(r.minCpuEfficiencyRatio, 2)}×)`);
+  console.log(
+    `target ours ≤ 1.2× the transport floor's CPU per request at every concurrency (issue #14): ${ok(r.floorTarget.met)} (${r.levels.map((l) => `c=${l.concurrency} ${f(l.floorRatio, 2)}×`).join(', ')})`,
+  );
+}
+
+function printRealPath(r: RealPathResult): void {
+  const o = r.options;
+  console.log(
+    `\n5. Real path: built daemon CLI vs an official-SDK loop, ${o.batches} pending batches, ~${f((o.batches * 1000) / o.intervalMs, 1)} polls/s, ` +
+      `simulator in its own process; warm-up ${f(o.warmupMs / 1000, 0)} s, window ${f(o.windowMs / 1000, 0)} s, ${o.rounds} round(s), medians`,
+  );
+  const rows = r.runs.map((x) => [
+    String(x.round),
+    x.side,
+    String(x.polls),
+    f(x.pollsPerSec, 1),
+    f(x.cpuMsPerPoll, 3),
+    `${f(x.userMsPerPoll, 3)} / ${f(x.systemMsPerPoll, 3)}`,
+    f(x.mainThreadCpuMsPerPoll, 3),
+    f(x.ctxSwitchesPerPoll, 1),
+    f(x.ctxSwitchesPerSec, 0),
+    f(x.maxRssMb, 0),
+    x.side === 'daemon' ? `${f(x.cpuMsPerPollFromReady, 3)}` : '',
+    x.reloadsInWindow === null ? '' : String(x.reloadsInWindow),
+  ]);
+  console.log(
+    formatTable(['round', 'side', 'polls', 'polls/s', 'CPU ms/poll', 'user / sys', 'main thread', 'ctx sw/poll', 'ctx sw/s', 'max RSS MB', 'ms/poll from ready', 'reloads'], rows),
+  );
+  const m = r.median;
+  console.log(
+    formatTable(
+      ['median', 'value'],
+      [
+        ['daemon CPU ms per poll (steady state)', f(m.daemonCpuMsPerPoll, 3)],
+        ['daemon CPU ms per poll from ready (incl. first polls and their events)', f(m.daemonCpuMsPerPollFromReady, 3)],
+        ['SDK loop CPU ms per poll', f(m.sdkCpuMsPerPoll, 3)],
+        ['ratio daemon / SDK loop (median of per-round ratios; target ≤ 0.333)', `${f(m.ratio, 3)} ${ok(r.target.met)}`],
+        ['context switches per poll, daemon / SDK loop', `${f(m.daemonCtxSwitchesPerPoll, 1)} / ${f(m.sdkCtxSwitchesPerPoll, 1)}`],
+        ['max RSS MB, daemon / SDK loop', `${f(m.daemonMaxRssMb, 0)} / ${f(m.sdkMaxRssMb, 0)}`],
+        ['idle daemon (0 batches): CPU ms per second', f(m.idleCpuMsPerSec, 2)],
+        ['idle daemon: context switches per second, all threads / main thread', `${f(m.idleCtxSwitchesPerSec, 1)} / ${f(m.idleMainThreadCtxSwitchesPerSec, 1)}`],
+      ],
+    ),
+  );
+  if (r.workDir !== null) console.log(`work directory kept: ${r.workDir}`);
+}
+
+function printYamlScale(r: YamlScaleResult): void {
+  console.log('\n6. Many batches from YAML: the built daemon CLI, simulator in its own process, /healthz and RSS sampled every 100 ms');
+  const rows: string[][] = [];
+  for (const x of r.runs) {
+    const n = x.batches.toLocaleString('en');
+    rows.push(
+      [n, 'YAML file', `${f(x.yamlMb, 1)} MB`],
+      [n, 'validate: wall / max RSS', `${f(x.validate.wallMs / 1000, 2)} s / ${f(x.validate.maxRssMb, 0)} MB (exit ${String(x.validate.exitCode)})`],
+      [n, 'spawn → first /healthz answer', `${f(x.firstHealthzMs / 1000, 2)} s`],
+      [n, 'spawn → /readyz 200', `${f(x.readyMs / 1000, 2)} s`],
+      [n, 'RSS at ready / max during start-up', `${f(x.rssAtReadyMb, 0)} / ${f(x.maxRssStartMb, 0)} MB`],
+      [n, 'worst /healthz during start-up (after its first answer)', `${f(x.healthzStartup.maxMs, 0)} ms`],
+      [
+        n,
+        'reload, file unchanged (SIGHUP): duration ≤ / worst /healthz',
+        `${f(x.reloadUnchanged.durationMs / 1000, 2)} s / ${f(x.reloadUnchanged.healthz.maxMs, 0)} ms (${x.reloadUnchanged.outcome})`,
+      ],
+      [n, '  RSS after / max during', `${f(x.reloadUnchanged.rssAfterMb, 0)} / ${f(x.reloadUnchanged.maxRssDuringMb, 0)} MB`],
+      [
+        n,
+        `reload, one batch added (${x.reloadAdded.trigger}): duration ≤ / worst /healthz`,
+        `${f(x.reloadAdded.durationMs / 1000, 2)} s / ${f(x.reloadAdded.healthz.maxMs, 0)} ms (${x.reloadAdded.outcome}, ${x.reloadAdded.batchesAfter} batches after)`,
+      ],
+      [n, '  RSS after / max during', `${f(x.reloadAdded.rssAfterMb, 0)} / ${f(x.reloadAdded.maxRssDuringMb, 0)} MB`],
+      [n, '`status` while running', `${f(x.status.wallMs / 1000, 2)} s (exit ${String(x.status.exitCode)})`],
+      [n, 'SIGTERM → exit', `${f(x.sigterm.exitMs / 1000, 2)} s (code ${String(x.sigterm.exitCode)})`],
+      [n, 'max RSS over the run / worst /healthz over the run', `${f(x.maxRssMb, 0)} MB / ${f(x.healthzOverall.maxMs, 0)} ms (${x.healthzOverall.failed} failed)`],
+    );
+  }
+  console.log(formatTable(['batches', 'measure', 'value'], rows));
+  console.log(
+    formatTable(
+      ['target (issue #14)', 'wanted', 'value', 'met?'],
+      Object.entries(r.targets).map(([k, t]) => [k, t.target, f(t.value, 1), ok(t.met)]),
+    ),
+  );
+  if (r.workDir !== null) console.log(`work directory kept: ${r.workDir}`);
 }
 
 function printPolicy(r: PolicyBenchResult): void {
@@ -135,6 +255,14 @@ function printQuota(r: QuotaBenchResult): void {
   console.log(formatTable(['scenario', 'window', 'requests', 'throttled', 'QPS', 'QPS/limit', 'throttle rate', '2nd half', 'targets'], rows));
 }
 
+function gitCommit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
 const started = performance.now();
 const results: Record<string, unknown> = {
   machine: {
@@ -143,10 +271,13 @@ const results: Record<string, unknown> = {
     memoryGb: Math.round(totalmem() / 1024 ** 3),
     platform: `${platform()} ${release()} ${arch()}`,
     node: process.version,
+    /** 1/5/15-minute load averages when the run started: the machine may be shared. */
+    loadAverageAtStart: loadavg(),
   },
+  commit: gitCommit(),
   date: new Date().toISOString(),
   mode: smoke ? 'smoke' : 'full',
-  command: `npm run bench${smoke ? ' -- --smoke' : ''}`,
+  command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
 };
 const timings: Record<string, number> = {};
 let failed = false;
@@ -187,6 +318,24 @@ await step(
   printScale,
 );
 await step('quota', () => (smoke ? benchQuota({ batches: 500, durationMs: 6000 }) : benchQuota({ batches: 5000, durationMs: 30_000 })), printQuota);
+await step('postgres', () => benchPostgresLedger(smoke ? { batches: 5000, appends: 1000 } : { batches: 100_000 }), printPostgresLedger);
+await step(
+  'real-path',
+  () =>
+    benchRealPath({
+      ...(smoke ? { batches: 60, intervalMs: 3000, warmupMs: 5000, windowMs: 6000, rounds: 1, idleWarmupMs: 1000, idleWindowMs: 4000 } : {}),
+      ...(rounds === undefined ? {} : { rounds }),
+      ...(windowMs === undefined ? {} : { windowMs }),
+      ...(rpBatches === undefined ? {} : { batches: rpBatches }),
+      keep,
+    }),
+  printRealPath,
+);
+await step(
+  'yaml-scale',
+  () => benchYamlScale({ sizes: sizes ?? (smoke ? [2000, 500] : [100_000, 20_000]), settleMs: smoke ? 2000 : 10_000, keep }),
+  printYamlScale,
+);
 
 results.timingsMs = { ...timings, total: Math.round(performance.now() - started) };
 await writeFile(values.out ?? 'bench-results.json', `${JSON.stringify(results, null, 2)}\n`);

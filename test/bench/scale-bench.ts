@@ -35,8 +35,9 @@ import { createRecord } from '../../src/core/transitions.js';
 import { createSeededRandom, systemClock } from '../../src/core/clock.js';
 import type { BatchStatusResult, BatchTarget, CallOptions, IotApi } from '../../src/core/ports.js';
 import type { BatchRecord } from '../../src/core/record.js';
-import { RateLimiterSet } from '../../src/core/rate-limiter.js';
-import { type BudgetAction, Watcher } from '../../src/core/watcher.js';
+import { ApiBudget } from '../../src/core/api-budget.js';
+import { StateStore } from '../../src/core/state-store.js';
+import { Watcher } from '../../src/core/watcher.js';
 import type { WatcherEvent } from '../../src/events.js';
 import { openFileLedger, type FileLedger } from '../../src/ledger/file-ledger.js';
 import { Outbox } from '../../src/sinks/outbox.js';
@@ -151,15 +152,10 @@ export function makeConfig(n: number, stateDir: string): CompiledConfig {
   };
 }
 
-/**
- * An IotApi that answers CREATE at once, forever, and counts its calls. Like the real client, it awaits
- * `beforeSend` before "sending": that is where the watcher's status poll takes its token, and until then the
- * loop dispatches no other poll.
- */
+/** An IotApi that answers CREATE at once, forever, and counts its calls (the watcher takes each poll's token). */
 class InstantApi implements IotApi {
   calls = 0;
-  async queryBatchRegisterDeviceStatus(target: BatchTarget, options?: CallOptions): Promise<BatchStatusResult> {
-    await options?.beforeSend?.();
+  async queryBatchRegisterDeviceStatus(target: BatchTarget, _options?: CallOptions): Promise<BatchStatusResult> {
     this.calls += 1;
     return { status: 'CREATE', validNames: [], invalidNames: [], invalidDetails: [], requestId: target.applyId };
   }
@@ -194,34 +190,31 @@ export async function startWatcher(config: CompiledConfig, seed: number): Promis
   const ledger = await openFileLedger({ dir: config.state.dir });
   const api = new InstantApi();
   const random = createSeededRandom(seed);
-  const limiter = new RateLimiterSet<BudgetAction>(
-    {
-      status: { ratePerSec: config.rateLimit.statusQps, windowMs: 1020, penaltyCooldownMs: 1000 },
-      page: { ratePerSec: config.rateLimit.pageQps, windowMs: 1020, penaltyCooldownMs: 1000 },
-    },
-    systemClock.now(),
-  );
-  let watcherRef: Watcher | null = null;
+  const budget = new ApiBudget({
+    rates: config.rateLimit,
+    clock: systemClock,
+    tuning: (qps) => ({ ratePerSec: qps, windowMs: 1020, penaltyCooldownMs: 1000 }),
+  });
+  const store = new StateStore({ ledger, log: logger, now: () => systemClock.now() });
   const outbox = new Outbox({
     sinks: [{ name: 'log', deliver: async (_e: WatcherEvent) => {}, close: async () => {} }],
-    ledger: { append: (records) => (watcherRef ? watcherRef.appendDelivery(records) : ledger.append(records)) },
+    ledger: store,
     clock: systemClock,
     random,
     logger,
   });
+  store.publishTo(outbox);
   const watcher = new Watcher({
     config,
+    store,
+    budget,
     statusApi: api,
     api,
-    ledger,
-    publisher: outbox,
     results: { write: async (r) => `/dev/null/${r.applyId}` },
-    limiter,
     clock: systemClock,
     random,
     log: logger,
   });
-  watcherRef = watcher;
   await watcher.start();
   outbox.start();
   return { watcher, outbox, ledger, api };

@@ -2,6 +2,7 @@ import { applyJournalRecord, emptySnapshot } from '../../src/core/ledger-state.j
 import type {
   BatchResult,
   BatchStatusResult,
+  CallOptions,
   DeviceInfo,
   EventPublisher,
   IotApi,
@@ -19,6 +20,8 @@ export class MemoryStore implements LedgerStore {
   readonly records: JournalRecord[] = [];
   failWith: Error | null = null;
   compactions = 0;
+  /** append() calls that succeeded (each one a group commit in a real ledger). */
+  appends = 0;
   async load(): Promise<LedgerSnapshot> {
     const s = emptySnapshot();
     for (const r of this.records) applyJournalRecord(s, structuredClone(r));
@@ -26,6 +29,7 @@ export class MemoryStore implements LedgerStore {
   }
   async append(records: JournalRecord[]): Promise<void> {
     if (this.failWith) throw this.failWith;
+    this.appends += 1;
     for (const r of records) this.records.push(structuredClone(r));
   }
   async compact(state: LedgerSnapshot): Promise<void> {
@@ -57,6 +61,9 @@ export class MemoryResults implements ResultWriter {
     this.files.set(path, structuredClone(result));
     return path;
   }
+  async remove(productKey: string, applyId: string): Promise<void> {
+    this.files.delete(`/results/${productKey}/${applyId}.json`);
+  }
 }
 
 export const silentLog: Log = {
@@ -80,8 +87,6 @@ export class ScriptedApi implements IotApi {
   readonly devices = new Map<string, DeviceInfo[]>();
   registrations = new Map<string, number>();
   registerResult: (applyId: string) => Error | null = () => null;
-  /** Behave like an IotApi that does not know the beforeSend hook. */
-  ignoreBeforeSend = false;
   constructor(private readonly now: () => number) {}
 
   script(applyId: string, statuses: (string | Error)[]): void {
@@ -92,11 +97,7 @@ export class ScriptedApi implements IotApi {
     });
   }
 
-  async queryBatchRegisterDeviceStatus(
-    target: { productKey: string; applyId: string },
-    options?: { beforeSend?: () => Promise<void> },
-  ): Promise<BatchStatusResult> {
-    if (!this.ignoreBeforeSend) await options?.beforeSend?.();
+  async queryBatchRegisterDeviceStatus(target: { productKey: string; applyId: string }, _options?: CallOptions): Promise<BatchStatusResult> {
     const n = this.calls.filter((c) => c.action === 'status' && c.applyId === target.applyId).length;
     this.calls.push({ action: 'status', applyId: target.applyId, at: this.now() });
     const fn = this.scripts.get(target.applyId);

@@ -1,13 +1,17 @@
 /**
  * Scenario files: the demo scenario plays out as documented, and invalid files get positioned messages.
  */
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+import Ajv from 'ajv';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 
 import { createManualClock, type ManualClock } from '../../../src/core/clock.js';
 import { ConfigError } from '../../../src/errors.js';
 import { loadScenario, parseScenario, startSimulator, type SimulatorHandle } from '../../../src/simulator/index.js';
+import { renderScenarioJsonSchema } from '../../../src/simulator/scenario-schema.js';
 import { rawCall, type Loose } from './helpers.js';
 
 const DEMO = fileURLToPath(new URL('../../../config/demo-scenario.yaml', import.meta.url));
@@ -102,5 +106,36 @@ describe('parseScenario', () => {
     ]);
     expect(s.iotInstanceId).toBeNull();
     expect(s.batches[0]).toMatchObject({ mode: 'custom', outcome: 'success', registered: false, ageMs: 0 });
+  });
+});
+
+describe('config/scenario.schema.json', () => {
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const schemaText = readFileSync(`${root}config/scenario.schema.json`, 'utf8');
+  // NOTE: ajv 6 comes with eslint (draft-07 is what the schema targets); it is only a test-time checker here.
+  const ajv = new Ajv({ allErrors: true });
+  const validate = ajv.compile(JSON.parse(schemaText) as object);
+
+  it('is the schema generated from the zod schema (run `npm run gen:schema` after changing it)', () => {
+    expect(schemaText).toBe(renderScenarioJsonSchema());
+  });
+
+  it('config/demo-scenario.yaml validates against it and points editors at it', () => {
+    const text = readFileSync(DEMO, 'utf8');
+    expect(text.split('\n')[0]).toBe('# yaml-language-server: $schema=./scenario.schema.json');
+    expect(validate(parseYaml(text)), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it('rejects what the simulator rejects: unknown keys, numeric ApplyIds, unknown outcomes', () => {
+    const bad = [
+      { batches: [{ productKey: 'p', mode: 'random', count: 1, colour: 'red' }] },
+      { batches: [{ applyId: 1300001, productKey: 'p', deviceNames: ['a'] }] },
+      { batches: [{ productKey: 'p', deviceNames: ['a'], outcome: 'maybe' }] },
+      { extra: true },
+    ];
+    for (const doc of bad) {
+      expect(validate(doc), JSON.stringify(doc)).toBe(false);
+      expect(() => parseScenario(stringifyYaml(doc))).toThrow(ConfigError);
+    }
   });
 });

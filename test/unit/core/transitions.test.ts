@@ -11,10 +11,9 @@ import {
   cancel,
   checkDeadlines,
   createRecord,
-  markSettled,
-  settledEffect,
   type Effect,
 } from '../../../src/core/transitions.js';
+import { markSettled, settledEffect } from '../../../src/core/settle-transitions.js';
 import { DaemonError } from '../../../src/errors.js';
 import { testBatch } from '../../helpers/config.js';
 

@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 
+import { ApiBudget } from '../../../src/core/api-budget.js';
 import { createManualClock, createSeededRandom, type ManualClock } from '../../../src/core/clock.js';
-import { RateLimiterSet } from '../../../src/core/rate-limiter.js';
-import { type BudgetAction, Watcher } from '../../../src/core/watcher.js';
+import { StateStore } from '../../../src/core/state-store.js';
+import { Watcher } from '../../../src/core/watcher.js';
 import type { BatchConfig, CompiledConfig } from '../../../src/config/types.js';
 import { DaemonError } from '../../../src/errors.js';
 import { testBatch, testConfig } from '../../helpers/config.js';
@@ -30,18 +31,16 @@ function rig(config: CompiledConfig, shared?: { clock?: ManualClock; api?: Scrip
   const store = shared?.store ?? new MemoryStore();
   const publisher = new CapturePublisher();
   const results = new MemoryResults();
-  const limiter = new RateLimiterSet<BudgetAction>(
-    { status: { ratePerSec: config.rateLimit.statusQps }, page: { ratePerSec: config.rateLimit.pageQps } },
-    clock.now(),
-  );
+  const budget = new ApiBudget({ rates: config.rateLimit, clock, tuning: (qps) => ({ ratePerSec: qps }) });
+  const state = new StateStore({ ledger: store, log: silentLog, now: () => clock.now(), clock });
+  state.publishTo(publisher);
   const watcher = new Watcher({
     config,
+    store: state,
+    budget,
     statusApi: api,
     api,
-    ledger: store,
-    publisher,
     results,
-    limiter,
     clock,
     random: createSeededRandom(1),
     log: silentLog,
@@ -104,20 +103,6 @@ describe('Watcher', () => {
     // The first polls go out in the order the batches were added (all due at once: FIFO).
     const firstPolls = r.api.calls.filter((c) => c.action === 'status').slice(0, 40).map((c) => c.applyId);
     expect(new Set(firstPolls).size).toBe(40);
-  });
-
-  it('charges the budget even when an IotApi ignores the beforeSend hook', async () => {
-    const batches: BatchConfig[] = Array.from({ length: 20 }, (_, i) => testBatch({ applyId: String(2000 + i) }));
-    const r = rig(testConfig({ batches, rateLimit: { statusQps: 5, pageQps: 5, concurrency: 4 } }));
-    r.api.ignoreBeforeSend = true;
-    for (const b of batches) r.api.script(b.applyId, ['CHECK_FAILED']);
-    await r.watcher.start();
-    await runFor(r, 10_000, 50);
-    expect(r.watcher.allSettled()).toBe(true);
-    const times = r.api.calls.filter((c) => c.action === 'status').map((c) => c.at);
-    expect(times).toHaveLength(20);
-    // Without the hook the token is taken right after each answer: still 5 per second at most (plus the one in flight).
-    for (const t of times) expect(times.filter((x) => x >= t && x < t + 1000).length).toBeLessThanOrEqual(6);
   });
 
   it('never polls a batch more often than its backoff allows', async () => {
@@ -236,6 +221,151 @@ describe('Watcher', () => {
     await runFor(r, 30_000);
     expect(r.watcher.record(batch.key)).toMatchObject({ state: 'settled', outcome: 'created', deviceCount: 1, lastError: null });
     expect(r.publisher.events.filter((e) => e.type === 'batch.settled')).toHaveLength(1);
+  });
+
+  it('retries the device fetch of a batch removed from the file with the default polling policy, not the first batch\'s', async () => {
+    // The first batch of the file has a very slow policy; the removed batch must not inherit it.
+    const slow = testBatch({ applyId: '40', polling: { ...testBatch().polling, initialDelayMs: 600_000, maxDelayMs: 600_000 } });
+    const removed = testBatch({ applyId: '41' });
+    const r = rig(testConfig({ batches: [slow, removed] }));
+    r.api.script('40', ['CHECK']);
+    r.api.script('41', ['CREATE_SUCCESS']);
+    let fetches = 0;
+    r.api.listAllDevicesByApplyId = async (req) => {
+      r.api.calls.push({ action: 'devices', applyId: req.applyId, at: r.clock.now() });
+      fetches += 1;
+      // A bound, so that a retry loop that does not back off ends instead of spinning forever.
+      if (fetches > 50) return { total: 0, devices: [] };
+      throw new DaemonError('page mismatch', { kind: 'transient', scope: 'attempt', code: 'Devices.CountMismatch' });
+    };
+    await r.watcher.start();
+    await runFor(r, 500, 50);
+    expect(r.watcher.record(removed.key)).toMatchObject({ state: 'fetching', fetchAttempts: 1 });
+    const reloadedAt = r.clock.now();
+    await r.watcher.reload(testConfig({ batches: [slow] }));
+    await runFor(r, 20_000, 100);
+    const times = r.api.calls.filter((c) => c.action === 'devices' && c.applyId === '41' && c.at >= reloadedAt).map((c) => c.at);
+    // config.polling (1 s doubling to 8 s) gives several retries in 20 s, each after its backoff; the first batch's
+    // 10-minute policy would give one.
+    expect(times.length).toBeGreaterThanOrEqual(3);
+    expect(times.length).toBeLessThan(20);
+    for (let i = 1; i < times.length; i += 1) {
+      expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(1000);
+      expect(times[i]! - times[i - 1]!).toBeLessThanOrEqual(8000);
+    }
+    expect(r.watcher.record(removed.key)?.state).toBe('fetching');
+  });
+
+  it('parks a batch whose device fetch is refused for it (RAM), keeping status and history, and re-arms it when its entry changes', async () => {
+    const batch = testBatch({ applyId: '45' });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script('45', ['CREATE', 'CREATE_SUCCESS']);
+    r.api.devices.set('45', [{ deviceName: 'd', iotId: 'i', deviceSecret: 's' }]);
+    let refuse = true;
+    const real = r.api.listAllDevicesByApplyId.bind(r.api);
+    r.api.listAllDevicesByApplyId = async (req) => {
+      if (refuse) {
+        r.api.calls.push({ action: 'devices', applyId: req.applyId, at: r.clock.now() });
+        throw new DaemonError('no permission', { kind: 'auth', scope: 'batch', code: 'Forbidden.RAM' });
+      }
+      return real(req);
+    };
+    await r.watcher.start();
+    await runFor(r, 30_000);
+    const rec = r.watcher.record(batch.key)!;
+    expect(rec).toMatchObject({ state: 'parked', outcome: 'rejected', status: 'CREATE_SUCCESS' });
+    expect(rec.reason).toContain('Forbidden.RAM');
+    expect(rec.history.map((h) => h.status)).toEqual(['CREATE', 'CREATE_SUCCESS']);
+    // Parked: not retried forever.
+    expect(r.api.calls.filter((c) => c.action === 'devices')).toHaveLength(1);
+    expect(r.results.files.get(`/results/${batch.productKey}/45.json`)?.outcome).toBe('rejected');
+    expect(r.publisher.events.filter((e) => e.type === 'batch.rejected')).toHaveLength(1);
+    expect(r.publisher.events.filter((e) => e.type === 'batch.settled').map((e) => e.outcome)).toEqual(['rejected']);
+    // The same entry keeps it parked; a changed entry (the operator granted the permission) re-arms it.
+    await r.watcher.reload(testConfig({ batches: [batch] }));
+    await runFor(r, 5000);
+    expect(r.watcher.record(batch.key)?.state).toBe('parked');
+    refuse = false;
+    await r.watcher.reload(testConfig({ batches: [{ ...batch, entryHash: 'h2' }] }));
+    await runFor(r, 5000);
+    expect(r.watcher.record(batch.key)).toMatchObject({ state: 'settled', outcome: 'created', deviceCount: 1 });
+    expect(r.results.files.get(`/results/${batch.productKey}/45.json`)?.outcome).toBe('created');
+  });
+
+  it('withdraws the stale result of a cancelled batch that comes back, until its new outcome is written', async () => {
+    const a = testBatch({ applyId: '46' });
+    const r = rig(testConfig({ batches: [a] }));
+    r.api.script('46', ['CHECK']);
+    await r.watcher.start();
+    await runFor(r, 2000);
+    await r.watcher.reload(testConfig({ batches: [] }));
+    await runFor(r, 1000);
+    const file = `/results/${a.productKey}/46.json`;
+    expect(r.results.files.get(file)?.outcome).toBe('cancelled');
+    await r.watcher.reload(testConfig({ batches: [a] }));
+    expect(r.results.files.has(file)).toBe(false);
+    expect(r.watcher.record(a.key)?.state).toBe('pending');
+    r.api.script('46', ['CHECK_FAILED']);
+    await runFor(r, 10_000);
+    expect(r.results.files.get(file)?.outcome).toBe('check_failed');
+  });
+
+  it('keeps the image equal to the journal when a write fails (no edit behind the ledger\'s back)', async () => {
+    const batch = testBatch({ applyId: '47' });
+    const r = rig(testConfig({ batches: [batch] }));
+    // Every poll after the first sees a new status: each is a transition that must be recorded before it counts.
+    r.api.script('47', ['CHECK', 'CREATE']);
+    await r.watcher.start();
+    await r.clock.advance(10);
+    const durable = structuredClone(r.watcher.record(batch.key));
+    r.store.failWith = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    await runFor(r, 5000);
+    expect(r.api.calls.filter((c) => c.action === 'status').length).toBeGreaterThan(1);
+    expect(r.watcher.record(batch.key)).toEqual(durable);
+    expect((await r.store.load()).batches.get(batch.key)).toEqual(durable);
+    r.store.failWith = null;
+    await runFor(r, 5000);
+    expect(r.watcher.record(batch.key)!.polls).toBeGreaterThan(durable!.polls);
+  });
+
+  it('marks a registration refused for the batch as failed, and parks the batch', async () => {
+    const batch = testBatch({ applyId: '48', register: true });
+    const r = rig(testConfig({ batches: [batch] }));
+    r.api.script('48', ['CHECK_SUCCESS']);
+    r.api.registerResult = () => new DaemonError('mismatch', { kind: 'invalid-request', scope: 'batch', code: 'iot.device.IncorrentDeviceApplyInfo' });
+    await r.watcher.start();
+    await runFor(r, 2000);
+    const rec = r.watcher.record(batch.key)!;
+    expect(rec).toMatchObject({ state: 'parked', outcome: 'rejected' });
+    expect(rec.registration).toMatchObject({ state: 'failed', error: 'iot.device.IncorrentDeviceApplyInfo' });
+    expect(r.api.registrations.get('48')).toBe(1);
+  });
+
+  it('records quiet polls in groups: far fewer appends than polls, and a kill -9 loses at most one group per batch', async () => {
+    const batches = Array.from({ length: 20 }, (_, i) => testBatch({ applyId: String(900 + i) }));
+    const config = testConfig({ batches, rateLimit: { statusQps: 20, pageQps: 5, concurrency: 8 } });
+    const r = rig(config);
+    for (const b of batches) r.api.script(b.applyId, ['CHECK']);
+    await r.watcher.start();
+    const appendsAtStart = r.store.appends;
+    await runFor(r, 60_000, 50);
+    const polls = r.api.calls.filter((c) => c.action === 'status');
+    const appends = r.store.appends - appendsAtStart;
+    // Each batch polls every 1–8 s; the first poll of each is a status change (recorded at once), the rest are quiet.
+    expect(polls.length).toBeGreaterThan(200);
+    expect(appends).toBeLessThanOrEqual(20 + 61);
+    expect(appends * 3).toBeLessThan(polls.length);
+    // "kill -9": nothing is flushed; a new store over the same durable records sees each batch at most one
+    // deferred group (1 s) behind what the API saw.
+    const durable = await r.store.load();
+    const crashAt = r.clock.now();
+    for (const b of batches) {
+      const seen = polls.filter((c) => c.applyId === b.applyId);
+      const recorded = durable.batches.get(b.key)!.polls;
+      const lastSecond = seen.filter((c) => c.at > crashAt - 1000 - 50).length;
+      expect(recorded, b.applyId).toBeLessThanOrEqual(seen.length);
+      expect(seen.length - recorded, b.applyId).toBeLessThanOrEqual(lastSecond);
+    }
   });
 
   it('stops on a process-fatal error', async () => {

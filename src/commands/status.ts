@@ -1,0 +1,101 @@
+/**
+ * `iot-batch-watcher status` (DESIGN.md §7, §14): the batches of the ledger, read without the lock, as a narrow
+ * table (fits 100 columns), every column with `--wide`, or the §7 JSON with `--json`; `--state`, `--account` and
+ * `--job` filter; `--watch` is the live view (status-watch.ts).
+ */
+import { existsSync } from 'node:fs';
+
+import type { CompiledConfig } from '../config/types.js';
+import { tryParseDuration } from '../config/duration.js';
+import { resolveConfigPath } from '../config/env.js';
+import type { BatchState } from '../core/record.js';
+import { toStatusRows } from '../core/status-row.js';
+import { readLedgerReadOnly } from '../ledger/read-ledger.js';
+import { accountOf, formatStatusView, jobOf, type ViewRow } from '../ops/status-view.js';
+import { parseOptions, UsageError } from './args.js';
+
+/** What `status` touches of the outside world. */
+export interface StatusCommandIo {
+  env: Record<string, string | undefined>;
+  cwd: string;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  onSignal(signal: NodeJS.Signals, handler: () => void): () => void;
+}
+
+/** What `status` needs from the composition root. */
+export interface StatusCommandDeps {
+  /** Loads the configuration with the environment overrides (main.ts' loadConfig). */
+  loadConfig(path: string): Promise<CompiledConfig>;
+}
+
+const STATES: readonly BatchState[] = ['pending', 'fetching', 'settled', 'parked'];
+
+/** The filters of `status` and `status --watch`. */
+export interface StatusFilter {
+  states: ReadonlySet<string> | null;
+  accounts: ReadonlySet<string> | null;
+  jobs: ReadonlySet<string> | null;
+}
+
+/** Rows that pass every filter given. */
+export function filterRows<R extends ViewRow>(rows: readonly R[], f: StatusFilter): R[] {
+  if (f.states === null && f.accounts === null && f.jobs === null) return [...rows];
+  return rows.filter(
+    (r) =>
+      (f.states === null || f.states.has(r.state)) &&
+      (f.accounts === null || f.accounts.has(accountOf(r))) &&
+      (f.jobs === null || f.jobs.has(jobOf(r))),
+  );
+}
+
+/** Reads the rows of the ledger in `stateDir` (none when the directory does not exist yet). */
+export async function readStatusRows(stateDir: string): Promise<ViewRow[]> {
+  if (!existsSync(stateDir)) return [];
+  const snapshot = await readLedgerReadOnly(stateDir);
+  return toStatusRows(snapshot.batches.values());
+}
+
+/** Runs `status`; resolves with the exit code. Throws UsageError for bad arguments. */
+export async function statusCommand(args: string[], io: StatusCommandIo, deps: StatusCommandDeps): Promise<number> {
+  const opts = parseOptions(args, {
+    config: { type: 'string', short: 'c' },
+    json: { type: 'boolean' },
+    wide: { type: 'boolean' },
+    state: { type: 'string', multiple: true },
+    account: { type: 'string', multiple: true },
+    job: { type: 'string', multiple: true },
+    watch: { type: 'boolean' },
+    interval: { type: 'string' },
+  });
+  for (const s of opts.state ?? []) {
+    if (!(STATES as readonly string[]).includes(s)) {
+      throw new UsageError(`--state: expected one of ${STATES.join(', ')}, got ${JSON.stringify(s)}`);
+    }
+  }
+  const filter: StatusFilter = {
+    states: opts.state ? new Set(opts.state) : null,
+    accounts: opts.account ? new Set(opts.account) : null,
+    jobs: opts.job ? new Set(opts.job) : null,
+  };
+  let intervalMs = 2000;
+  if (opts.interval !== undefined) {
+    if (!opts.watch) throw new UsageError('--interval: only with --watch');
+    const d = tryParseDuration(opts.interval);
+    if (!d.ok || d.ms < 100) throw new UsageError(`--interval: expected a duration of at least 100ms like "2s", got ${JSON.stringify(opts.interval)}`);
+    intervalMs = d.ms;
+  }
+  if (opts.watch && opts.json) throw new UsageError('--watch and --json: choose one');
+  const path = resolveConfigPath(opts.config, io.env);
+  const config = await deps.loadConfig(path);
+  if (opts.watch) {
+    const { runStatusWatch } = await import('./status-watch.js');
+    return runStatusWatch({ config, filter, intervalMs, wide: opts.wide ?? false }, io);
+  }
+  if (!existsSync(config.state.dir)) {
+    io.stderr.write(`no ledger yet in ${config.state.dir} (the daemon has not run with this configuration)\n`);
+  }
+  const rows = filterRows(await readStatusRows(config.state.dir), filter);
+  io.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : formatStatusView(rows, { wide: opts.wide ?? false }));
+  return 0;
+}

@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+
+import { ApiBudget, BUDGET_OF, budgetOptions, createApiBudget } from '../../../src/core/api-budget.js';
+import { createManualClock } from '../../../src/core/clock.js';
+import type { ApiAction } from '../../../src/core/ports.js';
+
+const plain = (qps: number): { ratePerSec: number } => ({ ratePerSec: qps });
+
+describe('ApiBudget', () => {
+  it('maps every API action to one bucket or none, and reports a rate for each budgeted action', () => {
+    const clock = createManualClock(0);
+    const budget = createApiBudget({ statusQps: 5, pageQps: 7 }, { clock });
+    const rates = budget.rates();
+    expect(rates).toEqual([
+      { action: 'QueryBatchRegisterDeviceStatus', qps: 5 },
+      { action: 'QueryPageByApplyId', qps: 7 },
+    ]);
+    const budgeted = (Object.keys(BUDGET_OF) as ApiAction[]).filter((a) => BUDGET_OF[a] !== null);
+    expect(rates.map((r) => r.action)).toEqual(budgeted);
+    expect(budgetOptions(10)).toMatchObject({ ratePerSec: 10, windowMs: 1100, coldStartMargin: true, recoveryPerSec: 0.1 });
+  });
+
+  it('grants a free token synchronously, then serves waiters in the order they asked, spaced by the rate', async () => {
+    const clock = createManualClock(1000);
+    const budget = new ApiBudget({ rates: { statusQps: 2, pageQps: 2 }, clock, tuning: plain });
+    const order: string[] = [];
+    const at: number[] = [];
+    const take = (name: string): Promise<void> =>
+      budget.acquire('QueryBatchRegisterDeviceStatus').then(() => {
+        order.push(name);
+        at.push(clock.now());
+      });
+    expect(budget.delayMs('QueryBatchRegisterDeviceStatus')).toBe(0);
+    const first = take('a');
+    // Taken at once: the next caller has to wait one interval.
+    expect(budget.delayMs('QueryBatchRegisterDeviceStatus')).toBe(500);
+    const rest = [take('b'), take('c'), take('d')];
+    await first;
+    await clock.advance(2000);
+    await Promise.all(rest);
+    expect(order).toEqual(['a', 'b', 'c', 'd']);
+    expect(at).toEqual([1000, 1500, 2000, 2500]);
+    // Unbudgeted actions never wait.
+    await budget.acquire('BatchRegisterDeviceWithApplyId');
+  });
+
+  it('an aborted waiter leaves the queue and the next one gets its token', async () => {
+    const clock = createManualClock(0);
+    const budget = new ApiBudget({ rates: { statusQps: 1, pageQps: 1 }, clock, tuning: plain });
+    await budget.acquire('QueryPageByApplyId');
+    const ctl = new AbortController();
+    const aborted = budget.acquire('QueryPageByApplyId', ctl.signal);
+    const next = budget.acquire('QueryPageByApplyId');
+    expect(budget.delayMs('QueryPageByApplyId')).toBeGreaterThan(0);
+    ctl.abort(new Error('gone'));
+    await expect(aborted).rejects.toThrow('gone');
+    await clock.advance(1000);
+    await next;
+    expect(clock.now()).toBe(1000);
+    await expect(budget.acquire('QueryPageByApplyId', ctl.signal)).rejects.toThrow('gone');
+  });
+
+  it('throttling feedback halves the rate of that action only', () => {
+    const clock = createManualClock(0);
+    const budget = new ApiBudget({ rates: { statusQps: 8, pageQps: 8 }, clock, tuning: plain });
+    expect(budget.feedback('QueryBatchRegisterDeviceStatus', 'success')).toBe(false);
+    expect(budget.feedback('BatchRegisterDeviceWithApplyId', 'throttled')).toBe(false);
+    expect(budget.feedback('QueryBatchRegisterDeviceStatus', 'throttled')).toBe(true);
+    const rates = new Map(budget.rates().map((r) => [r.action, r.qps]));
+    expect(rates.get('QueryBatchRegisterDeviceStatus')).toBe(4);
+    expect(rates.get('QueryPageByApplyId')).toBe(8);
+  });
+
+  it('close() refuses the waiters and later calls', async () => {
+    const clock = createManualClock(0);
+    const budget = new ApiBudget({ rates: { statusQps: 1, pageQps: 1 }, clock, tuning: plain });
+    await budget.acquire('QueryBatchRegisterDeviceStatus');
+    const waiting = budget.acquire('QueryBatchRegisterDeviceStatus');
+    budget.close();
+    await expect(waiting).rejects.toThrow('closed');
+    await expect(budget.acquire('QueryBatchRegisterDeviceStatus')).rejects.toThrow('closed');
+    expect(clock.pendingSleeps()).toBe(0);
+  });
+});
