@@ -463,13 +463,21 @@ export class Daemon {
       return 'unchanged';
     }
     try {
-      const restartOnly = (['alibaba', 'rateLimit', 'state', 'output', 'http', 'housekeeping', 'devices'] as const).filter(
+      const restartOnly = (['alibaba', 'accounts', 'rateLimit', 'state', 'output', 'http', 'housekeeping', 'devices'] as const).filter(
         (k) => JSON.stringify(next[k]) !== JSON.stringify(this.#config[k]),
       );
       if (restartOnly.length > 0) {
         this.#log.warn({ sections: restartOnly }, 'changes to these sections take effect after a restart; batches and polling apply now');
       }
-      const applied = { ...this.#config, polling: next.polling, batches: next.batches };
+      // NOTE: accounts apply after a restart (their clients and budgets are built at start); a batch of an account
+      // the running process does not have waits for that restart instead of going out with another account's key.
+      const running = new Set(this.#config.accounts.map((a) => a.name));
+      const batches = next.batches.filter((b) => running.has(b.account));
+      if (batches.length < next.batches.length) {
+        const waiting = [...new Set(next.batches.filter((b) => !running.has(b.account)).map((b) => b.account))];
+        this.#log.warn({ accounts: waiting, batches: next.batches.length - batches.length }, 'batches of accounts added to the file start after a restart');
+      }
+      const applied = { ...this.#config, polling: next.polling, batches };
       const stats = await this.#watcher.reload(applied);
       this.#config = applied;
       this.metrics.recordConfigReload('ok');

@@ -6,6 +6,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -114,5 +115,28 @@ describe('one account of accounts, end to end', () => {
     );
     expect(err).toBeInstanceOf(DaemonError);
     expect((err as DaemonError).code).toBe('AccountsUnsupported');
+  });
+
+  it('a reload that adds an account leaves its batches for a restart (never sent with another account\'s key)', async () => {
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: 'warn',
+      destination: new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          lines.push(...chunk.toString().split('\n').filter(Boolean));
+          cb();
+        },
+      }),
+    });
+    const first = configFor([fleetA()]);
+    const base = { ...first, state: { ...first.state, dir: join(dir, 'state-reload') }, batches: [] };
+    const two = configFor([fleetA(), { ...fleetA(), name: 'fleet-b' }]);
+    const next = { ...base, accounts: two.accounts, batches: [{ ...two.batches[1]!, account: 'fleet-b', key: 'fleet-b:a1SimProduct2/8100002' }] };
+    const d = new Daemon({ config: base, logger, env: ENV, housekeeping: false, loadConfig: () => Promise.resolve(next) });
+    await d.start();
+    await d.reload('test');
+    expect(d.watcher.list()).toEqual([]);
+    await d.stop();
+    expect(lines.some((l) => l.includes('batches of accounts added to the file start after a restart') && l.includes('fleet-b'))).toBe(true);
   });
 });
