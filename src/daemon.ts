@@ -472,8 +472,10 @@ export class Daemon {
       // NOTE: accounts apply after a restart (their clients and budgets are built at start); a batch of an account
       // the running process does not have waits for that restart instead of going out with another account's key.
       const running = new Set(this.#config.accounts.map((a) => a.name));
-      const batches = next.batches.filter((b) => running.has(b.account));
-      if (batches.length < next.batches.length) {
+      // NOTE: the same array when nothing waits: the config source hands it back while the file is unchanged.
+      const filtered = next.batches.filter((b) => running.has(b.account));
+      const batches = filtered.length === next.batches.length ? next.batches : filtered;
+      if (batches !== next.batches) {
         const waiting = [...new Set(next.batches.filter((b) => !running.has(b.account)).map((b) => b.account))];
         this.#log.warn({ accounts: waiting, batches: next.batches.length - batches.length }, 'batches of accounts added to the file start after a restart');
       }
