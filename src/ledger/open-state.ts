@@ -103,6 +103,9 @@ export async function openStateBackend(config: CompiledConfig, deps: OpenStateDe
     ...(await postgresConnectSettings(config, deps.env, deps.logger)),
     schema: pgConfig.schema,
     leaseMs: pgConfig.leaseMs,
+    // With `accounts` (one per process in this build) the process owns that account's rows and lease, so processes
+    // of different accounts share one schema; without it, `default` as before.
+    ...(config.output.resultsLayout === 'account' ? { account: config.accounts[0]!.name } : {}),
     env: deps.env,
     ...(deps.logger ? { logger: deps.logger } : {}),
     ...(deps.clock ? { clock: deps.clock } : {}),
