@@ -110,7 +110,8 @@ export class Daemon {
     this.emitter = createEmitterSink({
       onListenerError: (err, event) => this.#log.warn({ err: coerceError(err), eventId: event.id }, 'event listener threw'),
     });
-    this.metrics = createMetrics();
+    // With `accounts` (one per process in this build) every series is labelled with the account.
+    this.metrics = createMetrics(options.config.output.resultsLayout === 'account' ? { account: options.config.accounts[0]!.name } : {});
   }
 
   get state(): DaemonState {
