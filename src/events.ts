@@ -31,11 +31,19 @@ export const OUTCOMES = [
 export type Outcome = (typeof OUTCOMES)[number];
 
 export interface WatcherEvent {
-  /** Stable for the same fact: `<applyId>:<discriminator>:<seq>`; consumers de-duplicate on it. */
+  /**
+   * Stable for the same fact: `<applyId>:<discriminator>:<seq>`, prefixed `<account>:` for accounts other than
+   * `default` (unique across accounts); consumers de-duplicate on it.
+   */
   id: string;
   type: EventType;
   /** ISO-8601 time the fact was observed. */
   at: string;
+  /**
+   * The account of the batch (DESIGN.md §11); `default` without an `accounts` section. Every event built by this
+   * version carries it; only events journaled by a version before accounts (still in an old outbox) lack it.
+   */
+  account?: string;
   applyId: string;
   productKey: string;
   name: string | null;

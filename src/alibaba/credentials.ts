@@ -34,6 +34,13 @@ export const CREDENTIAL_ENV_VARS = Object.freeze({
 export interface EnvCredentialsOptions {
   /** Reads a `*_FILE` path. @default fs.readFileSync(path, 'utf8') */
   readFile?: (path: string) => string;
+  /**
+   * The variables to read, for an account of `accounts` (DESIGN.md §11); `securityToken: null` reads none.
+   * @default CREDENTIAL_ENV_VARS
+   */
+  names?: { accessKeyId: string; accessKeySecret: string; securityToken: string | null };
+  /** The account the credentials are for, named in messages; absent for the one account of a file without `accounts`. */
+  account?: string;
 }
 
 /**
@@ -47,19 +54,23 @@ export function createEnvCredentials(
   options: EnvCredentialsOptions = {},
 ): CredentialsProvider {
   const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
-  const accessKeyId = readVar(env, CREDENTIAL_ENV_VARS.accessKeyId, readFile);
-  const accessKeySecret = readVar(env, CREDENTIAL_ENV_VARS.accessKeySecret, readFile);
-  const securityToken = readVar(env, CREDENTIAL_ENV_VARS.securityToken, readFile);
+  const names = options.names ?? CREDENTIAL_ENV_VARS;
+  const accessKeyId = readVar(env, names.accessKeyId, readFile);
+  const accessKeySecret = readVar(env, names.accessKeySecret, readFile);
+  const securityToken = names.securityToken === null ? null : readVar(env, names.securityToken, readFile);
   const missing: string[] = [];
-  if (accessKeyId === null) missing.push(CREDENTIAL_ENV_VARS.accessKeyId);
-  if (accessKeySecret === null) missing.push(CREDENTIAL_ENV_VARS.accessKeySecret);
+  if (accessKeyId === null) missing.push(names.accessKeyId);
+  if (accessKeySecret === null) missing.push(names.accessKeySecret);
   if (accessKeyId === null || accessKeySecret === null) {
-    throw new DaemonError(
-      `Alibaba Cloud credentials missing: set ${missing.map((n) => `${n} (or ${n}_FILE)`).join(' and ')}; ` +
-        `${CREDENTIAL_ENV_VARS.securityToken} (or ${CREDENTIAL_ENV_VARS.securityToken}_FILE) is optional, for STS. ` +
-        `Or configure alibaba.credentials: chain.`,
-      { kind: 'config', scope: 'process', code: 'CredentialsMissing' },
-    );
+    const set = missing.map((n) => `${n} (or ${n}_FILE)`).join(' and ');
+    const message =
+      options.account === undefined
+        ? `Alibaba Cloud credentials missing: set ${set}; ` +
+          `${CREDENTIAL_ENV_VARS.securityToken} (or ${CREDENTIAL_ENV_VARS.securityToken}_FILE) is optional, for STS. ` +
+          `Or configure alibaba.credentials: chain.`
+        : `Alibaba Cloud credentials of account "${options.account}" missing: set ${set} ` +
+          `(the variables its credentials name), or configure its credentials as { mode: chain }.`;
+    throw new DaemonError(message, { kind: 'config', scope: 'process', code: 'CredentialsMissing' });
   }
   const creds: Credentials = Object.freeze({ accessKeyId, accessKeySecret, securityToken });
   return { get: () => Promise.resolve(creds) };

@@ -12,12 +12,34 @@ import path from 'node:path';
 
 import type { z } from 'zod';
 
+import { CREDENTIAL_ENV_VARS } from '../alibaba/credentials.js';
+import { batchKey } from '../core/record.js';
 import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { type ConfigPath, type IssueAnchor, type PathIssue, crossCheck, formatPath } from './cross-checks.js';
 import { parseDuration } from './duration.js';
-import { type RawBatch, type RawConfig, type RawProvision, allowedKeysAt, batchSchema, configSchema, parseListen } from './schema.js';
-import type { BatchConfig, CompiledConfig, PollingPolicy, ProvisionJobConfig } from './types.js';
+import {
+  ACCOUNT_NAME_PATTERN,
+  DEFAULT_ACCOUNT,
+  RAW_DEFAULTS,
+  type RawBatch,
+  type RawConfig,
+  allowedKeysAt,
+  batchSchema,
+  configSchema,
+  parseListen,
+  type RawProvision,
+  reserveFraction,
+} from './schema.js';
+import type {
+  AccountConfig,
+  AccountCredentials,
+  AlibabaConfig,
+  BatchConfig,
+  CompiledConfig,
+  PollingPolicy,
+  ProvisionJobConfig,
+} from './types.js';
 
 /** Options of {@link compileConfigObject}. */
 export interface CompileOptions {
@@ -194,6 +216,14 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** What the batches of one account inherit from it. */
+export interface AccountDefaults {
+  regionId: string;
+  iotInstanceId: string | null;
+  /** The endpoint of `regionId`. */
+  endpoint: string;
+}
+
 /** What every batch of one configuration inherits. */
 export interface BatchContext {
   regionId: string;
@@ -202,11 +232,109 @@ export interface BatchContext {
   endpoint: string;
   polling: PollingPolicy;
   source: SourceMap;
+  /** The account of a batch that names none. @default 'default' */
+  account?: string;
+  /** Per account name, what its batches inherit instead of the fields above. */
+  accounts?: ReadonlyMap<string, AccountDefaults>;
 }
 
-function batchContext(data: RawConfig, source: SourceMap): BatchContext {
+/** `alibaba` compiled: the defaults every account inherits. */
+function compileAlibaba(data: RawConfig): AlibabaConfig {
   const a = data.alibaba;
-  const endpoint = a.endpoint === undefined ? defaultEndpoint(a.regionId) : new URL(a.endpoint).origin;
+  return {
+    regionId: a.regionId,
+    endpoint: a.endpoint === undefined ? defaultEndpoint(a.regionId) : new URL(a.endpoint).origin,
+    iotInstanceId: a.iotInstanceId ?? null,
+    signatureVersion: a.signatureVersion,
+    requestTimeoutMs: parseDuration(a.requestTimeout),
+    credentials: a.credentials,
+    failureWarnAfterMs: parseDuration(a.failureWarnAfter),
+  };
+}
+
+const DEFAULT_ENV_CREDENTIALS: AccountCredentials = {
+  mode: 'env',
+  accessKeyIdEnv: CREDENTIAL_ENV_VARS.accessKeyId,
+  accessKeySecretEnv: CREDENTIAL_ENV_VARS.accessKeySecret,
+  securityTokenEnv: CREDENTIAL_ENV_VARS.securityToken,
+};
+
+function inheritedCredentials(alibaba: AlibabaConfig): AccountCredentials {
+  return alibaba.credentials === 'chain' ? { mode: 'chain' } : DEFAULT_ENV_CREDENTIALS;
+}
+
+/**
+ * The accounts of DESIGN.md §11. Without `accounts`: the one account `default`, exactly `alibaba` + `rateLimit`.
+ * Each QPS budget is the account's figure (its own, or the top-level `rateLimit`'s) × (1 − reserve), so a user
+ * can write Alibaba's quota and the share other callers of the account need.
+ */
+function compileAccounts(data: RawConfig, alibaba: AlibabaConfig, source: SourceMap): AccountConfig[] {
+  const top = data.rateLimit;
+  if (data.accounts === undefined) {
+    const a = alibaba;
+    const quota = { statusQps: top.statusQps, pageQps: top.pageQps, submitQps: RAW_DEFAULTS.account.submitQps };
+    return [
+      {
+        name: DEFAULT_ACCOUNT,
+        regionId: a.regionId,
+        endpoint: a.endpoint,
+        iotInstanceId: a.iotInstanceId,
+        signatureVersion: a.signatureVersion,
+        requestTimeoutMs: a.requestTimeoutMs,
+        credentials: inheritedCredentials(a),
+        rateLimit: { ...quota, concurrency: top.concurrency },
+        quota,
+        reserve: 0,
+        source: null,
+      },
+    ];
+  }
+  return data.accounts.map((acc, index) => {
+    const regionId = acc.regionId ?? alibaba.regionId;
+    const endpoint =
+      acc.endpoint !== undefined
+        ? new URL(acc.endpoint).origin
+        : regionId === alibaba.regionId
+          ? alibaba.endpoint
+          : defaultEndpoint(regionId);
+    const c = acc.credentials;
+    const credentials: AccountCredentials =
+      c === undefined
+        ? inheritedCredentials(alibaba)
+        : c.mode === 'chain'
+          ? { mode: 'chain' }
+          : { mode: 'env', accessKeyIdEnv: c.accessKeyIdEnv!, accessKeySecretEnv: c.accessKeySecretEnv!, securityTokenEnv: c.securityTokenEnv ?? null };
+    const own = acc.rateLimit ?? {};
+    const quota = {
+      statusQps: own.statusQps ?? top.statusQps,
+      pageQps: own.pageQps ?? top.pageQps,
+      submitQps: own.submitQps ?? RAW_DEFAULTS.account.submitQps,
+    };
+    const reserve = acc.reserve === undefined ? RAW_DEFAULTS.account.reserve : reserveFraction(acc.reserve);
+    const share = (qps: number) => qps * (1 - reserve);
+    const position = source.position(['accounts', index], 'value');
+    return {
+      name: acc.name,
+      regionId,
+      endpoint,
+      iotInstanceId: acc.iotInstanceId ?? alibaba.iotInstanceId,
+      signatureVersion: acc.signatureVersion ?? alibaba.signatureVersion,
+      requestTimeoutMs: acc.requestTimeout === undefined ? alibaba.requestTimeoutMs : parseDuration(acc.requestTimeout),
+      credentials,
+      rateLimit: {
+        statusQps: share(quota.statusQps),
+        pageQps: share(quota.pageQps),
+        submitQps: share(quota.submitQps),
+        concurrency: own.concurrency ?? top.concurrency,
+      },
+      quota,
+      reserve,
+      source: source.hasPositions ? { file: source.displayFile, line: position.line, col: position.col } : null,
+    };
+  });
+}
+
+function batchContext(data: RawConfig, alibaba: AlibabaConfig, accounts: readonly AccountConfig[], source: SourceMap): BatchContext {
   const polling = pollingMs(data.polling, {
     initialDelayMs: 0,
     maxDelayMs: 0,
@@ -215,25 +343,39 @@ function batchContext(data: RawConfig, source: SourceMap): BatchContext {
     timeoutMs: 0,
     awaitingRegistrationDelayMs: 0,
   });
-  return { regionId: a.regionId, iotInstanceId: a.iotInstanceId ?? null, endpoint, polling, source };
+  const first = accounts[0]!;
+  const byName = new Map<string, AccountDefaults>();
+  for (const acc of accounts) byName.set(acc.name, { regionId: acc.regionId, iotInstanceId: acc.iotInstanceId, endpoint: acc.endpoint });
+  return {
+    regionId: alibaba.regionId,
+    iotInstanceId: alibaba.iotInstanceId,
+    endpoint: alibaba.endpoint,
+    polling,
+    source,
+    account: first.name,
+    accounts: byName,
+  };
 }
 
 function compileBatch(b: RawBatch, rawEntry: unknown, index: number, ctx: BatchContext): BatchConfig {
   const applyId = String(b.applyId);
-  const regionId = b.regionId ?? ctx.regionId;
+  const account = b.account ?? ctx.account ?? DEFAULT_ACCOUNT;
+  const inherited = ctx.accounts?.get(account) ?? ctx;
+  const regionId = b.regionId ?? inherited.regionId;
   const position = ctx.source.position(['batches', index], 'value');
   return {
+    account,
     applyId,
     productKey: b.productKey,
-    key: `${b.productKey}/${applyId}`,
+    key: batchKey(b.productKey, applyId, account),
     name: b.name ?? null,
     until: b.until,
     register: b.register,
-    iotInstanceId: b.iotInstanceId ?? ctx.iotInstanceId,
+    iotInstanceId: b.iotInstanceId ?? inherited.iotInstanceId,
     regionId,
-    // NOTE: a batch in another region talks to that region's public endpoint, even when alibaba.endpoint
-    // overrides the endpoint of the main region (the override is per region by nature).
-    endpoint: regionId === ctx.regionId ? ctx.endpoint : defaultEndpoint(regionId),
+    // NOTE: a batch in another region talks to that region's public endpoint, even when the account's endpoint
+    // overrides the endpoint of its main region (the override is per region by nature).
+    endpoint: regionId === inherited.regionId ? inherited.endpoint : defaultEndpoint(regionId),
     // NOTE: zod's output is already a fresh object of our own: no copy (100,000 of them at scale).
     labels: b.labels === undefined || Object.keys(b.labels).length === 0 ? NO_LABELS : b.labels,
     // NOTE: batches without overrides share one frozen policy (100,000 batches, one object).
@@ -258,23 +400,28 @@ function compileProvision(p: RawProvision, index: number, source: SourceMap, cwd
   };
 }
 
-function compileValid(data: RawConfig, ctx: BatchContext, batches: BatchConfig[], cwd: string): CompiledConfig {
-  const a = data.alibaba;
-  const { endpoint, polling, source } = ctx;
+/** The parts every batch needs, compiled once. */
+interface Prepared {
+  alibaba: AlibabaConfig;
+  accounts: AccountConfig[];
+  ctx: BatchContext;
+}
+
+function prepare(data: RawConfig, source: SourceMap): Prepared {
+  const alibaba = compileAlibaba(data);
+  const accounts = compileAccounts(data, alibaba, source);
+  return { alibaba, accounts, ctx: batchContext(data, alibaba, accounts, source) };
+}
+
+function compileValid(data: RawConfig, prepared: Prepared, batches: BatchConfig[], cwd: string): CompiledConfig {
+  const { polling, source } = prepared.ctx;
   const listen = data.http.listen === 'off' ? null : parseListen(data.http.listen);
   const webhook = data.output.webhook;
 
   const compiled: CompiledConfig = {
     file: source.absoluteFile,
-    alibaba: {
-      regionId: a.regionId,
-      endpoint,
-      iotInstanceId: a.iotInstanceId ?? null,
-      signatureVersion: a.signatureVersion,
-      requestTimeoutMs: parseDuration(a.requestTimeout),
-      credentials: a.credentials,
-      failureWarnAfterMs: parseDuration(a.failureWarnAfter),
-    },
+    alibaba: prepared.alibaba,
+    accounts: prepared.accounts,
     polling,
     rateLimit: { ...data.rateLimit },
     devices: { ...data.devices },
@@ -300,6 +447,8 @@ function compileValid(data: RawConfig, ctx: BatchContext, batches: BatchConfig[]
       eventsFile: data.output.eventsFile === undefined ? null : path.resolve(cwd, data.output.eventsFile),
       webhook:
         webhook === undefined ? null : { url: webhook.url, secretEnv: webhook.secretEnv, timeoutMs: parseDuration(webhook.timeout) },
+      // NOTE: absent without `accounts`: the old layout, and the compiled output of such a file unchanged.
+      ...(data.accounts === undefined ? {} : { resultsLayout: 'account' as const }),
     },
     http: { listen, ...(data.http.auth === undefined ? {} : { auth: { tokenEnv: data.http.auth.tokenEnv, metrics: data.http.auth.metrics } }) },
     housekeeping: {
@@ -313,6 +462,19 @@ function compileValid(data: RawConfig, ctx: BatchContext, batches: BatchConfig[]
     ...(data.provision.length > 0 ? { provision: data.provision.map((p, i) => compileProvision(p, i, source, cwd)) } : {}),
   };
   return deepFreeze(compiled);
+}
+
+/** Adds `(account "<name>")` to schema issues inside an entry of `accounts` whose name is valid (DESIGN.md §11). */
+function nameAccounts(issues: PathIssue[], raw: unknown): PathIssue[] {
+  const accounts = (raw as { accounts?: unknown } | null)?.accounts;
+  if (!Array.isArray(accounts)) return issues;
+  return issues.map((issue) => {
+    const [section, index, key] = issue.path;
+    if (section !== 'accounts' || typeof index !== 'number' || key === 'name') return issue;
+    const name = (accounts[index] as { name?: unknown } | null | undefined)?.name;
+    if (typeof name !== 'string' || !ACCOUNT_NAME_PATTERN.test(name)) return issue;
+    return { ...issue, message: `${issue.message} (account "${name}")` };
+  });
 }
 
 /**
@@ -339,13 +501,16 @@ export function validateAndCompile(
     }
   }
   const parsed = configSchema.safeParse(raw, { reportInput: true });
-  const issues = [...(parsed.success ? [] : fromZodIssues(parsed.error.issues)), ...crossCheck(raw, (p) => source.describe(p))];
+  const issues = [
+    ...(parsed.success ? [] : nameAccounts(fromZodIssues(parsed.error.issues), raw)),
+    ...crossCheck(raw, (p) => source.describe(p)),
+  ];
   if (issues.length > 0 || earlierIssues.length > 0 || !parsed.success) {
     throw new ConfigError(sortIssues([...earlierIssues, ...toConfigIssues(issues, source)]));
   }
   const rawBatches = (raw as { batches?: unknown[] }).batches ?? [];
-  const ctx = batchContext(parsed.data, source);
-  return compileValid(parsed.data, ctx, parsed.data.batches.map((b, i) => compileBatch(b, rawBatches[i], i, ctx)), cwd);
+  const prepared = prepare(parsed.data, source);
+  return compileValid(parsed.data, prepared, parsed.data.batches.map((b, i) => compileBatch(b, rawBatches[i], i, prepared.ctx)), cwd);
 }
 
 /**
@@ -358,14 +523,14 @@ function compileStreaming(raw: Record<string, unknown>, rawBatches: readonly unk
   const top = configSchema.safeParse({ ...raw, batches: [] });
   if (!top.success) return null;
   if (crossCheck(raw, (p) => source.describe(p)).length > 0) return null;
-  const ctx = batchContext(top.data, source);
+  const prepared = prepare(top.data, source);
   const batches: BatchConfig[] = new Array<BatchConfig>(rawBatches.length);
   for (let i = 0; i < rawBatches.length; i += 1) {
     const entry = batchSchema.safeParse(rawBatches[i]);
     if (!entry.success) return null;
-    batches[i] = compileBatch(entry.data, rawBatches[i], i, ctx);
+    batches[i] = compileBatch(entry.data, rawBatches[i], i, prepared.ctx);
   }
-  return compileValid(top.data, ctx, batches, cwd);
+  return compileValid(top.data, prepared, batches, cwd);
 }
 
 /**

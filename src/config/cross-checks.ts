@@ -4,10 +4,18 @@
  * looks only at values that are valid on their own, so nothing is reported twice.
  */
 
-import { describeValue } from './describe.js';
 import { formatDuration, tryParseDuration } from './duration.js';
 import { crossCheckProvision } from './provision-checks.js';
-import { APPLY_ID_PATTERN, PRODUCT_KEY_PATTERN, RAW_DEFAULTS, batchSchema, positiveDurationSchema } from './schema.js';
+import { describeValue as describe, expectedGot } from './describe.js';
+import {
+  ACCOUNT_NAME_PATTERN,
+  APPLY_ID_PATTERN,
+  DEFAULT_ACCOUNT,
+  PRODUCT_KEY_PATTERN,
+  RAW_DEFAULTS,
+  batchSchema,
+  positiveDurationSchema,
+} from './schema.js';
 
 /** A key path as zod reports it: `['batches', 1, 'polling', 'maxDelay']`. */
 export type ConfigPath = readonly (string | number)[];
@@ -81,13 +89,13 @@ function checkDelays(
     issues.push({
       path: [...prefix, 'initialDelay'],
       anchor: 'value',
-      message: `expected a duration ≤ maxDelay (${formatDuration(maxMs)}, from ${maxFrom}), got ${describeValue(ownInitial)}`,
+      message: `expected a duration ≤ maxDelay (${formatDuration(maxMs)}, from ${maxFrom}), got ${describe(ownInitial)}`,
     });
   } else if (ownMax !== undefined) {
     issues.push({
       path: [...prefix, 'maxDelay'],
       anchor: 'value',
-      message: `expected a duration ≥ initialDelay (${formatDuration(initialMs)}, from ${inherited.initialDelay?.from ?? ''}), got ${describeValue(ownMax)}`,
+      message: `expected a duration ≥ initialDelay (${formatDuration(initialMs)}, from ${inherited.initialDelay?.from ?? ''}), got ${describe(ownMax)}`,
     });
   }
 }
@@ -99,8 +107,11 @@ function effective(polling: unknown, key: 'initialDelay' | 'maxDelay', fallback:
   return ms === null ? null : { ms, from: `polling.${key}` };
 }
 
-/** The identity of a batch entry, `productKey/applyId`, when both are valid; else null. */
-export function batchIdentity(entry: unknown): string | null {
+/**
+ * The identity of a batch entry, `productKey/applyId` (prefixed `account:` for an account other than
+ * `default`), when both are valid; else null.
+ */
+export function batchIdentity(entry: unknown, account: string = DEFAULT_ACCOUNT): string | null {
   const applyId = field(entry, 'applyId');
   const productKey = field(entry, 'productKey');
   // NOTE: the common cases are decided without zod (two schema runs per entry cost seconds at 100,000 entries);
@@ -111,7 +122,66 @@ export function batchIdentity(entry: unknown): string | null {
     batchSchema.shape.applyId.safeParse(applyId).success;
   const productOk = (typeof productKey === 'string' && PRODUCT_KEY_PATTERN.test(productKey)) || batchSchema.shape.productKey.safeParse(productKey).success;
   if (!applyOk || !productOk) return null;
-  return `${String(productKey)}/${String(applyId)}`;
+  const key = `${String(productKey)}/${String(applyId)}`;
+  return account === DEFAULT_ACCOUNT ? key : `${account}:${key}`;
+}
+
+/** The valid account names of `accounts`, in order (null without an `accounts` list). */
+function accountNames(raw: unknown): string[] | null {
+  const accounts = field(raw, 'accounts');
+  if (!Array.isArray(accounts)) return null;
+  const names: string[] = [];
+  for (const entry of accounts) {
+    const name = field(entry, 'name');
+    if (typeof name === 'string' && ACCOUNT_NAME_PATTERN.test(name)) names.push(name);
+  }
+  return names;
+}
+
+/** Rules of `accounts` (DESIGN.md §11): unique names, credentials that say what to read. */
+function checkAccounts(raw: unknown, where: DescribeLocation, issues: PathIssue[]): void {
+  const accounts = field(raw, 'accounts');
+  if (!Array.isArray(accounts)) return;
+  const seen = new Map<string, number>();
+  accounts.forEach((entry: unknown, index) => {
+    if (!isRecord(entry)) return;
+    const name = field(entry, 'name');
+    const named = typeof name === 'string' && ACCOUNT_NAME_PATTERN.test(name) ? name : null;
+    const label = named === null ? `accounts[${index}]` : `account "${named}"`;
+    if (named !== null) {
+      const first = seen.get(named);
+      if (first === undefined) seen.set(named, index);
+      else {
+        issues.push({
+          path: ['accounts', index, 'name'],
+          anchor: 'value',
+          message: `duplicate account "${named}": the name is already declared at ${where(['accounts', first])}`,
+        });
+      }
+    }
+    const credentials = field(entry, 'credentials');
+    if (!isRecord(credentials)) return;
+    const mode = field(credentials, 'mode');
+    const envKeys = ['accessKeyIdEnv', 'accessKeySecretEnv', 'securityTokenEnv'].filter((k) => field(credentials, k) !== undefined);
+    if (mode === 'chain') {
+      for (const key of envKeys) {
+        issues.push({
+          path: ['accounts', index, 'credentials', key],
+          anchor: 'key',
+          message: `expected no ${key} with mode: chain (${label} reads its credentials from the default chain), got ${describe(field(credentials, key))}`,
+        });
+      }
+    } else if (mode === undefined || mode === 'env') {
+      for (const key of ['accessKeyIdEnv', 'accessKeySecretEnv']) {
+        if (field(credentials, key) !== undefined) continue;
+        issues.push({
+          path: ['accounts', index, 'credentials', key],
+          anchor: 'parent',
+          message: `${expectedGot('the name of an environment variable', undefined)}: ${label} reads its credentials from variables (or set mode: chain)`,
+        });
+      }
+    }
+  });
 }
 
 /**
@@ -133,11 +203,34 @@ export function crossCheck(raw: unknown, where: DescribeLocation): PathIssue[] {
     maxDelay: effective(topPolling, 'maxDelay', defaultMax),
   };
 
+  checkAccounts(raw, where, issues);
+  const names = accountNames(raw);
+  const firstAccount = names === null ? DEFAULT_ACCOUNT : (names[0] ?? null);
+
   const batches = field(raw, 'batches');
   if (!Array.isArray(batches)) return issues;
   const seen = new Map<string, number>();
   batches.forEach((entry: unknown, index) => {
     if (!isRecord(entry)) return;
+    const ownAccount = field(entry, 'account');
+    let account: string | null = firstAccount;
+    if (typeof ownAccount === 'string' && ACCOUNT_NAME_PATTERN.test(ownAccount)) {
+      const known = names === null ? [DEFAULT_ACCOUNT] : names;
+      account = ownAccount;
+      if (!known.includes(ownAccount)) {
+        account = null;
+        issues.push({
+          path: ['batches', index, 'account'],
+          anchor: 'value',
+          message:
+            names === null
+              ? `unknown account "${ownAccount}": without an accounts section the only account is "${DEFAULT_ACCOUNT}"`
+              : `unknown account "${ownAccount}", expected one of: ${names.map((n) => `"${n}"`).join(', ')}`,
+        });
+      }
+    } else if (ownAccount !== undefined) {
+      account = null;
+    }
     const polling = field(entry, 'polling');
     if (isRecord(polling)) checkDelays(polling, ['batches', index, 'polling'], inherited, issues);
 
@@ -160,7 +253,7 @@ export function crossCheck(raw: unknown, where: DescribeLocation): PathIssue[] {
       });
     }
 
-    const identity = batchIdentity(entry);
+    const identity = account === null ? null : batchIdentity(entry, account);
     if (identity === null) return;
     const first = seen.get(identity);
     if (first === undefined) {
@@ -169,7 +262,7 @@ export function crossCheck(raw: unknown, where: DescribeLocation): PathIssue[] {
       issues.push({
         path: ['batches', index],
         anchor: 'value',
-        message: `duplicate batch ${identity}: the same productKey and applyId are already declared at ${where(['batches', first])}`,
+        message: `duplicate batch ${identity}: the same ${account === DEFAULT_ACCOUNT ? '' : 'account, '}productKey and applyId are already declared at ${where(['batches', first])}`,
       });
     }
   });

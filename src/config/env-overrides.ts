@@ -15,7 +15,7 @@ import { expectedGot } from './describe.js';
 import { resolveLogSettings } from './env.js';
 import { maxConfigBytes } from './read-file.js';
 import { LISTEN_EXPECTED, parseListen } from './schema.js';
-import type { CompiledConfig } from './types.js';
+import type { AccountConfig, CompiledConfig } from './types.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -50,6 +50,28 @@ function issuesOf(fn: () => unknown): ConfigIssue[] {
 }
 
 /**
+ * The credential problems of one account of `accounts` (DESIGN.md §11): missing variables, both `NAME` and
+ * `NAME_FILE`, an unreadable file. Each issue points at the account's entry (file:line:col when known) and names it.
+ */
+export function accountCredentialIssues(account: AccountConfig, index: number, env: Env): ConfigIssue[] {
+  const c = account.credentials;
+  if (c.mode !== 'env') return [];
+  const at = account.source;
+  const path = `accounts[${index}].credentials`;
+  try {
+    createEnvCredentials(env, {
+      names: { accessKeyId: c.accessKeyIdEnv, accessKeySecret: c.accessKeySecretEnv, securityToken: c.securityTokenEnv },
+      account: account.name,
+    });
+    return [];
+  } catch (err) {
+    if (!(err instanceof DaemonError)) throw err;
+    const message = err.message.includes(`"${account.name}"`) ? err.message : `account "${account.name}": ${err.message}`;
+    return [{ file: at?.file ?? 'env', line: at?.line ?? 0, col: at?.col ?? 0, path, message }];
+  }
+}
+
+/**
  * Everything about the environment that would stop `run` with this configuration: bad `LOG_LEVEL`,
  * `LOG_FORMAT`, `IBW_HTTP_LISTEN` or `IBW_CONFIG_MAX_BYTES`; missing or unreadable credentials (with
  * `alibaba.credentials: env`); a webhook without its secret, or an unreadable secret file.
@@ -62,13 +84,18 @@ export function checkEnvironment(config: CompiledConfig, env: Env): ConfigIssue[
     ...issuesOf(() => applyEnvOverrides(config, env)),
     ...issuesOf(() => maxConfigBytes(env)),
   ];
-  if (config.alibaba.credentials === 'env') {
-    try {
-      createEnvCredentials(env);
-    } catch (err) {
-      if (!(err instanceof DaemonError)) throw err;
-      issues.push(envIssue(CREDENTIAL_ENV_VARS.accessKeyId.replace(/_ID$/, '_*'), err.message));
+  if (config.output.resultsLayout !== 'account') {
+    // One account, `default` (a file without `accounts`): exactly the check of before accounts existed.
+    if (config.alibaba.credentials === 'env') {
+      try {
+        createEnvCredentials(env);
+      } catch (err) {
+        if (!(err instanceof DaemonError)) throw err;
+        issues.push(envIssue(CREDENTIAL_ENV_VARS.accessKeyId.replace(/_ID$/, '_*'), err.message));
+      }
     }
+  } else {
+    for (const [index, account] of config.accounts.entries()) issues.push(...accountCredentialIssues(account, index, env));
   }
   const webhook = config.output.webhook;
   if (webhook !== null) {

@@ -25,6 +25,12 @@ import { checkUrl } from '../url-rule.js';
 export const STATUS_QPS_LIMIT = 30;
 /** Alibaba's per-account limit for QueryPageByApplyId, in requests per second. */
 export const PAGE_QPS_LIMIT = 50;
+/** Alibaba's per-account limit for BatchCheckDeviceNames and BatchRegisterDevice, in requests per second (§13). */
+export const SUBMIT_QPS_LIMIT = 10;
+/** The account every batch belongs to when the file has no `accounts` section (DESIGN.md §11). */
+export { DEFAULT_ACCOUNT } from '../core/record.js';
+/** What an account name may be. */
+export const ACCOUNT_NAME_PATTERN = /^[a-z0-9-]{1,40}$/;
 /** Largest `rateLimit.concurrency`. */
 export const MAX_CONCURRENCY = 256;
 /** Longest `name`, label name and label value, in characters (a bound, so a runaway generator cannot feed 50 MB names). */
@@ -44,6 +50,8 @@ export const RAW_DEFAULTS = {
     awaitingRegistrationDelay: '5m',
   },
   rateLimit: { statusQps: 5, pageQps: 5, concurrency: 8 },
+  /** An account's `submitQps` when it sets none (the top-level `rateLimit` has no submit budget). */
+  account: { submitQps: 5, reserve: 0 },
   devices: { fetch: true, includeSecrets: true },
   state: { backend: 'file', dir: './data/state', postgres: { urlEnv: 'IBW_DATABASE_URL', schema: 'iot_batch_watcher', lease: '15s' } },
   output: { resultsDir: './data/results' },
@@ -286,6 +294,87 @@ const rateLimitSchema = z
   .prefault({})
   .describe('One API budget for the whole process.');
 
+const ACCOUNT_NAME_EXPECTED = 'an account name: 1 to 40 lower-case letters, digits or "-"';
+const accountNameSchema = z.string(expect(ACCOUNT_NAME_EXPECTED)).regex(ACCOUNT_NAME_PATTERN, expect(ACCOUNT_NAME_EXPECTED));
+
+const RESERVE_EXPECTED = 'a share of the quota below 100%: a percentage like "20%" or a fraction from 0 up to (not including) 1';
+/** `reserve` as a percentage string. */
+export const RESERVE_PERCENT_PATTERN = /^(\d{1,2}(?:\.\d+)?)%$/;
+const reserveSchema = z.union(
+  [
+    z.string(expect(RESERVE_EXPECTED)).regex(RESERVE_PERCENT_PATTERN, expect(RESERVE_EXPECTED)),
+    z.number(expect(RESERVE_EXPECTED)).min(0, expect(RESERVE_EXPECTED)).lt(1, expect(RESERVE_EXPECTED)),
+  ],
+  expect(RESERVE_EXPECTED),
+);
+
+/** The fraction a valid `reserve` stands for: `"20%"` → 0.2. */
+export function reserveFraction(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const m = RESERVE_PERCENT_PATTERN.exec(value);
+  return m === null ? 0 : Number(m[1]) / 100;
+}
+
+const accountCredentialsSchema = z
+  .strictObject(
+    {
+      mode: enumSchema(['env', 'chain'] as const)
+        .optional()
+        .describe('env (default when variable names are given): the variables below; chain: the official default credential chain.'),
+      accessKeyIdEnv: envNameSchema.optional().describe('Env variable (or <NAME>_FILE) holding the AccessKey ID; the name only.'),
+      accessKeySecretEnv: envNameSchema.optional().describe('Env variable (or <NAME>_FILE) holding the AccessKey secret; the name only.'),
+      securityTokenEnv: envNameSchema.optional().describe('Optional env variable (or <NAME>_FILE) holding an STS token.'),
+    },
+    expect(MAPPING),
+  )
+  .describe("This account's credentials; without it the account uses alibaba.credentials (ALIBABA_CLOUD_* or chain).");
+
+const accountRateLimitSchema = z
+  .strictObject(
+    {
+      statusQps: qps(STATUS_QPS_LIMIT, 'QueryBatchRegisterDeviceStatus')
+        .optional()
+        .describe("This account's QueryBatchRegisterDeviceStatus budget before reserve; default rateLimit.statusQps."),
+      pageQps: qps(PAGE_QPS_LIMIT, 'QueryPageByApplyId')
+        .optional()
+        .describe("This account's QueryPageByApplyId budget before reserve; default rateLimit.pageQps."),
+      submitQps: qps(SUBMIT_QPS_LIMIT, 'BatchCheckDeviceNames and BatchRegisterDevice')
+        .optional()
+        .describe(`This account's provisioning submit budget before reserve; default ${RAW_DEFAULTS.account.submitQps}.`),
+      concurrency: z
+        .number(expect(CONCURRENCY_EXPECTED))
+        .int(expect(CONCURRENCY_EXPECTED))
+        .min(1, expect(CONCURRENCY_EXPECTED))
+        .max(MAX_CONCURRENCY, expect(CONCURRENCY_EXPECTED))
+        .optional()
+        .describe("This account's requests in flight at once; default rateLimit.concurrency."),
+    },
+    expect(MAPPING),
+  )
+  .describe("This account's own budget; unset keys inherit the top-level rateLimit.");
+
+/** One entry of `accounts`, as written (DESIGN.md §11). */
+export const accountSchema = z
+  .strictObject(
+    {
+      name: accountNameSchema.describe('The account name batches refer to ([a-z0-9-]{1,40}).'),
+      regionId: regionSchema.optional().describe('Region of this account; default alibaba.regionId.'),
+      endpoint: urlSchema('an https:// URL without a path', true)
+        .optional()
+        .describe("Override of this account's endpoint; default alibaba.endpoint (same region) or the region's public one."),
+      iotInstanceId: instanceSchema.optional().describe('Default IotInstanceId of this account; default alibaba.iotInstanceId.'),
+      signatureVersion: enumSchema(['v1', 'v3'] as const).optional().describe('v3 or v1; default alibaba.signatureVersion.'),
+      requestTimeout: positiveDurationSchema.optional().describe('Total deadline of one API request; default alibaba.requestTimeout.'),
+      credentials: accountCredentialsSchema.optional(),
+      rateLimit: accountRateLimitSchema.optional(),
+      reserve: reserveSchema
+        .optional()
+        .describe('Share of the quota left for other callers of this account: each QPS budget is multiplied by (1 - reserve).'),
+    },
+    expect('a mapping with at least name'),
+  )
+  .describe('One Alibaba Cloud account: its own credentials, endpoint and budget.');
+
 const devicesSchema = z
   .strictObject(
     {
@@ -448,10 +537,11 @@ export const batchSchema = z
       register: booleanSchema()
         .default(RAW_DEFAULTS.batch.register)
         .describe('On CHECK_SUCCESS, call BatchRegisterDeviceWithApplyId once ourselves.'),
-      iotInstanceId: instanceSchema.optional().describe('Overrides alibaba.iotInstanceId.'),
-      regionId: regionSchema.optional().describe('Overrides alibaba.regionId (and uses that region\'s default endpoint).'),
+      iotInstanceId: instanceSchema.optional().describe("Overrides the account's iotInstanceId."),
+      regionId: regionSchema.optional().describe("Overrides the account's regionId (and uses that region's default endpoint)."),
       labels: labelsSchema.optional().describe('Copied into events and results.'),
       polling: z.strictObject(pollingShape(false), expect(MAPPING)).optional().describe('Overrides of any polling key.'),
+      account: accountNameSchema.optional().describe('The account (accounts[].name) the batch belongs to; default the first account.'),
     },
     expect('a mapping with at least applyId and productKey'),
   )
@@ -516,7 +606,13 @@ export type RawProvision = z.output<typeof provisionSchema>;
 export const configSchema = z
   .strictObject(
     {
+      // NOTE: required beside `accounts` too: it holds the defaults every account inherits (at least regionId).
       alibaba: alibabaSchema,
+      accounts: z
+        .array(accountSchema, expect('a list of accounts'))
+        .min(1, expect('a list of at least one account'))
+        .optional()
+        .describe('Several Alibaba Cloud accounts in one process; without it, alibaba + rateLimit are the one account "default".'),
       polling: pollingSchema,
       rateLimit: rateLimitSchema,
       devices: devicesSchema,

@@ -49,6 +49,44 @@ export interface RateLimitConfig {
   concurrency: number;
 }
 
+/** Where an account's AccessKey comes from: named environment variables (each also `<NAME>_FILE`), or the chain. */
+export type AccountCredentials =
+  | { mode: 'env'; accessKeyIdEnv: string; accessKeySecretEnv: string; securityTokenEnv: string | null }
+  | { mode: 'chain' };
+
+/** An account's budget, per action, in requests per second. */
+export interface AccountRateLimit {
+  statusQps: number;
+  pageQps: number;
+  /** Provisioning submits (BatchCheckDeviceNames, BatchRegisterDevice). @default 5 */
+  submitQps: number;
+  concurrency: number;
+}
+
+/**
+ * One Alibaba Cloud account (DESIGN.md §11). Without an `accounts` section the compiled config holds exactly one,
+ * `default`, built from `alibaba` and `rateLimit`.
+ */
+export interface AccountConfig {
+  /** `[a-z0-9-]{1,40}`; `default` for the implicit account. */
+  name: string;
+  regionId: string;
+  /** Resolved: the override, `alibaba.endpoint` for the same region, or https://iot.<regionId>.aliyuncs.com */
+  endpoint: string;
+  iotInstanceId: string | null;
+  signatureVersion: SignatureVersion;
+  requestTimeoutMs: number;
+  credentials: AccountCredentials;
+  /** The budget the process uses: the account's quota × (1 − reserve). */
+  rateLimit: AccountRateLimit;
+  /** The figures before `reserve` (as written, or inherited from `rateLimit`). */
+  quota: Omit<AccountRateLimit, 'concurrency'>;
+  /** Share of the quota left to other callers of the account, 0 ≤ reserve < 1. @default 0 */
+  reserve: number;
+  /** Where the entry is in the file, for messages; null for the implicit account and programmatic configs. */
+  source: { file: string; line: number; col: number } | null;
+}
+
 export interface WebhookConfig {
   url: string;
   /** Name of the env variable holding the HMAC key. @default 'IBW_WEBHOOK_SECRET' */
@@ -58,10 +96,12 @@ export interface WebhookConfig {
 }
 
 export interface BatchConfig {
+  /** The account (AccountConfig.name) the batch belongs to; `default` without an `accounts` section. */
+  account: string;
   /** Always a string (a Long must survive beyond 2^53). */
   applyId: string;
   productKey: string;
-  /** `${productKey}/${applyId}` */
+  /** `batchKey(account, productKey, applyId)`: `${productKey}/${applyId}` for account `default`. */
   key: string;
   name: string | null;
   /** @default 'created' */
@@ -114,7 +154,10 @@ export interface ProvisionJobConfig {
 export interface CompiledConfig {
   /** Absolute path of the file this came from, or null for programmatic configs. */
   file: string | null;
+  /** `alibaba` as written: the one account's settings without `accounts`, else the defaults accounts inherit. */
   alibaba: AlibabaConfig;
+  /** Every account, in file order; always at least one (`default` without an `accounts` section). */
+  accounts: AccountConfig[];
   polling: PollingPolicy;
   rateLimit: RateLimitConfig;
   devices: { fetch: boolean; includeSecrets: boolean };
@@ -125,7 +168,16 @@ export interface CompiledConfig {
     /** Used when `backend` is postgres. `compile` always sets it. */
     postgres?: { urlEnv: string; schema: string; leaseMs: number; ssl?: PostgresSslConfig };
   };
-  output: { resultsDir: string; eventsFile: string | null; webhook: WebhookConfig | null };
+  output: {
+    resultsDir: string;
+    eventsFile: string | null;
+    webhook: WebhookConfig | null;
+    /**
+     * `account`: result files at `<resultsDir>/<account>/<productKey>/<applyId>.json` (the file has `accounts`);
+     * `product` (or absent): `<resultsDir>/<productKey>/<applyId>.json`, as without accounts.
+     */
+    resultsLayout?: 'product' | 'account';
+  };
   /** `listen` is `null` when "off"; `auth` is present only when `http.auth` is given. */
   http: { listen: { host: string; port: number } | null; auth?: HttpAuthConfig };
   housekeeping: { reloadConfig: string; summary: string; prune: string; retentionMs: number };

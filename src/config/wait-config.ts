@@ -78,7 +78,10 @@ export function compileWaitConfig(flags: WaitFlags, base: CompiledConfig | null,
   if (flags.regionId !== undefined) entry.regionId = flags.regionId;
   if (flags.timeout !== undefined) entry.polling = { timeout: flags.timeout };
 
+  // NOTE: `wait` watches its batch under the file's first account (the one a batch without `account` gets).
+  const account = root.accounts[0]!;
   const compiled = compileSingleBatch(entry, {
+    account: account.name,
     regionId,
     iotInstanceId: root.alibaba.iotInstanceId,
     endpoint: regionEndpoint,
@@ -97,6 +100,7 @@ export function compileWaitConfig(flags: WaitFlags, base: CompiledConfig | null,
   return {
     ...root,
     alibaba: { ...root.alibaba, regionId, endpoint: regionEndpoint },
+    accounts: [{ ...account, regionId, endpoint: regionEndpoint }],
     polling: compiled.batch.polling,
     // NOTE: wait keeps its result in memory and prints it; it must not append to the daemon's events file or
     // call its webhook.

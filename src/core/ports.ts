@@ -121,6 +121,8 @@ export interface EventSink {
 
 /** The full result written to `<resultsDir>/<productKey>/<applyId>.json` (DESIGN.md §4). */
 export interface BatchResult {
+  /** The account of the batch (DESIGN.md §11); `default` without an `accounts` section. */
+  account?: string;
   applyId: string;
   productKey: string;
   name: string | null;

@@ -16,7 +16,7 @@
  */
 import type { BatchConfig, CompiledConfig } from '../config/types.js';
 import type { Random } from './clock.js';
-import type { BatchRecord } from './record.js';
+import { type BatchRecord, accountOf } from './record.js';
 import { type Step, added, cancel, createRecord, overdueWindowMs, resumeAt } from './transitions.js';
 
 /** What a planned step is; once recorded, `added`, `rearmed` and `cancelled` keys are due at once. */
@@ -115,16 +115,20 @@ export function isOpen(rec: BatchRecord): boolean {
  */
 export function policyFor(config: CompiledConfig, entry: BatchConfig | undefined, rec: BatchRecord): BatchConfig {
   if (entry) return entry;
+  const account = accountOf(rec);
+  // The account's region and endpoint (an account removed from the file too: the file's defaults).
+  const inherited = config.accounts.find((a) => a.name === account) ?? config.alibaba;
   return {
+    account,
     applyId: rec.applyId,
     productKey: rec.productKey,
     key: rec.key,
     name: rec.name,
     until: 'created',
     register: false,
-    iotInstanceId: config.alibaba.iotInstanceId,
-    regionId: config.alibaba.regionId,
-    endpoint: config.alibaba.endpoint,
+    iotInstanceId: inherited.iotInstanceId,
+    regionId: inherited.regionId,
+    endpoint: inherited.endpoint,
     labels: rec.labels,
     polling: config.polling,
     entryHash: rec.entryHash,

@@ -29,8 +29,10 @@ export interface StatusSample {
 }
 
 export interface BatchRecord {
-  /** `${productKey}/${applyId}` */
+  /** {@link batchKey}: `${productKey}/${applyId}` for account `default`, `${account}:${productKey}/${applyId}` else. */
   key: string;
+  /** The account the batch belongs to; absent in records written before accounts existed, which means `default`. */
+  account?: string;
   applyId: string;
   productKey: string;
   name: string | null;
@@ -77,6 +79,29 @@ export interface OutboxEntry {
   acked: string[];
 }
 
-export function batchKey(productKey: string, applyId: string): string {
-  return `${productKey}/${applyId}`;
+/** The account of a ledger without accounts (DESIGN.md §11): its keys, ids and paths keep their old form. */
+export const DEFAULT_ACCOUNT = 'default';
+
+/**
+ * The ledger key of a batch, its identity `(account, productKey, applyId)`. Account `default` keeps the format of
+ * ledgers written before accounts existed, so such a state directory opens unchanged; other accounts are prefixed
+ * `<account>:` (account names are `[a-z0-9-]`, ProductKeys never hold `:`, so keys never collide).
+ */
+export function batchKey(productKey: string, applyId: string, account: string = DEFAULT_ACCOUNT): string {
+  return account === DEFAULT_ACCOUNT ? `${productKey}/${applyId}` : `${account}:${productKey}/${applyId}`;
+}
+
+/** The account of a record; records from before accounts existed belong to `default`. */
+export function accountOf(rec: Pick<BatchRecord, 'account'>): string {
+  return rec.account ?? DEFAULT_ACCOUNT;
+}
+
+/**
+ * The id of a record's `seq`-th event: `<applyId>:<discriminator>:<seq>` for account `default` (the ids consumers
+ * already de-duplicate on), prefixed `<account>:` for other accounts so ids stay unique across accounts.
+ */
+export function eventId(rec: Pick<BatchRecord, 'account' | 'applyId'>, discriminator: string, seq: number): string {
+  const account = accountOf(rec);
+  const id = `${rec.applyId}:${discriminator}:${seq}`;
+  return account === DEFAULT_ACCOUNT ? id : `${account}:${id}`;
 }

@@ -13,7 +13,7 @@ import type { Outcome } from '../events.js';
 import { nextDelayMs } from './backoff.js';
 import type { Random } from './clock.js';
 import type { BatchResult, DeviceInfo } from './ports.js';
-import type { BatchRecord } from './record.js';
+import { type BatchRecord, accountOf } from './record.js';
 import { type Effect, type Step, emit } from './transitions.js';
 
 /** Whether the device list must be fetched for this outcome. */
@@ -87,6 +87,7 @@ export function settledEffect(rec: BatchRecord): Extract<Effect, { kind: 'emit' 
 /** The result file content (DESIGN.md §4). Secrets are included only when asked. */
 export function buildResult(rec: BatchRecord, devices: readonly DeviceInfo[], includeSecrets: boolean): BatchResult {
   return {
+    account: accountOf(rec),
     applyId: rec.applyId,
     productKey: rec.productKey,
     name: rec.name,

@@ -2,9 +2,15 @@
  * The row shown by `status`, `status --json` and `GET /v1/batches` (DESIGN.md §7). The plain table that shows it
  * is src/ops/status-view.ts.
  */
-import type { BatchRecord } from './record.js';
+import { type BatchRecord, DEFAULT_ACCOUNT, accountOf } from './record.js';
 
 export interface StatusRow {
+  /**
+   * The account of the batch (DESIGN.md §11), for accounts other than `default`: a file without `accounts` keeps
+   * the row of §7 exactly (absent, or null in rows other code builds, means `default`, as src/ops/status-view.ts
+   * reads it). {@link toStatusRow} never sets null.
+   */
+  account?: string | null;
   applyId: string;
   productKey: string;
   name: string | null;
@@ -37,7 +43,9 @@ export function errorText(code: string, message: string): string {
 
 export function toStatusRow(rec: BatchRecord): StatusRow {
   const open = rec.state === 'pending' || rec.state === 'fetching';
+  const account = accountOf(rec);
   return {
+    ...(account === DEFAULT_ACCOUNT ? {} : { account }),
     applyId: rec.applyId,
     productKey: rec.productKey,
     name: rec.name,
@@ -55,13 +63,13 @@ export function toStatusRow(rec: BatchRecord): StatusRow {
   };
 }
 
-/** Rows sorted by productKey, then applyId (numerically: ApplyIds are decimal strings without leading zeros). */
+/** Rows sorted by account, productKey, then applyId (numerically: ApplyIds are decimal strings without leading zeros). */
 export function toStatusRows(records: Iterable<BatchRecord>): StatusRow[] {
   const rows: StatusRow[] = [];
   for (const rec of records) rows.push(toStatusRow(rec));
   // NOTE: code-unit comparison, not localeCompare: ProductKeys and ApplyIds are ASCII, and ICU collation costs
   // a noticeable share of `status` at 20,000 batches.
-  rows.sort((a, b) => cmp(a.productKey, b.productKey) || a.applyId.length - b.applyId.length || cmp(a.applyId, b.applyId));
+  rows.sort((a, b) => cmp(a.account ?? DEFAULT_ACCOUNT, b.account ?? DEFAULT_ACCOUNT) || cmp(a.productKey, b.productKey) || a.applyId.length - b.applyId.length || cmp(a.applyId, b.applyId));
   return rows;
 }
 

@@ -31,7 +31,7 @@ import type { EventType, Outcome, WatcherEvent } from '../events.js';
 import { nextDelayMs, spreadOverdueMs } from './backoff.js';
 import type { Random } from './clock.js';
 import type { BatchStatusResult } from './ports.js';
-import type { BatchRecord } from './record.js';
+import { type BatchRecord, DEFAULT_ACCOUNT, accountOf, eventId } from './record.js';
 
 /** Keep at most this many history samples per batch (first ones and the latest). */
 export const MAX_HISTORY = 50;
@@ -81,6 +81,8 @@ const PHASE_ORDER: Record<Phase, number> = { unknown: -1, check: 0, awaiting: 1,
 export function createRecord(batch: BatchConfig, now: number): BatchRecord {
   return {
     key: batch.key,
+    // NOTE: only for accounts other than `default`, so records of a file without `accounts` stay as they were.
+    ...(batch.account === DEFAULT_ACCOUNT ? {} : { account: batch.account }),
     applyId: batch.applyId,
     productKey: batch.productKey,
     name: batch.name,
@@ -365,9 +367,10 @@ export function buildEvent(
 ): { rec: BatchRecord; event: WatcherEvent } {
   const seq = rec.eventSeq + 1;
   const event: WatcherEvent = {
-    id: `${rec.applyId}:${effect.discriminator}:${seq}`,
+    id: eventId(rec, effect.discriminator, seq),
     type: effect.type,
     at: new Date(now).toISOString(),
+    account: accountOf(rec),
     applyId: rec.applyId,
     productKey: rec.productKey,
     name: rec.name,

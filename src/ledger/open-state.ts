@@ -85,7 +85,11 @@ export async function postgresConnectSettings(
 
 /** Opens the ledger and result store `config.state.backend` names. */
 export async function openStateBackend(config: CompiledConfig, deps: OpenStateDeps): Promise<StateBackend> {
-  const files = createResultWriter({ resultsDir: config.output.resultsDir, includeSecrets: config.devices.includeSecrets });
+  const files = createResultWriter({
+        resultsDir: config.output.resultsDir,
+        includeSecrets: config.devices.includeSecrets,
+        layout: config.output.resultsLayout ?? 'product',
+      });
   if ((config.state.backend ?? 'file') === 'file') {
     const ledger = await openFileLedger({
       dir: config.state.dir,
@@ -99,6 +103,9 @@ export async function openStateBackend(config: CompiledConfig, deps: OpenStateDe
     ...(await postgresConnectSettings(config, deps.env, deps.logger)),
     schema: pgConfig.schema,
     leaseMs: pgConfig.leaseMs,
+    // With `accounts` (one per process in this build) the process owns that account's rows and lease, so processes
+    // of different accounts share one schema; without it, `default` as before.
+    ...(config.output.resultsLayout === 'account' ? { account: config.accounts[0]!.name } : {}),
     env: deps.env,
     ...(deps.logger ? { logger: deps.logger } : {}),
     ...(deps.clock ? { clock: deps.clock } : {}),

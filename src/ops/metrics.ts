@@ -67,6 +67,12 @@ export interface MetricsOptions {
    * @default true
    */
   collectDefault?: boolean;
+  /**
+   * The account this process serves (DESIGN.md §11): every series gets an `account` label with this value. Set when
+   * the configuration has `accounts` (one per process in this build); absent, series have no `account` label, as
+   * before accounts.
+   */
+  account?: string;
 }
 
 /** What one API attempt looked like, for {@link Metrics.recordApiAttempt}. */
@@ -106,6 +112,7 @@ export interface Metrics {
 /** Creates the daemon's metrics in a private registry (or the one given). */
 export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = options.registry ?? new Registry();
+  if (options.account !== undefined) registry.setDefaultLabels({ account: options.account });
   const registers = [registry];
 
   const apiRequests = new Counter({

@@ -1,13 +1,15 @@
 /**
- * Result files (DESIGN.md §4, contract): `<resultsDir>/<productKey>/<applyId>.json`.
+ * Result files (DESIGN.md §4, contract): `<resultsDir>/<productKey>/<applyId>.json`, or with an `accounts`
+ * section (DESIGN.md §11, layout `account`) `<resultsDir>/<account>/<productKey>/<applyId>.json`, whose JSON then
+ * starts with `account`. Without `accounts` files keep their path and bytes exactly.
  *
  * Invariants:
  * - A reader never sees a torn file: the JSON goes to a temp file in the same directory (created with mode
  *   0600, `wx`), is fsync'd, renamed over the target, and the directory is fsync'd.
  * - Mode 0600 when the writer may include device secrets (`includeSecrets: true`), 0644 otherwise. The mode
  *   is set with `fchmod`, so the umask cannot loosen or change it.
- * - Directories we create are 0700; the per-product directory is always (re)set to 0700 (it is a real
- *   directory inside `resultsDir`: a symlink there is refused, never followed or chmod'ed).
+ * - Directories we create are 0700; the per-account and per-product directories are always (re)set to 0700
+ *   (real directories inside `resultsDir`: a symlink there is refused, never followed or chmod'ed).
  * - `resultsDir` is created without `mkdir -p` (bounded, failing with the path and errno; see safe-fs.ts).
  * - The bytes depend only on the result: fixed key order, labels sorted, 2-space indentation, trailing
  *   newline. Rewriting the same result gives the same file (idempotent, so a crash between "written" and
@@ -33,6 +35,17 @@ export interface ResultWriterOptions {
    * @default true
    */
   fsyncDir?: boolean;
+  /**
+   * `account`: files under `<resultsDir>/<account>/` and JSON with `account` (the configuration has `accounts`);
+   * `product`: the layout of before accounts.
+   * @default 'product'
+   */
+  layout?: 'product' | 'account';
+}
+
+/** The account of a result, `default` when it names none. */
+function accountOfResult(result: BatchResult): string {
+  return result.account ?? 'default';
 }
 
 const FILE_MODE_SECRET = 0o600;
@@ -44,10 +57,11 @@ const DIR_MODE = 0o700;
  * newline-terminated. Pure: the same result always gives the same string. Secrets are kept if present; the
  * writer strips them before calling this when `includeSecrets` is off.
  */
-export function toResultJson(result: BatchResult): string {
+export function toResultJson(result: BatchResult, withAccount = false): string {
   const labels: Record<string, string> = {};
   for (const key of Object.keys(result.labels).sort()) labels[key] = result.labels[key] ?? '';
   const ordered = {
+    ...(withAccount ? { account: accountOfResult(result) } : {}),
     applyId: result.applyId,
     productKey: result.productKey,
     name: result.name ?? null,
@@ -96,6 +110,9 @@ export function createResultWriter(options: ResultWriterOptions): FileResultWrit
   const resultsDir = path.resolve(options.resultsDir);
   const fsyncDir = options.fsyncDir ?? true;
   const mode = options.includeSecrets ? FILE_MODE_SECRET : FILE_MODE_PUBLIC;
+  const perAccount = options.layout === 'account';
+  const segmentsOf = (result: BatchResult): string[] =>
+    perAccount ? [accountOfResult(result), result.productKey] : [result.productKey];
   // One write per target at a time, so two writes of the same result cannot interleave their renames.
   const chains = new Map<string, Promise<unknown>>();
   let root: Promise<string> | null = null;
@@ -113,24 +130,26 @@ export function createResultWriter(options: ResultWriterOptions): FileResultWrit
   };
 
   const writeOnce = async (result: BatchResult): Promise<string> => {
+    if (perAccount) assertSafePathSegment(accountOfResult(result), 'account');
     assertSafePathSegment(result.productKey, 'productKey');
     assertSafePathSegment(result.applyId, 'applyId');
-    const content = toResultJson(options.includeSecrets ? result : stripSecrets(result));
+    const content = toResultJson(options.includeSecrets ? result : stripSecrets(result), perAccount);
+    const segments = segmentsOf(result);
     let dir: SafeDir;
     try {
-      dir = await openSafeDir(await prepare(), [result.productKey], { mode: DIR_MODE, tighten: true });
+      dir = await openSafeDir(await prepare(), segments, { mode: DIR_MODE, tighten: true });
     } catch (err) {
       if (!(err instanceof DaemonError && err.code === 'ENOENT')) throw err;
       // resultsDir was removed since it was resolved: create and resolve it again, once.
       root = null;
-      dir = await openSafeDir(await prepare(), [result.productKey], { mode: DIR_MODE, tighten: true });
+      dir = await openSafeDir(await prepare(), segments, { mode: DIR_MODE, tighten: true });
     }
     try {
       await writeFileAtomic(dir, `${result.applyId}.json`, content, { mode, fsyncDir });
     } finally {
       await dir.close();
     }
-    return path.join(resultsDir, result.productKey, `${result.applyId}.json`);
+    return path.join(resultsDir, ...segments, `${result.applyId}.json`);
   };
 
   return {
@@ -138,7 +157,7 @@ export function createResultWriter(options: ResultWriterOptions): FileResultWrit
       await prepare();
     },
     write(result) {
-      const key = `${result.productKey}\0${result.applyId}`;
+      const key = `${accountOfResult(result)}\0${result.productKey}\0${result.applyId}`;
       const previous = chains.get(key) ?? Promise.resolve();
       const next = previous.then(
         () => writeOnce(result),

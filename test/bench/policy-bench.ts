@@ -165,6 +165,7 @@ function runOurs(pop: Population, budgetQps: number, seed: number): RunOut {
   const random = createSeededRandom(seed);
   const n = pop.start.length;
   const batch: BatchConfig = {
+    account: 'default',
     applyId: '0',
     productKey: PK,
     key: `${PK}/0`,

@@ -18,7 +18,7 @@ import type { BatchConfig, CompiledConfig, PollingPolicy } from '../../src/confi
 import { Daemon } from '../../src/daemon.js';
 import { createMemoryLedger } from '../../src/ledger/memory-ledger.js';
 import { startSimulator, type RequestLogEntry } from '../../src/simulator/server.js';
-import { defaultPolling } from '../helpers/config.js';
+import { defaultPolling, testAccount } from '../helpers/config.js';
 
 export interface QuotaBenchOptions {
   /** @default 5000 */
@@ -60,6 +60,7 @@ const POLICY: PollingPolicy = defaultPolling;
 
 function config(url: string, applyIds: string[], statusQps: number): CompiledConfig {
   const batches: BatchConfig[] = applyIds.map((applyId, i) => ({
+    account: 'default',
     applyId,
     productKey: PK,
     key: `${PK}/${applyId}`,
@@ -78,6 +79,7 @@ function config(url: string, applyIds: string[], statusQps: number): CompiledCon
     file: null,
     alibaba: { regionId: 'cn-shanghai', endpoint: url, iotInstanceId: null, signatureVersion: 'v3', requestTimeoutMs: 10_000, credentials: 'env' },
     polling: POLICY,
+    accounts: [testAccount({ endpoint: url, requestTimeoutMs: 10_000, rateLimit: { statusQps, pageQps: 5, submitQps: 5, concurrency: 8 } })],
     rateLimit: { statusQps, pageQps: 5, concurrency: 8 },
     devices: { fetch: true, includeSecrets: false },
     state: { dir: '/nonexistent-bench-state' },

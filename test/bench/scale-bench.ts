@@ -43,7 +43,7 @@ import { openFileLedger, type FileLedger } from '../../src/ledger/file-ledger.js
 import { Outbox } from '../../src/sinks/outbox.js';
 import { benchLedger, type LedgerBenchResult } from './ledger-bench.js';
 import { benchScheduler, type SchedulerBenchResult } from './scheduler-bench.js';
-import { defaultPolling } from '../helpers/config.js';
+import { defaultPolling, testAccount } from '../helpers/config.js';
 
 export interface ScaleBenchOptions {
   /** @default 100000 */
@@ -121,6 +121,7 @@ export function makeConfig(n: number, stateDir: string): CompiledConfig {
   for (let i = 0; i < n; i += 1) {
     const applyId = String(1_000_000 + i);
     batches.push({
+      account: 'default',
       applyId,
       productKey: PK,
       key: `${PK}/${applyId}`,
@@ -140,6 +141,7 @@ export function makeConfig(n: number, stateDir: string): CompiledConfig {
     file: null,
     alibaba: { regionId: 'cn-shanghai', endpoint: 'http://127.0.0.1:1', iotInstanceId: null, signatureVersion: 'v3', requestTimeoutMs: 10_000, credentials: 'env' },
     polling: POLICY,
+    accounts: [testAccount({ requestTimeoutMs: 10_000, rateLimit: { statusQps: 1_000_000, pageQps: 1_000_000, submitQps: 5, concurrency: 64 } })],
     rateLimit: { statusQps: 1_000_000, pageQps: 1_000_000, concurrency: 64 },
     devices: { fetch: false, includeSecrets: false },
     state: { dir: stateDir },

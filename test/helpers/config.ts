@@ -1,5 +1,5 @@
 import { compileConfigObject } from '../../src/config/compile.js';
-import type { BatchConfig, CompiledConfig, PollingPolicy } from '../../src/config/types.js';
+import type { AccountConfig, BatchConfig, CompiledConfig, PollingPolicy } from '../../src/config/types.js';
 
 export const testPolling: PollingPolicy = {
   initialDelayMs: 1000,
@@ -14,6 +14,7 @@ export function testBatch(over: Partial<BatchConfig> = {}): BatchConfig {
   const applyId = over.applyId ?? '1295006';
   const productKey = over.productKey ?? 'a1SimProduct1';
   return {
+    account: 'default',
     applyId,
     productKey,
     key: `${productKey}/${applyId}`,
@@ -31,6 +32,29 @@ export function testBatch(over: Partial<BatchConfig> = {}): BatchConfig {
   };
 }
 
+/** The implicit account `default` of {@link testConfig} (what a file without `accounts` compiles to). */
+export function testAccount(over: Partial<AccountConfig> = {}): AccountConfig {
+  return {
+    name: 'default',
+    regionId: 'cn-shanghai',
+    endpoint: 'http://127.0.0.1:1',
+    iotInstanceId: null,
+    signatureVersion: 'v3',
+    requestTimeoutMs: 2000,
+    credentials: {
+      mode: 'env',
+      accessKeyIdEnv: 'ALIBABA_CLOUD_ACCESS_KEY_ID',
+      accessKeySecretEnv: 'ALIBABA_CLOUD_ACCESS_KEY_SECRET',
+      securityTokenEnv: 'ALIBABA_CLOUD_SECURITY_TOKEN',
+    },
+    rateLimit: { statusQps: 5, pageQps: 5, submitQps: 5, concurrency: 4 },
+    quota: { statusQps: 5, pageQps: 5, submitQps: 5 },
+    reserve: 0,
+    source: null,
+    ...over,
+  };
+}
+
 export function testConfig(over: Partial<CompiledConfig> & { batches?: BatchConfig[] } = {}): CompiledConfig {
   return {
     file: null,
@@ -42,6 +66,7 @@ export function testConfig(over: Partial<CompiledConfig> & { batches?: BatchConf
       requestTimeoutMs: 2000,
       credentials: 'env',
     },
+    accounts: [testAccount()],
     polling: testPolling,
     rateLimit: { statusQps: 5, pageQps: 5, concurrency: 4 },
     devices: { fetch: true, includeSecrets: true },

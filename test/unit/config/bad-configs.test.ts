@@ -19,7 +19,7 @@ const DURATION = 'expected a duration > 0 like "30s", "5m" or milliseconds';
 const APPLY_ID = 'expected an ApplyId: a positive integer, or a string of digits without leading zeros';
 const CRON = 'expected a cron expression like "*/15 * * * *" (minute hour day-of-month month day-of-week)';
 const HTTP_LOOPBACK = 'http:// is allowed only for a loopback host (127.0.0.0/8, ::1, localhost); use https://';
-const BATCH_KEYS = 'applyId, productKey, name, until, register, iotInstanceId, regionId, labels, polling';
+const BATCH_KEYS = 'applyId, productKey, name, until, register, iotInstanceId, regionId, labels, polling, account';
 
 const EXPECTED: Record<string, string[]> = {
   'syntax-error.yaml': [

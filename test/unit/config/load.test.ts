@@ -44,6 +44,26 @@ describe('defaults', () => {
         credentials: 'env',
         failureWarnAfterMs: 60_000,
       },
+      accounts: [
+        {
+          name: 'default',
+          regionId: 'cn-shanghai',
+          endpoint: 'https://iot.cn-shanghai.aliyuncs.com',
+          iotInstanceId: null,
+          signatureVersion: 'v3',
+          requestTimeoutMs: 10_000,
+          credentials: {
+            mode: 'env',
+            accessKeyIdEnv: 'ALIBABA_CLOUD_ACCESS_KEY_ID',
+            accessKeySecretEnv: 'ALIBABA_CLOUD_ACCESS_KEY_SECRET',
+            securityTokenEnv: 'ALIBABA_CLOUD_SECURITY_TOKEN',
+          },
+          rateLimit: { statusQps: 5, pageQps: 5, submitQps: 5, concurrency: 8 },
+          quota: { statusQps: 5, pageQps: 5, submitQps: 5 },
+          reserve: 0,
+          source: null,
+        },
+      ],
       polling: DEFAULT_POLLING,
       rateLimit: { statusQps: 5, pageQps: 5, concurrency: 8 },
       devices: { fetch: true, includeSecrets: true },
@@ -68,6 +88,7 @@ describe('defaults', () => {
     const c = compile(`${MINIMAL}  iotInstanceId: iot-abc\nbatches:\n  - applyId: 1295006\n    productKey: a1B\n`);
     expect(c.batches).toEqual([
       {
+        account: 'default',
         applyId: '1295006',
         productKey: 'a1B',
         key: 'a1B/1295006',

@@ -1,0 +1,56 @@
+/**
+ * With `accounts` (one per process in this build) the PostgreSQL backend owns that account's rows and lease, so the
+ * processes of two accounts share one schema (DESIGN.md §11, §12); without `accounts`, the account is `default`.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { compileConfigObject } from '../../../src/config/compile.js';
+import { openStateBackend } from '../../../src/ledger/open-state.js';
+import { dropSchema, sql, testDatabaseUrl, uniqueSchema } from '../../helpers/postgres.js';
+import { batchRec, makeBatch } from '../../unit/ledger/helpers.js';
+
+describe('openStateBackend with accounts', () => {
+  let dir: string;
+  const schema = uniqueSchema('ibw_accounts');
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ibw-pg-accounts-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+    await dropSchema(schema);
+  });
+
+  const configOf = (accounts: string[] | null) =>
+    compileConfigObject(
+      {
+        alibaba: { regionId: 'cn-shanghai' },
+        ...(accounts === null ? {} : { accounts: accounts.map((name) => ({ name })) }),
+        state: { backend: 'postgres', postgres: { schema, lease: '5s' } },
+        output: { resultsDir: 'results' },
+      },
+      { cwd: dir },
+    );
+
+  it('two processes of two accounts and one of the implicit account each hold their own lease on one schema', async () => {
+    const env = { IBW_DATABASE_URL: testDatabaseUrl() };
+    const a = await openStateBackend(configOf(['fleet-a']), { env });
+    const b = await openStateBackend(configOf(['fleet-b']), { env });
+    const d = await openStateBackend(configOf(null), { env });
+    try {
+      for (const s of [a, b, d]) expect(s.postgres?.leaseTrusted()).toBe(true);
+      await a.ledger.append([batchRec(makeBatch(1))]);
+      await b.ledger.append([batchRec(makeBatch(2))]);
+      await d.ledger.append([batchRec(makeBatch(3))]);
+      const leases = await sql<{ account: string }>(`SELECT account FROM "${schema}".leases ORDER BY account`);
+      expect(leases.map((r) => r.account)).toEqual(['default', 'fleet-a', 'fleet-b']);
+    } finally {
+      await a.ledger.close();
+      await b.ledger.close();
+      await d.ledger.close();
+    }
+  });
+});
