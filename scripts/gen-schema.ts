@@ -1,6 +1,7 @@
 /**
- * Writes config/watcher.schema.json from the zod schema (`npm run gen:schema`). `--check` exits 1 when the
- * committed file is out of date instead of writing it.
+ * Writes the generated JSON Schemas (`npm run gen:schema`): config/watcher.schema.json from the configuration's
+ * zod schema and config/scenario.schema.json from the simulator's. `--check` exits 1 when a committed file is out
+ * of date instead of writing it.
  */
 
 import { readFile, writeFile } from 'node:fs/promises';
@@ -8,19 +9,28 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { renderJsonSchema } from '../src/config/json-schema.js';
+import { renderScenarioJsonSchema } from '../src/simulator/scenario-schema.js';
 
-const target = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'config', 'watcher.schema.json');
-const text = renderJsonSchema();
+const configDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'config');
+const schemas: [file: string, render: () => string][] = [
+  ['watcher.schema.json', renderJsonSchema],
+  ['scenario.schema.json', renderScenarioJsonSchema],
+];
+const check = process.argv.includes('--check');
 
-if (process.argv.includes('--check')) {
-  const current = await readFile(target, 'utf8').catch(() => '');
-  if (current !== text) {
-    console.error(`${target} is out of date: run npm run gen:schema`);
-    process.exitCode = 1;
+for (const [file, render] of schemas) {
+  const target = path.join(configDir, file);
+  const text = render();
+  if (check) {
+    const current = await readFile(target, 'utf8').catch(() => '');
+    if (current !== text) {
+      console.error(`${target} is out of date: run npm run gen:schema`);
+      process.exitCode = 1;
+    } else {
+      console.log(`${target} is up to date`);
+    }
   } else {
-    console.log(`${target} is up to date`);
+    await writeFile(target, text);
+    console.log(`wrote ${target}`);
   }
-} else {
-  await writeFile(target, text);
-  console.log(`wrote ${target}`);
 }
