@@ -73,10 +73,11 @@ export interface AccountRuntimeOptions {
   /** The process's metrics; the runtime records with its account (labelled only with `accounts`). */
   metrics: Metrics;
   /**
-   * Park this account on a process-fatal API error and go on (several accounts), instead of ending with it.
+   * Park this account on a process-fatal API error and go on (several accounts), instead of ending with it. A
+   * function is asked when the error comes (a reload may have added or removed accounts meanwhile).
    * @default false
    */
-  parkOnFatal?: boolean;
+  parkOnFatal?: boolean | (() => boolean);
   /** @default from the account: its env variables (each also `_FILE`) or the official chain */
   credentials?: CredentialsProvider;
   /** @default the configured backend: a file ledger in {@link accountStateDir}, or PostgreSQL */
@@ -512,7 +513,8 @@ export class AccountRuntime {
     if (this.#owned?.watcher !== watcher || this.#state !== 'running' || this.#stopping || this.#releasing) return;
     if (result.reason !== 'fatal' || !result.error) return;
     // NOTE: a ledger another process took over cannot record a parking, and is not the account's fault: end.
-    if (this.#o.parkOnFatal && result.error.kind !== 'store') {
+    const park = typeof this.#o.parkOnFatal === 'function' ? this.#o.parkOnFatal() : (this.#o.parkOnFatal ?? false);
+    if (park && result.error.kind !== 'store') {
       await this.#park(result.error);
       return;
     }

@@ -254,7 +254,8 @@ export class Daemon {
       random: this.#random,
       sinks: this.#sinks,
       metrics: this.metrics,
-      parkOnFatal: this.#labelled(config) && config.accounts.length > 1,
+      // With several accounts (now: a reload may add or remove some) one account's fatal error parks it only.
+      parkOnFatal: () => this.#labelled(this.#config) && this.#config.accounts.length > 1,
       ...(credentials ? { credentials } : {}),
       ...(ledger ? { ledger } : {}),
       ...(results ? { results } : {}),
