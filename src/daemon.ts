@@ -281,6 +281,14 @@ export class Daemon {
     const log = this.#log;
     try {
       const accounts = this.#labelled(config) ? config.accounts : [implicitAccount(config)];
+      if (accounts.length > 1 && this.#o.ledger !== undefined && typeof this.#o.ledger !== 'function') {
+        // NOTE: one ledger holds one account's state; sharing it would mix the accounts' records and leases.
+        throw new DaemonError('DaemonOptions.ledger is one ledger but the configuration has several accounts: pass a function of the account', {
+          kind: 'internal',
+          scope: 'process',
+          code: 'InvalidOption',
+        });
+      }
       this.#checkCredentials(config, accounts);
       const webhookSecret = config.output.webhook ? readEnvSecret(this.#o.env, config.output.webhook.secretEnv, { codes: SECRET_ENV_CODES.webhook }) : undefined;
       if (config.output.webhook && !webhookSecret) {
