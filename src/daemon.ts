@@ -604,6 +604,15 @@ export class Daemon {
     }
     for (const name of removed) {
       const r = this.#runtimes.get(name)!;
+      if (r.state !== 'running') {
+        // Parked (or standing by for another replica): nothing to cancel here; its ledger keeps its batches.
+        const state = r.state;
+        await r.stop();
+        this.#runtimes.delete(name);
+        this.metrics.removeAccount(name);
+        this.#log.info({ account: name, reason, state }, 'account removed from the configuration; stopped (it was not running: its batches stay as recorded)');
+        continue;
+      }
       const s = await r.reload(applied);
       addStats(stats, s);
       const drained = await r.whenDrained(this.#o.removeAccountDrainMs ?? 30_000);
