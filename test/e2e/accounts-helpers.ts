@@ -90,7 +90,7 @@ export function batchesYaml(account: string | null, batches: readonly ExpectedBa
 }
 
 /** Polls `check` until it returns a truthy value; throws with `what` after `timeoutMs`. */
-export async function waitUntil<T>(check: () => Promise<T> | T, timeoutMs: number, what: string, intervalMs = 200): Promise<T> {
+export async function waitUntil<T>(check: () => Promise<T> | T, timeoutMs: number, what: string, intervalMs = 200): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown = null;
   for (;;) {
@@ -226,10 +226,10 @@ export function maxGap(times: readonly number[]): number {
 
 /** Parsed JSON log lines of a child's stdout (non-JSON lines skipped). */
 export function logLines(stdout: readonly string[]): Record<string, unknown>[] {
-  return stdout.flatMap((l) => {
+  return stdout.flatMap((l): Record<string, unknown>[] => {
     try {
       const v = JSON.parse(l) as unknown;
-      return typeof v === 'object' && v !== null ? [v as Record<string, unknown>] : [];
+      return typeof v === 'object' && v !== null && !Array.isArray(v) ? [v as Record<string, unknown>] : [];
     } catch {
       return [];
     }
