@@ -51,22 +51,23 @@ export function startAccountSimulator(
 /**
  * Preloads `count` batches with ApplyIds from `firstApplyId`, cycling through three kinds: a random-name batch that
  * is created (2 devices), a custom-name batch that partly fails at create (3 names, 1 fails: create_failed with 2
- * devices), and a custom-name batch whose check fails (check_failed, no devices).
+ * devices), and a custom-name batch whose check fails (check_failed, no devices). `stretch` multiplies every
+ * duration (1: each settles within 2 s of simulated time).
  */
-export function addBatches(sim: SimulatorHandle, firstApplyId: number, count: number): ExpectedBatch[] {
+export function addBatches(sim: SimulatorHandle, firstApplyId: number, count: number, stretch = 1): ExpectedBatch[] {
   const out: ExpectedBatch[] = [];
   for (let i = 0; i < count; i += 1) {
     const applyId = String(firstApplyId + i);
     const kind = i % 3;
     if (kind === 0) {
-      sim.control.addBatch({ applyId, productKey: PRODUCT, mode: 'random', count: 2, createMs: 1500 });
+      sim.control.addBatch({ applyId, productKey: PRODUCT, mode: 'random', count: 2, createMs: 1500 * stretch });
       out.push({ applyId, productKey: PRODUCT, outcome: 'created', devices: 2 });
     } else if (kind === 1) {
       const names = [`d${applyId}-a`, `d${applyId}-b`, `d${applyId}-c`];
-      sim.control.addBatch({ applyId, productKey: PRODUCT, mode: 'custom', deviceNames: names, registered: true, outcome: 'partial', failNames: [names[1]!], checkMs: 800, createMs: 1200 });
+      sim.control.addBatch({ applyId, productKey: PRODUCT, mode: 'custom', deviceNames: names, registered: true, outcome: 'partial', failNames: [names[1]!], checkMs: 800 * stretch, createMs: 1200 * stretch });
       out.push({ applyId, productKey: PRODUCT, outcome: 'create_failed', devices: 2 });
     } else {
-      sim.control.addBatch({ applyId, productKey: PRODUCT, mode: 'custom', deviceNames: [`d${applyId}-a`, `d${applyId}-b`], outcome: 'check_failed', checkMs: 1200 });
+      sim.control.addBatch({ applyId, productKey: PRODUCT, mode: 'custom', deviceNames: [`d${applyId}-a`, `d${applyId}-b`], outcome: 'check_failed', checkMs: 1200 * stretch });
       out.push({ applyId, productKey: PRODUCT, outcome: 'check_failed', devices: 0 });
     }
   }

@@ -72,7 +72,9 @@ async function startRun(label: string, withNeighbour: boolean): Promise<Run> {
   const simA = await startAccountSimulator(A, { seed: 11 });
   const simB = await startAccountSimulator(B, { seed: 12, statusQps: B_SIM_STATUS_LIMIT });
   cleanups.push(() => simA.close(), () => simB.close());
-  const a = addBatches(simA, 8_100_000, BATCHES);
+  // fleet-a's batches take 6–9 s (most of it after the daemon's start), so fleet-a polls at its budget for a while;
+  // fleet-b's settle within 2 s: its run is a burst of first polls and page requests into a simulator at half its rate.
+  const a = addBatches(simA, 8_100_000, BATCHES, 6);
   const b = withNeighbour ? addBatches(simB, 8_200_000, BATCHES) : [];
   // fleet-b's secret comes from a file (<NAME>_FILE), fleet-a's from the variable itself.
   const secretFile = join(dir, 'fleet-b-secret');
@@ -170,6 +172,7 @@ describe('two accounts, one throttled hard', () => {
 
   it('settles every batch of both, keeps each simulator within its budget, and leaves the other account’s throughput unchanged', async () => {
     const alone = await finishRun(await startRun('alone', false));
+    console.log(`[accounts-throttle] ${A.name} alone: ${JSON.stringify(alone)}`);
 
     const mixedRun = await startRun('mixed', true);
     const mixed = await finishRun(mixedRun);
