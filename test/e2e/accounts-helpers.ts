@@ -7,6 +7,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import type { FaultOptions } from '../../src/simulator/options.js';
 import { type RequestLogEntry, type SimulatorHandle, startSimulator } from '../../src/simulator/server.js';
 import { type Child, runCli } from '../helpers/child.js';
 
@@ -36,9 +37,10 @@ export interface ExpectedBatch {
 /** Starts a simulator that accepts only `spec`'s AccessKey pair, with the given per-action QPS limits (0 = off). */
 export function startAccountSimulator(
   spec: AccountSpec,
-  options: { statusQps?: number; pageQps?: number; seed?: number; timeScale?: number } = {},
+  options: { statusQps?: number; pageQps?: number; seed?: number; timeScale?: number; faults?: FaultOptions } = {},
 ): Promise<SimulatorHandle> {
   return startSimulator({
+    ...(options.faults ? { faults: options.faults } : {}),
     port: 0,
     accessKeyId: spec.accessKeyId,
     accessKeySecret: spec.accessKeySecret,
