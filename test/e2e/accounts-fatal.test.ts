@@ -3,7 +3,8 @@
  * §7): fleet-b's simulator answers every request with `SignatureDoesNotMatch`. That account's batches are parked
  * with the reason (`status --json` shows it, also filtered with `--account`), one fatal-level line names the account
  * and the reason, its simulator gets no more requests, no result file or `batch.settled` is written for it, and no
- * secret reaches a log line. fleet-a's batches all settle; the process keeps running and exits 0 on SIGTERM only.
+ * secret reaches a log line; `/metrics` counts its fatal answers and parked batches under its `account` label (what
+ * the IotBatchWatcherAccountRefused alert reads). fleet-a's batches all settle; the process keeps running and exits 0 on SIGTERM only.
  * Then the documented recovery (docs/operations.md): fix the secret, start again; fleet-b's batches resume and
  * settle, fleet-a's stay as they were.
  */
@@ -23,7 +24,9 @@ import {
   addBatches,
   batchesYaml,
   exists,
+  freePort,
   logLines,
+  metricSum,
   readEvents,
   readResult,
   settledByAccount,
@@ -57,6 +60,7 @@ describe('a wrong secret on one of two accounts', () => {
     const a = addBatches(simA, 8_300_000, BATCHES);
     const b = addBatches(simB, 8_400_000, BATCHES);
     const configFile = join(dir, 'watcher.yaml');
+    const httpPort = await freePort();
     const resultsDir = join(dir, 'results');
     const eventsFile = join(dir, 'events.jsonl');
     await writeFile(
@@ -69,7 +73,7 @@ describe('a wrong secret on one of two accounts', () => {
         ...accountYaml(B, simB, '{ statusQps: 10, pageQps: 10 }'),
         `state: { dir: ${join(dir, 'state')} }`,
         `output: { resultsDir: ${resultsDir}, eventsFile: ${eventsFile} }`,
-        'http: { listen: "off" }',
+        `http: { listen: "127.0.0.1:${httpPort}" }`,
         'batches:',
         ...batchesYaml(A.name, a),
         ...batchesYaml(B.name, b),
@@ -116,6 +120,13 @@ describe('a wrong secret on one of two accounts', () => {
     expect(settledByAccount(await readEvents(eventsFile)).get(B.name) ?? []).toEqual([]);
     expect(await exists(join(resultsDir, B.name))).toBe(false);
     for (const x of a) expect((await readResult(accountResultPath(resultsDir, A.name, x))).outcome).toBe(x.outcome);
+
+    // What IotBatchWatcherAccountRefused and the dashboard read: fleet-b's fatal answers and parked batches, by account.
+    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    expect(metricSum(metrics, 'ibw_api_requests_total', { account: B.name, outcome: 'fatal' })).toBeGreaterThan(0);
+    expect(metricSum(metrics, 'ibw_api_requests_total', { account: A.name, outcome: 'fatal' })).toBe(0);
+    expect(metricSum(metrics, 'ibw_batches', { account: B.name, state: 'parked' })).toBe(BATCHES);
+    expect(metricSum(metrics, 'ibw_batches', { account: A.name, state: 'settled' })).toBe(BATCHES);
 
     // One fatal line, naming the account and the reason; no secret anywhere in the output.
     const fatal = logLines(first.stdout).filter((l) => l.level === 60);

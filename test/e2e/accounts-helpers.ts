@@ -5,6 +5,7 @@
  * result files the CLI child writes; per-window request counts from a simulator's request log.
  */
 import { readFile, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 import type { FaultOptions } from '../../src/simulator/options.js';
@@ -247,4 +248,26 @@ export async function untilRunning(child: Child, timeoutMs = 20_000): Promise<vo
       throw new Error(`the daemon exited (${String(e.code ?? e.signal)}) before running: ${child.stdout.slice(-3).join('\n')} ${child.stderr.join('')}`);
     }),
   ]);
+}
+
+/** A free loopback port (bound and released; another process could take it in between). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The sum of the samples of metric `name` whose labels include every pair of `labels`, from a /metrics text. */
+export function metricSum(text: string, name: string, labels: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(value)) sum += value;
+  }
+  return sum;
 }
