@@ -5,7 +5,7 @@
  *   npm run bench                      full run (about 20 minutes on 2 cores)
  *   npm run bench -- --smoke           small sizes (for CI)
  *   npm run bench -- real-path         one benchmark (or several: `real-path yaml-scale`, or --only=a,b)
- *                                      of: client, policy, scale, quota, postgres, real-path, yaml-scale
+ *                                      of: client, policy, scale, quota, postgres, real-path, yaml-scale, two-account
  *   npm run bench -- --out=FILE        write the JSON elsewhere
  *
  * Sizes of the real-path benchmarks (defaults in brackets are the full run's):
@@ -13,7 +13,7 @@
  *   --batches=N      real-path batches [350]       --sizes=A,B     yaml-scale batch counts [100000,20000]
  *   --keep           keep their work directories (configs, logs, state) and print where
  *
- * real-path and yaml-scale drive the built CLI: run `npm run build` first.
+ * real-path, yaml-scale and two-account drive the built CLI: run `npm run build` first.
  *
  * Exit code 0 when every benchmark ran (whether or not its targets were met: the JSON and the table say
  * which), 1 when one crashed. Not a vitest test.
@@ -31,9 +31,10 @@ import { benchQuota, type QuotaBenchResult } from './quota-bench.js';
 import { benchRealPath, type RealPathResult } from './real-path-bench.js';
 import { benchScale, type ScaleBenchResult } from './scale-bench.js';
 import { formatTable } from './table.js';
+import { benchTwoAccounts, type TwoAccountBenchResult } from './two-account-bench.js';
 import { benchYamlScale, type YamlScaleResult } from './yaml-scale-bench.js';
 
-const ALL = ['client', 'policy', 'scale', 'quota', 'postgres', 'real-path', 'yaml-scale'] as const;
+const ALL = ['client', 'policy', 'scale', 'quota', 'postgres', 'real-path', 'yaml-scale', 'two-account'] as const;
 type BenchName = (typeof ALL)[number];
 
 const { values, positionals } = parseArgs({
@@ -255,6 +256,31 @@ function printQuota(r: QuotaBenchResult): void {
   console.log(formatTable(['scenario', 'window', 'requests', 'throttled', 'QPS', 'QPS/limit', 'throttle rate', '2nd half', 'targets'], rows));
 }
 
+function printTwoAccounts(r: TwoAccountBenchResult): void {
+  const o = r.options;
+  console.log(
+    `\n8. Two accounts in one daemon (built CLI), each against its own simulator process (limit 30 status QPS), ${o.batches} due batches per account; ` +
+      `warm-up ${f(o.warmupMs / 1000, 0)} s, window ${f(o.windowMs / 1000, 0)} s`,
+  );
+  const rows = r.accounts.map((a) => [
+    a.name,
+    String(a.budget),
+    String(a.requests),
+    String(a.throttled),
+    f(a.achievedQps, 2),
+    f(a.utilisation, 3),
+    String(a.peakPerSec),
+    a.daemonThrottledTotal === null ? '-' : String(a.daemonThrottledTotal),
+    a.daemonRateQps === null ? '-' : f(a.daemonRateQps, 2),
+    Object.entries(a.targets)
+      .map(([k, t]) => `${k} ${ok(t.met)}`)
+      .join(', '),
+  ]);
+  console.log(formatTable(['account', 'budget', 'requests', 'throttled', 'QPS', 'QPS/budget', 'busiest s', 'daemon throttled', 'rate at end', 'targets'], rows));
+  for (const a of r.accounts) console.log(`  ${a.name} accepted per second: ${a.perSecond.join(' ')}`);
+  if (r.workDir !== null) console.log(`  work directory kept: ${r.workDir}`);
+}
+
 function gitCommit(): string {
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
@@ -335,6 +361,12 @@ await step(
   'yaml-scale',
   () => benchYamlScale({ sizes: sizes ?? (smoke ? [2000, 500] : [100_000, 20_000]), settleMs: smoke ? 2000 : 10_000, keep }),
   printYamlScale,
+);
+
+await step(
+  'two-account',
+  () => benchTwoAccounts(smoke ? { batches: 100, warmupMs: 4000, windowMs: 6000, keep } : { keep }),
+  printTwoAccounts,
 );
 
 results.timingsMs = { ...timings, total: Math.round(performance.now() - started) };
