@@ -23,6 +23,8 @@ export interface StatusColumn {
   value(row: ViewRow): string;
   /** In the narrow table. */
   narrow: boolean;
+  /** In the narrow table also when this says so for the rows shown (e.g. the account column once rows span accounts). */
+  narrowWhen?(rows: readonly ViewRow[]): boolean;
   /** Widest the cell gets before it is cut with `…`. */
   maxWidth: number;
   /** Narrowest the column gets when the narrow table must shrink to fit (absent: it does not shrink). */
@@ -39,6 +41,14 @@ export function accountOf(row: ViewRow): string {
   return row.account ?? 'default';
 }
 
+/** Whether the rows belong to more than one account. */
+export function spansAccounts(rows: readonly ViewRow[]): boolean {
+  if (rows.length === 0) return false;
+  const first = accountOf(rows[0]!);
+  for (const row of rows) if (accountOf(row) !== first) return true;
+  return false;
+}
+
 /** The provisioning job a row belongs to (empty for batches from `batches:`). */
 export function jobOf(row: ViewRow): string {
   return row.job ?? '';
@@ -48,7 +58,8 @@ export function jobOf(row: ViewRow): string {
 export const STATUS_COLUMNS: readonly StatusColumn[] = [
   { header: 'applyId', value: (r) => r.applyId, narrow: true, maxWidth: 19 },
   { header: 'productKey', value: (r) => r.productKey, narrow: true, maxWidth: 20, minWidth: 11, softMinWidth: 13 },
-  { header: 'account', value: (r) => accountOf(r), narrow: false, maxWidth: 24 },
+  // NOTE: in the narrow table once the rows span several accounts: the same ApplyId may exist in two of them.
+  { header: 'account', value: (r) => accountOf(r), narrow: false, narrowWhen: spansAccounts, maxWidth: 24, minWidth: 7, softMinWidth: 12 },
   { header: 'job', value: (r) => dash(jobOf(r)), narrow: false, maxWidth: 24 },
   { header: 'name', value: (r) => dash(r.name), narrow: true, maxWidth: 24, minWidth: 8, softMinWidth: 16 },
   { header: 'state', value: (r) => r.state, narrow: false, maxWidth: 8 },
@@ -91,7 +102,7 @@ export function fit(text: string, width: number): string {
 /** The table as text, one line per row after a header line, each line ending with `\n`. */
 export function formatStatusView(rows: readonly ViewRow[], options: StatusViewOptions = {}): string {
   const wide = options.wide ?? false;
-  const columns = (options.columns ?? STATUS_COLUMNS).filter((c) => wide || c.narrow);
+  const columns = (options.columns ?? STATUS_COLUMNS).filter((c) => wide || c.narrow || (c.narrowWhen?.(rows) ?? false));
   const n = columns.length;
   // NOTE: cells are computed once, column-major, so widths need no second pass over the rows.
   const cells: string[][] = columns.map(() => new Array<string>(rows.length));

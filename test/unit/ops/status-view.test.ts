@@ -157,3 +157,18 @@ describe('pretty logs say a config problem once', () => {
     expect(JSON.parse(json.text)).toMatchObject({ issue });
   });
 });
+
+describe('the account column of the narrow table', () => {
+  it('appears once the rows span several accounts (the same ApplyId may be in two), and stays within the width', () => {
+    const base = rows();
+    const one = base.map((r) => ({ ...r, account: 'fleet-a' }));
+    expect(formatStatusView(one).split('\n')[0]).not.toContain('account');
+    const two = [...one, { ...one[0]!, account: 'fleet-b' }];
+    const text = formatStatusView(two);
+    const lines = text.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/\baccount\b/);
+    expect(lines.filter((l) => l.includes('fleet-a'))).toHaveLength(3);
+    expect(lines.filter((l) => l.includes('fleet-b'))).toHaveLength(1);
+    for (const line of lines) expect(line.length).toBeLessThanOrEqual(100);
+  });
+});
