@@ -34,6 +34,8 @@ export interface JobState {
   chunks: ChunkRecord[];
   /** Local rejections of the device file as last read. */
   rejected: RejectedName[];
+  /** Facts announced (events made durable), so a restart announces only what a crash left out. Absent: none. */
+  announced?: string[];
 }
 
 /** What reconciling a job did. */
@@ -88,6 +90,7 @@ export function reconcileJob(previous: JobState | null, spec: JobSpec, devices: 
       kind,
       chunks,
       rejected: devices?.rejected ?? previous?.rejected ?? [],
+      ...(previous?.announced === undefined ? {} : { announced: previous.announced }),
     },
     added: extension.added.length,
     effects,
