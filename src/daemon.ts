@@ -32,6 +32,8 @@ import { createLogSink } from './sinks/log-sink.js';
 import { Outbox } from './sinks/outbox.js';
 import { createResultWriter } from './sinks/result-writer.js';
 import { createWebhookSink } from './sinks/webhook.js';
+import type { DaemonProvisioner } from './provision/daemon-provisioner.js';
+import { createDaemonProvisioner, provisionConfigIssues } from './provision/daemon-provisioning.js';
 import { SECRET_ENV_CODES, readEnvSecret } from './secret-env.js';
 
 export interface DaemonOptions {
@@ -65,6 +67,8 @@ export interface DaemonOptions {
   rpc?: { retryBaseDelayMs?: number; retryMaxDelayMs?: number; maxAttempts?: number; connectTimeoutMs?: number };
   /** Sink retry delays. */
   outbox?: { retryInitialMs?: number; retryMaxMs?: number };
+  /** Run the configuration's `provision` entries (DESIGN.md §13). @default true */
+  provision?: boolean;
 }
 
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -108,6 +112,8 @@ export class Daemon {
   /** The problems of the last rejected reload (logged once). */
   #lastRejected: string | null = null;
   #stopping: Promise<StopResult> | null = null;
+  /** Runs the `provision` entries (file backend only). */
+  #provisioner: DaemonProvisioner | null = null;
 
   constructor(options: DaemonOptions) {
     this.#o = options;
@@ -186,6 +192,8 @@ export class Daemon {
     const config = this.#config;
     const log = this.#log;
     try {
+      const provisionIssues = this.#o.provision === false ? [] : provisionConfigIssues(config);
+      if (provisionIssues.length > 0) throw new ConfigError(provisionIssues);
       const credentials = this.#o.credentials ?? this.#accountCredentials(config);
       const webhookSecret = config.output.webhook ? readEnvSecret(this.#o.env, config.output.webhook.secretEnv, { codes: SECRET_ENV_CODES.webhook }) : undefined;
       if (config.output.webhook && !webhookSecret) {
@@ -223,9 +231,10 @@ export class Daemon {
           : null;
       // The one account's budget: `rateLimit` without `accounts`; with it, the account's own (after `reserve`).
       const rateLimit = config.output.resultsLayout === 'account' ? config.accounts[0]!.rateLimit : config.rateLimit;
-      const budget = createApiBudget(rateLimit, { clock: this.#clock, log: log.child({ component: 'budget' }), gate });
+      const submitQps = config.accounts[0]?.rateLimit.submitQps;
+      const budget = createApiBudget({ ...rateLimit, ...(submitQps === undefined ? {} : { submitQps }) }, { clock: this.#clock, log: log.child({ component: 'budget' }), gate });
       this.#budget = budget;
-      const { statusApi, api } = this.#createApis(credentials, budget);
+      const { statusApi, api, submitApi } = this.#createApis(credentials, budget);
 
       // The state backend (DESIGN.md §12): the file ledger in state.dir, or PostgreSQL (pg is loaded only then).
       const backend = this.#o.ledger ? null : await this.#openBackend();
@@ -266,13 +275,35 @@ export class Daemon {
       });
       this.#outbox = outbox;
       store.publishTo(outbox);
+      // Provisioning (DESIGN.md §13): the chunks' ApplyIds are batches of this watcher from its first reconcile on.
+      let watched = config;
+      if (this.#o.provision !== false && config.state.backend !== 'postgres') {
+        const provisioner = createDaemonProvisioner({
+          config,
+          account: config.accounts[0]?.name ?? DEFAULT_ACCOUNT,
+          stateDir: config.state.dir,
+          submitApi,
+          budget,
+          store,
+          outbox,
+          results,
+          reload: (reason) => this.reload(reason),
+          knows: (key) => this.#watcher?.record(key) !== undefined,
+          clock: this.#clock,
+          log: log.child({ component: 'provision' }),
+        });
+        await provisioner.prepare(config);
+        watched = provisioner.withBatches(config);
+        this.#config = watched;
+        this.#provisioner = provisioner;
+      }
       const watcher = new Watcher({
-        config,
+        config: watched,
         store,
         budget,
         statusApi,
         api,
-        results,
+        results: this.#provisioner?.results ?? results,
         clock: this.#clock,
         random: this.#random,
         log: log,
@@ -291,6 +322,7 @@ export class Daemon {
 
       if (this.#o.housekeeping !== false) this.#startHousekeeping(watcher);
       this.#state = 'running';
+      this.#provisioner?.start();
       const { statusQps, pageQps, concurrency } = config.rateLimit;
       log.info(
         {
@@ -350,7 +382,7 @@ export class Daemon {
    * each poll and the batch's backoff does the retrying. Paging and registration: retries inside, each attempt
    * takes its token in `beforeAttempt`. Every attempt's outcome feeds the budget (throttling slows it down).
    */
-  #createApis(credentials: CredentialsProvider, budget: ApiBudget): { statusApi: IotApi; api: IotApi } {
+  #createApis(credentials: CredentialsProvider, budget: ApiBudget): { statusApi: IotApi; api: IotApi; submitApi: ReturnType<typeof createIotApi> } {
     const config = this.#config;
     const health = new ActionHealth({ failureWarnAfterMs: config.alibaba.failureWarnAfterMs ?? 60_000, clock: this.#clock, log: this.#log.child({ component: 'api' }) });
     void health.run(this.#healthStop.signal);
@@ -379,10 +411,13 @@ export class Daemon {
       maxAttempts: this.#o.rpc?.maxAttempts ?? 4,
       beforeAttempt: (action, signal) => budget.acquire(action, signal),
     });
-    this.#rpcs = [statusRpc, retryRpc];
+    // Provisioning submits: one attempt each, the token taken by the run before its intent is recorded.
+    const submitRpc = createRpcClient({ ...common, maxAttempts: 1 });
+    this.#rpcs = [statusRpc, retryRpc, submitRpc];
     return {
       statusApi: createIotApi({ rpc: statusRpc, defaultIotInstanceId: config.alibaba.iotInstanceId }),
       api: createIotApi({ rpc: retryRpc, defaultIotInstanceId: config.alibaba.iotInstanceId }),
+      submitApi: createIotApi({ rpc: submitRpc, defaultIotInstanceId: config.alibaba.iotInstanceId }),
     };
   }
 
@@ -491,6 +526,11 @@ export class Daemon {
     try {
       next = await loader();
       this.#lastRejected = null;
+      if (this.#provisioner) {
+        const refused = provisionConfigIssues(next);
+        if (refused.length > 0) throw new ConfigError(refused);
+        next = await this.#provisioner.apply(next);
+      }
     } catch (err) {
       if (err instanceof ConfigError) {
         // NOTE: a bad edit reaches us more than once (the file change, then SIGHUP or the schedule): its problems
@@ -586,6 +626,8 @@ export class Daemon {
     this.#state = 'stopping';
     this.#fileWatch?.close();
     await this.#housekeeping?.stop().catch(() => undefined);
+    // No new submission; the ones in flight finish (a count chunk cut off would be parked as unknown).
+    await this.#provisioner?.stop().catch((err: unknown) => this.#log.warn({ err: coerceError(err) }, 'error while stopping provisioning'));
     const result = this.#watcher ? await this.#watcher.stop() : { reason: 'stopped' as const, error: null };
     if (this.#outbox) {
       const drained = await this.#outbox.flush(this.#o.sinkFlushMs ?? 3000);

@@ -36,6 +36,8 @@ export interface JobState {
   rejected: RejectedName[];
   /** Facts announced (events made durable), so a restart announces only what a crash left out. Absent: none. */
   announced?: string[];
+  /** The daemon stores the job's settings too, so a job removed from the file is still watched after a restart. */
+  spec?: JobSpec;
 }
 
 /** What reconciling a job did. */
@@ -91,6 +93,7 @@ export function reconcileJob(previous: JobState | null, spec: JobSpec, devices: 
       chunks,
       rejected: devices?.rejected ?? previous?.rejected ?? [],
       ...(previous?.announced === undefined ? {} : { announced: previous.announced }),
+      ...(previous?.spec === undefined ? {} : { spec: previous.spec }),
     },
     added: extension.added.length,
     effects,
