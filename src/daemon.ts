@@ -489,6 +489,7 @@ export class Daemon {
     const refresh = (): void => {
       if (this.#watcher) base.setBatchCounts(this.#watcher.counts());
       for (const { action, qps } of this.#budget?.rates() ?? []) base.setRateLimit(action, qps);
+      for (const { job, counts } of this.#provisioner?.deviceCounts() ?? []) base.setProvisionDevices(job, counts);
     };
     return Object.assign(Object.create(base) as Metrics, {
       render: async () => {

@@ -41,6 +41,7 @@ export const METRIC_NAMES = {
   sinkDeliveriesTotal: 'ibw_sink_deliveries_total',
   batchSettleSeconds: 'ibw_batch_settle_seconds',
   configReloadsTotal: 'ibw_config_reloads_total',
+  provisionDevices: 'ibw_provision_devices',
 } as const;
 
 const CONFIG_RELOAD_OUTCOMES: readonly ConfigReloadOutcome[] = ['ok', 'invalid', 'error'];
@@ -103,6 +104,8 @@ export interface Metrics {
   recordSettled(outcome: string, seconds: number): void;
   /** Counts one configuration reload. */
   recordConfigReload(outcome: ConfigReloadOutcome): void;
+  /** Sets `ibw_provision_devices{job,state}` of one provisioning job (state: requested, created, rejected, pending). */
+  setProvisionDevices(job: string, counts: Readonly<Record<string, number>>): void;
   /** The Prometheus text exposition of every series. */
   render(): Promise<string>;
   /** The content type that goes with {@link Metrics.render}'s output. */
@@ -182,8 +185,18 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 
   const reportedStates = new Set<string>(BATCH_STATES);
 
+  const provisionDevices = new Gauge({
+    name: METRIC_NAMES.provisionDevices,
+    help: 'Devices of each provisioning job by state: requested, created, rejected (locally or by Alibaba), pending',
+    labelNames: ['job', 'state'],
+    registers,
+  });
+
   return {
     registry,
+    setProvisionDevices(job, counts) {
+      for (const [state, n] of Object.entries(counts)) provisionDevices.set({ job, state }, n);
+    },
     recordApiAttempt({ action, outcome, durationMs }) {
       apiRequests.inc({ action, outcome });
       if (Number.isFinite(durationMs) && durationMs >= 0) apiDuration.observe({ action }, durationMs / 1000);
