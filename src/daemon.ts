@@ -212,6 +212,7 @@ export class Daemon {
           metrics: this.#liveMetrics(),
           isReady: () => this.isReady(),
           listBatches: () => this.#watcher?.list() ?? [],
+          listJobs: () => this.#provisioner?.rows() ?? [],
           logger: log.child({ component: 'http' }),
           auth: resolveOpsAuth(config.http.auth, this.#o.env),
         });

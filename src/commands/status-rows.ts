@@ -39,6 +39,7 @@ export function filterRows<R extends ViewRow>(rows: readonly R[], f: StatusFilte
 export async function readStatusRows(stateDir: string): Promise<ViewRow[]> {
   if (!existsSync(stateDir)) return [];
   const snapshot = await readLedgerReadOnly(stateDir);
-  return toStatusRows(snapshot.batches.values());
+  // The chunk batches of provisioning jobs carry their job (the `provisionJob` label): `--job` filters on it.
+  return toStatusRows(snapshot.batches.values()).map((r) => (r.labels.provisionJob === undefined ? r : { ...r, job: r.labels.provisionJob }));
 }
 

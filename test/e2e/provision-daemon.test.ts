@@ -187,6 +187,21 @@ describe('the daemon runs provision entries', () => {
     expect(sim.control.requestLog().filter((l) => l.action === 'BatchCheckDeviceNames')).toHaveLength(checksBefore + 1);
     last.proc.kill('SIGTERM');
     expect((await last.exited).code).toBe(0);
+
+    // status: a row per job, and --job keeps the job's chunk batches.
+    const jobs = runCli(['status', '--config', config, '--jobs', '--json'], SIM_ENV, dir);
+    expect((await jobs.exited).code, jobs.stderr.join('')).toBe(0);
+    expect(JSON.parse(jobs.stdout.join('\n'))).toEqual([
+      { job: 'fleet', productKey: PK, chunksSettled: 4, chunksTotal: 4, devicesCreated: 2503, devicesRequested: 2503, parked: 0 },
+    ]);
+    const byJob = runCli(['status', '--config', config, '--job', 'fleet', '--json'], SIM_ENV, dir);
+    expect((await byJob.exited).code, byJob.stderr.join('')).toBe(0);
+    const chunkRows = JSON.parse(byJob.stdout.join('\n')) as { applyId: string; job: string; outcome: string }[];
+    expect(chunkRows.filter((r) => r.outcome === 'created').map((r) => r.applyId).sort()).toEqual(extended.chunks.map((c) => c.applyId).sort());
+    expect(chunkRows.every((r) => r.job === 'fleet')).toBe(true);
+    const table = runCli(['status', '--config', config], SIM_ENV, dir);
+    expect((await table.exited).code).toBe(0);
+    expect(table.stdout.join('\n')).toMatch(/fleet +a1SimFleet +4\/4 +2503\/2503 +0/);
   }, 240_000);
 
   it('parks a count chunk killed on the wire and never sends it again; one killed before sending is sent once', async () => {
