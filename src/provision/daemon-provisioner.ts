@@ -183,7 +183,12 @@ export class DaemonProvisioner {
         }
         continue;
       }
-      // A run that stopped on an error resumes here; a settled job runs again only for appended names.
+      // A run that stopped on an error resumes here; so does a job that `provision resolve` changed (a parked chunk
+      // given its ApplyId, or marked not submitted). A settled job runs again only for appended names.
+      if (job.running === null) {
+        const stored = await this.#o.store.load(name).catch(() => null);
+        if (stored !== null) job.state = stored;
+      }
       if (job.running === null && job.state !== null && !isJobSettled(job.state)) this.#run(job);
       else await this.#refreshDevices(job);
     }

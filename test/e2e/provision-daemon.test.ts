@@ -260,6 +260,20 @@ describe('the daemon runs provision entries', () => {
     const events = (await readFile(join(dir, 'count-state-events.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; job?: string });
     expect(events.some((e) => e.type === 'provision.chunk_parked' && e.job === 'spare')).toBe(true);
     expect(events.some((e) => e.type === 'provision.settled' && e.job === 'later')).toBe(true);
+
+    // The documented resolution while the daemon runs: adopt the ApplyId, SIGHUP; the daemon watches it, sends nothing.
+    const applyId = sent.find((l) => l.productKey === PK)?.applyId;
+    expect(applyId).toMatch(/^[0-9]+$/);
+    const resolve = runCli(['provision', 'resolve', '--config', config, '--name', 'spare', '--chunk', '0', '--apply-id', applyId!], SIM_ENV, dir);
+    expect((await resolve.exited).code, resolve.stderr.join('')).toBe(0);
+    third.proc.kill('SIGHUP');
+    const resolved = await until('spare complete', async () => {
+      const r = await readJson<Report>(join(dir, 'results', PK, 'provision-spare.json'));
+      return r?.outcome === 'complete' ? r : null;
+    });
+    expect(resolved.summary.devices.created).toBe(4);
+    expect((await readFile(join(dir, 'results', PK, 'provision-spare.csv'), 'utf8')).trimEnd().split('\r\n')).toHaveLength(5);
+    expect(registers().slice(registersBefore).filter((l) => l.productKey === PK)).toHaveLength(1);
     third.proc.kill('SIGTERM');
     expect((await third.exited).code).toBe(0);
   }, 120_000);
