@@ -39,7 +39,7 @@ function mostInWindow(at: readonly number[], windowMs: number): number {
 const sim = await startSimulator({ port: 0, timeScale, seed: 3, requestLogLimit: 1_000_000 });
 sim.control.addProduct(PK);
 const dir = await mkdtemp(join(tmpdir(), 'ibw-provision-bench-'));
-let ok = false;
+let ok: boolean;
 try {
   const devices = join(dir, 'fleet.txt');
   await writeFile(devices, `${Array.from({ length: names }, (_, i) => `bench-${String(i).padStart(6, '0')}`).join('\n')}\n`);
