@@ -4,7 +4,7 @@
  *   moments and inside submission windows (the simulator holds the check's answer): the CSV holds each valid name
  *   once with the simulator's secret and IotId, every rejected name is in the report with its reason, no ApplyId
  *   registered twice, no device twice, every check carried its names in the body; then hot reload: appended names
- *   alone are submitted, a removed entry submits nothing more.
+ *   alone are submitted, a removed entry submits nothing more, an added one runs at once (the file watch).
  * - A count job killed while its BatchRegisterDevice was on the wire: parked `submission_unknown`, never sent again.
  *   One killed while nothing was on the wire (a throttled submission waiting for its retry): submitted once.
  */
@@ -178,13 +178,16 @@ describe('the daemon runs provision entries', () => {
     expect(sim.control.requestLog().filter((l) => l.action === 'BatchCheckDeviceNames')).toHaveLength(checksBefore + 1);
     expect(sim.control.devices(PK)).toHaveLength(valid.length + more.length);
 
-    // The entry removed from the file: appending more names submits nothing.
-    await writeFile(config, yaml('state', []));
+    // The entry removed from the file and another added (the file watch reloads): appending more names to the old
+    // one's device file submits nothing; the new one runs at once.
     await appendFile(devicesFile, 'fleet-never-1\n');
-    last.proc.kill('SIGHUP');
+    await writeFile(config, yaml('state', [`  - { name: extra, productKey: ${PK}, count: 2 }`]));
     await last.waitFor(/provisioning job removed from the file/);
+    await until('the added job', async () => (await readJson<Report>(join(dir, 'results', PK, 'provision-extra.json')))?.outcome === 'complete');
+    last.proc.kill('SIGHUP');
     await sleep(1000);
     expect(sim.control.requestLog().filter((l) => l.action === 'BatchCheckDeviceNames')).toHaveLength(checksBefore + 1);
+    expect(sim.control.devices(PK)).toHaveLength(valid.length + more.length + 2);
     last.proc.kill('SIGTERM');
     expect((await last.exited).code).toBe(0);
 
@@ -192,6 +195,7 @@ describe('the daemon runs provision entries', () => {
     const jobs = runCli(['status', '--config', config, '--jobs', '--json'], SIM_ENV, dir);
     expect((await jobs.exited).code, jobs.stderr.join('')).toBe(0);
     expect(JSON.parse(jobs.stdout.join('\n'))).toEqual([
+      { job: 'extra', productKey: PK, chunksSettled: 1, chunksTotal: 1, devicesCreated: 2, devicesRequested: 2, parked: 0 },
       { job: 'fleet', productKey: PK, chunksSettled: 4, chunksTotal: 4, devicesCreated: 2503, devicesRequested: 2503, parked: 0 },
     ]);
     const byJob = runCli(['status', '--config', config, '--job', 'fleet', '--json'], SIM_ENV, dir);
