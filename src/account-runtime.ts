@@ -39,6 +39,9 @@ import { AbortedError, DaemonError, coerceError } from './errors.js';
 import { accountStateDir, openStateBackend, type StateBackend } from './ledger/open-state.js';
 import type { Logger } from './ops/logger.js';
 import type { Metrics } from './ops/metrics.js';
+import type { DaemonProvisioner } from './provision/daemon-provisioner.js';
+import { createDaemonProvisioner } from './provision/daemon-provisioning.js';
+import type { ProvisionStatusRow } from './provision/job-state.js';
 import { Outbox } from './sinks/outbox.js';
 import { createResultWriter } from './sinks/result-writer.js';
 
@@ -99,6 +102,8 @@ export interface AccountRuntimeOptions {
   rpc?: { retryBaseDelayMs?: number; retryMaxDelayMs?: number; maxAttempts?: number; connectTimeoutMs?: number };
   /** Sink retry delays. */
   outbox?: { retryInitialMs?: number; retryMaxMs?: number };
+  /** Run the account's `provision` entries (DESIGN.md §13; file backend only). @default true */
+  provision?: boolean;
 }
 
 /** What {@link AccountRuntime.stop} reports. */
@@ -113,6 +118,8 @@ interface Owned {
   store: StateStore;
   outbox: Outbox;
   watcher: Watcher;
+  /** Runs the account's provisioning jobs (src/provision/daemon-provisioner.ts), when enabled. */
+  provisioner: DaemonProvisioner | null;
 }
 
 /** See the module comment. */
@@ -125,6 +132,10 @@ export class AccountRuntime {
   readonly #budget: ApiBudget;
   readonly #rpcs: RpcClient[];
   readonly #apis: { statusApi: IotApi; api: IotApi };
+  /** Provisioning submits: one attempt each (the job runs retry under the budget). */
+  readonly #submitApi: ReturnType<typeof createIotApi>;
+  /** Watcher reloads one after another (the daemon's and the provisioner's). */
+  #reloads: Promise<unknown> = Promise.resolve();
   /** Stops the action-health timer. */
   readonly #healthStop = new AbortController();
   /** Aborted by stop(): ends a standby's wait. */
@@ -169,9 +180,10 @@ export class AccountRuntime {
           })
         : null;
     this.#budget = createApiBudget(this.#rates(), { clock: options.clock, log: this.#log.child({ component: 'budget' }), gate });
-    const { rpcs, apis } = this.#createApis(credentials);
+    const { rpcs, apis, submitApi } = this.#createApis(credentials);
     this.#rpcs = rpcs;
     this.#apis = apis;
+    this.#submitApi = submitApi;
   }
 
   /** The account's name (`default` without `accounts`). */
@@ -257,6 +269,7 @@ export class AccountRuntime {
     this.#parkError = null;
     const owned = this.#owned;
     if (owned) {
+      await this.#stopProvisioning(owned);
       await owned.watcher.stop();
       await this.#drainOutbox(owned.outbox);
     }
@@ -284,7 +297,33 @@ export class AccountRuntime {
     this.#config = config;
     const watcher = this.#owned?.watcher;
     if (this.#state !== 'running' || !watcher || watcher.state !== 'running') return { added: 0, cancelled: 0, rearmed: 0 };
-    return watcher.reload(this.#view(config));
+    // The provisioning entries apply first; their chunk batches join the file's.
+    const withChunks = (await this.#owned?.provisioner?.apply(config)) ?? config;
+    return this.#reloadWatcher(watcher, withChunks);
+  }
+
+  /** One watcher reload after another, so each sees the batches added before it. */
+  #reloadWatcher(watcher: Watcher, config: CompiledConfig): Promise<{ added: number; cancelled: number; rearmed: number }> {
+    const next = this.#reloads.then(() => watcher.reload(this.#view(config)));
+    this.#reloads = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * For a reload whose file is unchanged: the provisioning jobs still look again (appended names in a device file,
+   * a job `provision resolve` changed). Only when a chunk batch was added does the watcher reload.
+   */
+  async refreshProvisioning(config: CompiledConfig): Promise<void> {
+    const owned = this.#owned;
+    if (!owned?.provisioner || this.#state !== 'running' || owned.watcher.state !== 'running') return;
+    const before = owned.provisioner.withBatches(config).batches;
+    const after = await owned.provisioner.apply(config);
+    if (after.batches !== before) await this.#reloadWatcher(owned.watcher, after);
+  }
+
+  /** A row per provisioning job of this account (chunks settled / total, devices created / requested). */
+  jobs(): ProvisionStatusRow[] {
+    return this.#shown()?.provisioner?.rows() ?? [];
   }
 
   /**
@@ -350,6 +389,7 @@ export class AccountRuntime {
   refreshMetrics(): void {
     const account = this.name;
     if (this.#owned) this.#o.metrics.setBatchCounts(this.#owned.store.counts(), account);
+    for (const { job, counts } of this.#owned?.provisioner?.deviceCounts() ?? []) this.#o.metrics.setProvisionDevices(job, counts, account);
     for (const { action, qps } of this.#budget.rates()) this.#o.metrics.setRateLimit(action, qps, account);
   }
 
@@ -373,6 +413,7 @@ export class AccountRuntime {
     let result: RunResult = this.#ended ?? { reason: 'stopped', error: null };
     if (owned) {
       const wasParked = this.#state === 'parked';
+      await this.#stopProvisioning(owned);
       const r = await owned.watcher.stop();
       // A parked account ended with its fatal error, which was handled: it stops like any other.
       if (!wasParked && !this.#ended) result = r;
@@ -400,10 +441,16 @@ export class AccountRuntime {
   }
 
   /** The budget: `rateLimit` without `accounts`; with it, the account's own (after `reserve`). */
-  #rates(): RateLimitConfig {
-    if (!this.labelled) return this.#o.config.rateLimit;
-    const { statusQps, pageQps, concurrency } = this.#account.rateLimit;
-    return { statusQps, pageQps, concurrency };
+  #rates(): RateLimitConfig & { submitQps: number } {
+    // NOTE: the implicit account carries the default submitQps; `rateLimit` itself has no submit budget.
+    const { statusQps, pageQps, concurrency, submitQps } = this.#account.rateLimit;
+    if (!this.labelled) return { ...this.#o.config.rateLimit, submitQps };
+    return { statusQps, pageQps, concurrency, submitQps };
+  }
+
+  /** No new submission; the ones in flight finish (a count chunk cut off would be parked as unknown). */
+  async #stopProvisioning(owned: Owned): Promise<void> {
+    await owned.provisioner?.stop().catch((err: unknown) => this.#log.warn({ err: coerceError(err) }, 'error while stopping provisioning'));
   }
 
   async #claimAndRun(): Promise<void> {
@@ -489,12 +536,36 @@ export class AccountRuntime {
     store.publishTo(outbox);
     const writerOptions = { resultsDir: config.output.resultsDir, includeSecrets: config.devices.includeSecrets, layout: config.output.resultsLayout ?? 'product' };
     const results = o.results ?? backend?.results ?? createResultWriter(writerOptions);
+    // Provisioning (DESIGN.md §13): the chunks' ApplyIds are batches of this watcher from its first reconcile on.
+    let provisioner: DaemonProvisioner | null = null;
+    let watched = view;
+    if (o.provision !== false && config.state.backend !== 'postgres') {
+      provisioner = createDaemonProvisioner({
+        config,
+        account: this.name,
+        stateDir: view.state.dir,
+        submitApi: this.#submitApi,
+        budget: this.#budget,
+        store,
+        outbox,
+        results,
+        reload: async () => {
+          const owned = this.#owned;
+          if (owned?.provisioner && owned.watcher.state === 'running') await this.#reloadWatcher(owned.watcher, owned.provisioner.withBatches(this.#config));
+        },
+        knows: (key) => this.#owned?.watcher.record(key) !== undefined,
+        clock: o.clock,
+        log: log.child({ component: 'provision' }),
+      });
+      await provisioner.prepare(config);
+      watched = this.#view(provisioner.withBatches(config));
+    }
     const watcher = new Watcher({
-      config: view,
+      config: watched,
       store,
       budget: this.#budget,
       ...this.#apis,
-      results,
+      results: provisioner?.results ?? results,
       clock: o.clock,
       random: o.random,
       log,
@@ -506,12 +577,13 @@ export class AccountRuntime {
         },
       },
     });
-    this.#owned = { backend, store, outbox, watcher };
+    this.#owned = { backend, store, outbox, watcher, provisioner };
     // NOTE: every request in flight listens on this one signal; more than 10 is normal, not a leak.
     setMaxListeners(view.rateLimit.concurrency * 4 + 16, watcher.requestSignal);
     await watcher.start();
     outbox.start();
     this.#state = 'running';
+    provisioner?.start();
     this.#watchEnd = watcher.done().then((result) => this.#onWatcherEnd(watcher, result));
   }
 
@@ -604,7 +676,7 @@ export class AccountRuntime {
    * each poll and the batch's backoff does the retrying. Paging and registration: retries inside, each attempt
    * takes its token in `beforeAttempt`. Every attempt's outcome feeds the budget (throttling slows it down).
    */
-  #createApis(credentials: CredentialsProvider): { rpcs: RpcClient[]; apis: { statusApi: IotApi; api: IotApi } } {
+  #createApis(credentials: CredentialsProvider): { rpcs: RpcClient[]; apis: { statusApi: IotApi; api: IotApi }; submitApi: ReturnType<typeof createIotApi> } {
     const o = this.#o;
     const config = o.config;
     const settings = this.labelled ? this.#account : config.alibaba;
@@ -637,12 +709,15 @@ export class AccountRuntime {
       maxAttempts: o.rpc?.maxAttempts ?? 4,
       beforeAttempt: (action, signal) => budget.acquire(action, signal),
     });
+    // Provisioning submits: one attempt each, the token taken by the job run before its intent is recorded.
+    const submitRpc = createRpcClient({ ...common, maxAttempts: 1 });
     return {
-      rpcs: [statusRpc, retryRpc],
+      rpcs: [statusRpc, retryRpc, submitRpc],
       apis: {
         statusApi: createIotApi({ rpc: statusRpc, defaultIotInstanceId: settings.iotInstanceId }),
         api: createIotApi({ rpc: retryRpc, defaultIotInstanceId: settings.iotInstanceId }),
       },
+      submitApi: createIotApi({ rpc: submitRpc, defaultIotInstanceId: settings.iotInstanceId }),
     };
   }
 }

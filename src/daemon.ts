@@ -17,6 +17,7 @@
 import { join } from 'node:path';
 
 import { type AccountClaims, AccountRuntime, type AccountRuntimeOptions } from './account-runtime.js';
+import { provisionConfigIssues } from './provision/daemon-provisioning.js';
 import type { CredentialsProvider } from './alibaba/credentials.js';
 import { accountCredentialIssues } from './config/env-overrides.js';
 import type { AccountConfig, CompiledConfig } from './config/types.js';
@@ -76,6 +77,8 @@ export interface DaemonOptions {
   rpc?: { retryBaseDelayMs?: number; retryMaxDelayMs?: number; maxAttempts?: number; connectTimeoutMs?: number };
   /** Sink retry delays. */
   outbox?: { retryInitialMs?: number; retryMaxMs?: number };
+  /** Run the configuration's `provision` entries (DESIGN.md §13). @default true */
+  provision?: boolean;
 }
 
 export type DaemonState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -110,6 +113,12 @@ function implicitAccount(config: CompiledConfig): AccountConfig {
     reserve: 0,
     source: null,
   };
+}
+
+/** `config` with the `provision` entries of `next` (absent when `next` has none). */
+function withProvision(config: CompiledConfig, next: CompiledConfig): CompiledConfig {
+  const { provision: _running, ...rest } = config;
+  return next.provision === undefined ? rest : { ...rest, provision: next.provision };
 }
 
 function perAccount<T>(value: PerAccount<T> | undefined, account: string): T | undefined {
@@ -265,6 +274,7 @@ export class Daemon {
       ...(o.sinkFlushMs !== undefined ? { sinkFlushMs: o.sinkFlushMs } : {}),
       ...(o.rpc ? { rpc: o.rpc } : {}),
       ...(o.outbox ? { outbox: o.outbox } : {}),
+      ...(o.provision === false ? { provision: false } : {}),
     };
     return new AccountRuntime(options);
   }
@@ -289,6 +299,8 @@ export class Daemon {
           code: 'InvalidOption',
         });
       }
+      const provisionIssues = this.#o.provision === false ? [] : provisionConfigIssues(config);
+      if (provisionIssues.length > 0) throw new ConfigError(provisionIssues);
       this.#checkCredentials(config, accounts);
       const webhookSecret = config.output.webhook ? readEnvSecret(this.#o.env, config.output.webhook.secretEnv, { codes: SECRET_ENV_CODES.webhook }) : undefined;
       if (config.output.webhook && !webhookSecret) {
@@ -307,6 +319,7 @@ export class Daemon {
           metrics: this.#liveMetrics(),
           isReady: () => this.isReady(),
           listBatches: () => this.list(),
+          listJobs: () => this.runtimes.flatMap((r) => r.jobs()),
           logger: log.child({ component: 'http' }),
           auth: resolveOpsAuth(config.http.auth, this.#o.env),
         });
@@ -500,6 +513,8 @@ export class Daemon {
     try {
       next = await loader();
       this.#lastRejected = null;
+      const refused = this.#o.provision === false ? [] : provisionConfigIssues(next);
+      if (refused.length > 0) throw new ConfigError(refused);
     } catch (err) {
       if (err instanceof ConfigError) return this.#rejected(err, reason);
       this.#log.error({ err: coerceError(err), reason }, 'config reload failed; keeping the running one');
@@ -508,6 +523,8 @@ export class Daemon {
     }
     // The config source hands back the running objects when the file is unchanged or not yet stable: nothing to apply.
     if (next.batches === this.#config.batches && next.polling === this.#config.polling) {
+      // Provisioning jobs look again all the same: their device files are not this file.
+      for (const r of this.runtimes) await r.refreshProvisioning(this.#config);
       if (reason !== 'cron') this.#log.info({ reason }, 'configuration unchanged');
       this.metrics.recordConfigReload('ok');
       return 'unchanged';
@@ -571,7 +588,7 @@ export class Daemon {
       const waiting = [...new Set(next.batches.filter((b) => !filtered.includes(b)).map((b) => b.account))];
       this.#log.warn({ accounts: waiting, batches: next.batches.length - batches.length }, 'batches of accounts added to the file start after a restart');
     }
-    const applied = { ...this.#config, polling: next.polling, batches };
+    const applied = { ...withProvision(this.#config, next), polling: next.polling, batches };
     const stats = zeroStats();
     for (const r of this.runtimes) addStats(stats, await r.reload(applied));
     this.#config = applied;
@@ -595,7 +612,7 @@ export class Daemon {
    */
   async #applyAccounts(next: CompiledConfig, reason: string): Promise<Stats> {
     const { removed, added, changed } = this.#accountChanges(next);
-    const applied: CompiledConfig = { ...this.#config, polling: next.polling, batches: next.batches, accounts: next.accounts, alibaba: next.alibaba, rateLimit: next.rateLimit };
+    const applied: CompiledConfig = { ...withProvision(this.#config, next), polling: next.polling, batches: next.batches, accounts: next.accounts, alibaba: next.alibaba, rateLimit: next.rateLimit };
     const stats = zeroStats();
     const fresh = new Set([...added, ...changed].map((a) => a.name));
     for (const r of this.runtimes) {

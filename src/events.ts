@@ -15,7 +15,19 @@ export const EVENT_TYPES = [
   'batch.cancelled',
 ] as const;
 
-export type EventType = (typeof EVENT_TYPES)[number];
+/**
+ * Events of provisioning jobs (DESIGN.md §13), through the same outbox and sinks: `provision.chunk_submitted` (a
+ * chunk got its ApplyId), `provision.chunk_parked` (a count chunk whose submission may or may not have reached
+ * Alibaba: `submission_unknown`), `provision.settled` (every chunk of the job settled).
+ */
+export const PROVISION_EVENT_TYPES = ['provision.chunk_submitted', 'provision.chunk_parked', 'provision.settled'] as const;
+
+/** Every event type: the batch events, then the provisioning events. */
+export const ALL_EVENT_TYPES = [...EVENT_TYPES, ...PROVISION_EVENT_TYPES] as const;
+
+export type ProvisionEventType = (typeof PROVISION_EVENT_TYPES)[number];
+
+export type EventType = (typeof EVENT_TYPES)[number] | ProvisionEventType;
 
 /** Final outcomes of a batch (DESIGN.md §3). */
 export const OUTCOMES = [
@@ -65,6 +77,20 @@ export interface WatcherEvent {
   invalidNames?: string[];
   /** For batch.stalled: how long the current phase has lasted. */
   phaseMs?: number;
+  /**
+   * provision.* events: the job (`name` is the job's name too). `applyId` is the chunk's ApplyId on
+   * provision.chunk_submitted, and empty on provision.chunk_parked and provision.settled.
+   */
+  job?: string;
+  /** provision.chunk_*: the chunk's index in the job's report. */
+  chunk?: number;
+  /** provision.*: devices the chunk (or the job) asked for; provision.settled: created and rejected too. */
+  requested?: number;
+  created?: number;
+  rejected?: number;
+  /** provision.settled: chunks of the job, and whether every one of them succeeded (`complete`) or not (`incomplete`). */
+  chunks?: number;
+  jobOutcome?: string;
 }
 
 /** Typed listener map for the library emitter (`createWatcher(...).on(type, listener)`). */

@@ -364,6 +364,8 @@ async function waitCommand(args: string[], io: Io): Promise<number> {
     results,
     http: false,
     housekeeping: false,
+    // The file's provision entries belong to the daemon (`run`), not to this one batch.
+    provision: false,
   });
   const code = await runDaemonUntilSignal(daemon, logger, io, (d) => d.whenAllSettled());
   if (code !== EXIT.ok) return code;

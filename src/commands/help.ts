@@ -53,6 +53,7 @@ ${CONFIG}      --json             a JSON array, one object per batch (DESIGN.md 
       --state STATE      only batches in this state (pending, fetching, settled, parked; repeatable)
       --account NAME     only batches of this account (\`default\` until several accounts exist; repeatable)
       --job NAME         only batches of this provisioning job (repeatable)
+      --jobs             one row per provisioning job instead (chunks settled/total, devices created/requested)
       --watch            a live view, redrawn every --interval (one summary line per interval without a terminal)
       --interval DUR     the watch interval, e.g. 2s, 500ms, 1m   default 2s
 ${HELP}`,

@@ -19,6 +19,7 @@ import { compileConfigObject } from '../config/compile.js';
 import { APPLY_ID_PATTERN, PROVISION_NAME_PATTERN, configSchema, provisionSchema } from '../config/schema.js';
 import type { CompiledConfig } from '../config/types.js';
 import { type Clock, type Random } from '../core/clock.js';
+import { createApiBudget } from '../core/api-budget.js';
 import { Daemon } from '../daemon.js';
 import { DaemonError } from '../errors.js';
 import { createMemoryLedger } from '../ledger/memory-ledger.js';
@@ -31,7 +32,6 @@ import { ProvisionFatalError, ProvisionRunner } from '../provision/job-runner.js
 import { type JobSpec, type JobState, deviceCounts, withChunk } from '../provision/job-state.js';
 import { resolveUnknown } from '../provision/chunk-transitions.js';
 import { writeProvisionOutputs } from '../provision/provision-output-writer.js';
-import { createSubmitBudget } from '../provision/submit-budget.js';
 import { createResultWriter } from '../sinks/result-writer.js';
 import type { Logger } from 'pino';
 
@@ -211,7 +211,9 @@ export async function provisionCommand(args: string[], io: ProvisionIo): Promise
     base = { ...base, alibaba: { ...base.alibaba, endpoint: new URL(checked.data).origin } };
   }
   // The daemon inside watches only this job's chunks: no HTTP server, no sinks of the file.
-  base = { ...base, batches: [], http: { listen: null }, output: { ...base.output, webhook: null } };
+  // Nor the file's `provision` entries: this command runs the one job it was given.
+  const { provision: _entries, ...withoutJobs } = base;
+  base = { ...withoutJobs, batches: [], http: { listen: null }, output: { ...base.output, webhook: null } };
 
   let devices = null;
   if (spec.source.kind === 'devices') {
@@ -228,6 +230,9 @@ export async function provisionCommand(args: string[], io: ProvisionIo): Promise
 
   const log = io.logger;
   const credentials = base.alibaba.credentials === 'chain' ? createChainCredentials() : createEnvCredentials(io.env);
+  // The account's submit budget (rateLimit.submitQps of the account; Alibaba: 10 QPS per submit action).
+  const submitQps = base.accounts.find((a) => a.name === (spec.account ?? base.accounts[0]?.name))?.rateLimit.submitQps;
+  const budget = createApiBudget({ ...base.rateLimit, ...(submitQps === undefined ? {} : { submitQps }) }, { clock: io.clock, log: log.child({ component: 'budget' }) });
   const rpc = createRpcClient({
     endpoint: base.alibaba.endpoint,
     credentials,
@@ -236,6 +241,11 @@ export async function provisionCommand(args: string[], io: ProvisionIo): Promise
     clock: io.clock,
     random: io.random,
     logger: log.child({ component: 'provision-api' }),
+    // One attempt per submission: the runner retries under the budget, taking a token before each intent.
+    maxAttempts: 1,
+    onAttempt: (info) => {
+      budget.feedback(info.action, info.outcome);
+    },
   });
   const api = createIotApi({ rpc, defaultIotInstanceId: base.alibaba.iotInstanceId });
   const inner = createResultWriter({ resultsDir: base.output.resultsDir, includeSecrets: true });
@@ -246,6 +256,7 @@ export async function provisionCommand(args: string[], io: ProvisionIo): Promise
     env: io.env,
     credentials,
     ledger: createMemoryLedger(),
+    provision: false,
     results: chunkWatcher.results,
     loadConfig: () => chunkWatcher.loadConfig(),
     http: false,
@@ -271,7 +282,7 @@ export async function provisionCommand(args: string[], io: ProvisionIo): Promise
     store: createFileJobStore(base.state.dir),
     submitter: createChunkSubmitter(api),
     watcher: chunkWatcher.watcher,
-    budget: createSubmitBudget(io.clock),
+    budget,
     clock: io.clock,
     writeOutputs: async (report) => {
       await writeProvisionOutputs(base.output.resultsDir, report);
@@ -304,6 +315,7 @@ export async function provisionCommand(args: string[], io: ProvisionIo): Promise
   } finally {
     for (const u of unsubs) u();
     await daemon.stop();
+    budget.close();
     await rpc.close();
   }
 }

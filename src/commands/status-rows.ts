@@ -61,6 +61,7 @@ export async function readStatusRows(stateDir: string): Promise<ViewRow[]> {
     const snapshot = await readLedgerReadOnly(dir);
     for (const rec of snapshot.batches.values()) records.push(rec);
   }
-  return toStatusRows(records);
+  // The chunk batches of provisioning jobs carry their job (the `provisionJob` label): `--job` filters on it.
+  return toStatusRows(records).map((r) => (r.labels.provisionJob === undefined ? r : { ...r, job: r.labels.provisionJob }));
 }
 

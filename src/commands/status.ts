@@ -11,7 +11,8 @@ import { resolveConfigPath } from '../config/env.js';
 import type { BatchState } from '../core/record.js';
 import { formatStatusView } from '../ops/status-view.js';
 import { parseOptions, UsageError } from './args.js';
-import { filterRows, readStatusRows, type StatusCommandIo, type StatusFilter } from './status-rows.js';
+import { accountLedgerDirs, filterRows, readStatusRows, type StatusCommandIo, type StatusFilter } from './status-rows.js';
+import { formatJobRows, readJobStatusRows } from '../provision/job-status.js';
 
 export type { StatusCommandIo, StatusFilter };
 
@@ -32,6 +33,7 @@ export async function statusCommand(args: string[], io: StatusCommandIo, deps: S
     state: { type: 'string', multiple: true },
     account: { type: 'string', multiple: true },
     job: { type: 'string', multiple: true },
+    jobs: { type: 'boolean' },
     watch: { type: 'boolean' },
     interval: { type: 'string' },
   });
@@ -62,7 +64,15 @@ export async function statusCommand(args: string[], io: StatusCommandIo, deps: S
   if (!existsSync(config.state.dir)) {
     io.stderr.write(`no ledger yet in ${config.state.dir} (the daemon has not run with this configuration)\n`);
   }
+  // Provisioning jobs (DESIGN.md §13): `--jobs` prints one row per job instead; the plain table ends with them.
+  const jobRows: Awaited<ReturnType<typeof readJobStatusRows>> = [];
+  for (const dir of await accountLedgerDirs(config.state.dir)) jobRows.push(...(await readJobStatusRows(dir)).filter((r) => filter.jobs === null || filter.jobs.has(r.job)));
+  if (opts.jobs) {
+    io.stdout.write(opts.json ? `${JSON.stringify(jobRows, null, 2)}\n` : formatJobRows(jobRows));
+    return 0;
+  }
   const rows = filterRows(await readStatusRows(config.state.dir), filter);
   io.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : formatStatusView(rows, { wide: opts.wide ?? false }));
+  if (!opts.json && jobRows.length > 0) io.stdout.write(`\n${formatJobRows(jobRows)}`);
   return 0;
 }

@@ -202,9 +202,9 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
   // Fast path: plain values without a document model. Any problem (or anything outside its subset) goes to the
   // full parser below, which re-reads the text with positions so every issue names file:line:col.
   const fast = fastParseYaml(text);
-  // NOTE: the fast path records positions of batches only; a file with `accounts` (a handful of entries, whose
-  // positions name them in start-up errors) takes the full parser.
-  if (fast !== null && !Object.hasOwn(fast.value, 'accounts')) {
+  // NOTE: the fast path records positions of batches only; a file with `accounts` or `provision` (a handful of
+  // entries, whose positions name them in start-up errors) takes the full parser.
+  if (fast !== null && !Object.hasOwn(fast.value, 'accounts') && !Object.hasOwn(fast.value, 'provision')) {
     try {
       return validateAndCompile(fast.value, fastSource(fast.batchPositions, file, absoluteFile), cwd);
     } catch (err) {

@@ -23,22 +23,28 @@ import type { Clock } from './clock.js';
 import type { ApiAction, Log } from './ports.js';
 import { type AdaptiveRateOptions, AdaptiveTokenBucket } from './rate-limiter.js';
 
-/** The budgeted buckets of one account. */
-export type BudgetName = 'status' | 'page';
+/** The budgeted buckets of one account (`check` and `register`: the provisioning submits, DESIGN.md §13). */
+export type BudgetName = 'status' | 'page' | 'check' | 'register';
+
+/** An account's `submitQps` when the rates give none (the configuration's default for an account). */
+export const DEFAULT_SUBMIT_QPS = 5;
 
 /** Which bucket each API action draws from (`null`: not budgeted, e.g. the one registration call of a batch). */
 export const BUDGET_OF: Readonly<Record<ApiAction, BudgetName | null>> = {
   QueryBatchRegisterDeviceStatus: 'status',
   QueryPageByApplyId: 'page',
   BatchRegisterDeviceWithApplyId: null,
-  BatchCheckDeviceNames: null,
-  BatchRegisterDevice: null,
+  // NOTE: Alibaba limits each submit action to 10 QPS per account on its own: two buckets at `submitQps` each.
+  BatchCheckDeviceNames: 'check',
+  BatchRegisterDevice: 'register',
 };
 
 /** The `rateLimit` keys a budget is made from (DESIGN.md §2). */
 export interface BudgetRates {
   statusQps: number;
   pageQps: number;
+  /** Each of BatchCheckDeviceNames and BatchRegisterDevice (the account's `rateLimit.submitQps`). @default {@link DEFAULT_SUBMIT_QPS} */
+  submitQps?: number;
 }
 
 /**
@@ -114,7 +120,8 @@ export class ApiBudget {
     this.#gate = options.gate;
     const tuning = options.tuning ?? budgetOptions;
     const now = options.clock.now();
-    const qps: Record<BudgetName, number> = { status: options.rates.statusQps, page: options.rates.pageQps };
+    const submitQps = options.rates.submitQps ?? DEFAULT_SUBMIT_QPS;
+    const qps: Record<BudgetName, number> = { status: options.rates.statusQps, page: options.rates.pageQps, check: submitQps, register: submitQps };
     for (const name of Object.keys(qps) as BudgetName[]) {
       this.#lanes.set(name, { bucket: new AdaptiveTokenBucket(tuning(qps[name]), now), waiters: [], pumping: false });
     }

@@ -5,6 +5,7 @@
  *   GET /readyz       200 `ready` when `isReady()`, else 503 `not ready` (config + ledger loaded, no shutdown yet)
  *   GET /metrics      Prometheus text exposition, with the registry's content type
  *   GET /v1/batches   JSON array, the same objects as `status --json`
+ *   GET /v1/jobs      JSON array, one object per provisioning job, as `status --jobs --json`
  *
  * HEAD is accepted wherever GET is. Other methods on those paths get 405 with `Allow`; unknown paths get 404
  * JSON.
@@ -68,6 +69,8 @@ export interface OpsServerOptions {
   isReady: () => boolean;
   /** The batches for `/v1/batches` (the `status --json` objects). */
   listBatches: () => unknown[] | Promise<unknown[]>;
+  /** The provisioning jobs for `/v1/jobs` (the `status --jobs --json` objects). @default none: an empty list */
+  listJobs?: () => unknown[] | Promise<unknown[]>;
   /** Logger for request failures and server errors. */
   logger: Logger;
   /** Require a bearer token on `/v1/*` (and `/metrics` when asked). @default none: every path is open */
@@ -84,8 +87,8 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-type Route = '/healthz' | '/readyz' | '/metrics' | '/v1/batches';
-const ROUTES: ReadonlySet<string> = new Set<Route>(['/healthz', '/readyz', '/metrics', '/v1/batches']);
+type Route = '/healthz' | '/readyz' | '/metrics' | '/v1/batches' | '/v1/jobs';
+const ROUTES: ReadonlySet<string> = new Set<Route>(['/healthz', '/readyz', '/metrics', '/v1/batches', '/v1/jobs']);
 
 /** Starts the ops server; resolves once it listens, rejects if it cannot bind (e.g. EADDRINUSE). */
 export function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
@@ -147,10 +150,11 @@ export function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
         send(res, 200, metrics.contentType, body);
         return;
       }
-      case '/v1/batches': {
+      case '/v1/batches':
+      case '/v1/jobs': {
         let body: string;
         try {
-          const batches = await listBatches();
+          const batches = path === '/v1/jobs' ? await (options.listJobs?.() ?? []) : await listBatches();
           body = JSON.stringify(batches);
         } catch (error) {
           logger.error({ err: error }, 'listing batches failed');

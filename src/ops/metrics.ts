@@ -45,6 +45,7 @@ export const METRIC_NAMES = {
   sinkDeliveriesTotal: 'ibw_sink_deliveries_total',
   batchSettleSeconds: 'ibw_batch_settle_seconds',
   configReloadsTotal: 'ibw_config_reloads_total',
+  provisionDevices: 'ibw_provision_devices',
 } as const;
 
 const CONFIG_RELOAD_OUTCOMES: readonly ConfigReloadOutcome[] = ['ok', 'invalid', 'error'];
@@ -125,6 +126,8 @@ export interface Metrics {
   recordSettled(outcome: string, seconds: number, account?: string): void;
   /** Counts one configuration reload. */
   recordConfigReload(outcome: ConfigReloadOutcome): void;
+  /** Sets `ibw_provision_devices{job,state}` of one provisioning job (state: requested, created, rejected, pending). */
+  setProvisionDevices(job: string, counts: Readonly<Record<string, number>>, account?: string): void;
   /** The Prometheus text exposition of every series. */
   render(): Promise<string>;
   /** The content type that goes with {@link Metrics.render}'s output. */
@@ -218,9 +221,19 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   }
 
+  const provisionDevices = new Gauge({
+    name: METRIC_NAMES.provisionDevices,
+    help: 'Devices of each provisioning job by state: requested, created, rejected (locally or by Alibaba), pending',
+    labelNames: ['job', 'state', ...acc],
+    registers,
+  });
+
   return {
     registry,
     labelled,
+    setProvisionDevices(job, counts, account) {
+      for (const [state, n] of Object.entries(counts)) provisionDevices.set(withAccount({ job, state }, account), n);
+    },
     addAccount(account) {
       if (labelled) zero(account);
     },

@@ -3,19 +3,27 @@
  * (src/safe-fs.ts), so a save that resolved survives a crash.
  */
 
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { DaemonError } from '../errors.js';
 import { assertSafePathSegment, ensureDirectory, openSafeDir, writeFileAtomic } from '../safe-fs.js';
-import type { JobStore } from './job-runner.js';
+import type { ListableJobStore } from './daemon-provisioner.js';
 import { JOB_STATE_VERSION, type JobState } from './job-state.js';
 
 /** Creates the store below `stateDir`. */
-export function createFileJobStore(stateDir: string): JobStore {
+export function createFileJobStore(stateDir: string): ListableJobStore {
   const root = path.resolve(stateDir);
   const file = (name: string) => path.join(root, 'provision', `${name}.json`);
   return {
+    async list() {
+      try {
+        return (await readdir(path.join(root, 'provision'))).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+        throw new DaemonError(`cannot list ${path.join(root, 'provision')}`, { kind: 'store', scope: 'process', cause: err });
+      }
+    },
     async load(name) {
       assertSafePathSegment(name, 'provisioning job name');
       let text: string;

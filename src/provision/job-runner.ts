@@ -6,6 +6,12 @@
  *
  * Order of one submission: take a budget token, make the intent durable (`submitting`), send, make the answer
  * durable (the ApplyId, `watching`), announce it, start watching. Every save waits for the ones before it.
+ *
+ * Announcements (the `emit` port: durable events in the daemon) are at least once: each one's fact is recorded in
+ * the job state (`announced`) after `emit` resolved, and a start announces again what a crash left unrecorded.
+ *
+ * In the daemon a run can be told about appended names ({@link ProvisionRunner.extend}) and told to stop submitting
+ * while it keeps watching what it submitted ({@link ProvisionRunner.drain}).
  */
 
 import type { Clock } from '../core/clock.js';
@@ -64,7 +70,12 @@ export interface ProvisionRunnerOptions {
   clock: Clock;
   /** Writes the report and CSV (provision-output-writer.ts in production). */
   writeOutputs(report: ProvisionReport): Promise<void>;
-  emit(type: 'provision.chunk_submitted' | 'provision.chunk_parked' | 'provision.settled', fields: Record<string, unknown>): void;
+  /**
+   * Announces a fact. `fact` identifies it within the job (stable across restarts): the same fact is announced again
+   * only when a crash came between announcing it and recording that it was. A returned promise (a durable event) is
+   * awaited; any other return value is ignored.
+   */
+  emit(type: 'provision.chunk_submitted' | 'provision.chunk_parked' | 'provision.settled', fields: Record<string, unknown>, fact: string): unknown;
   /** Progress after every change (the CLI's progress line). */
   onProgress?(state: JobState): void;
   retry?: RetryPolicy;
@@ -87,6 +98,14 @@ export class ProvisionRunner {
   #error: { error: unknown } | null = null;
   readonly #watches = new Set<Promise<void>>();
   readonly #o: ProvisionRunnerOptions;
+  /** The device file as re-read while running (appended names), applied at the loop's next turn. */
+  #extension: DeviceList | null = null;
+  /** No more submissions; the run ends once the watches in flight end. */
+  #draining = false;
+  /** The run has decided to end: extend() is refused from then on. */
+  #closed = false;
+  /** The submission in flight, if any. */
+  #submitting: Promise<void> | null = null;
 
   constructor(options: ProvisionRunnerOptions) {
     this.#o = options;
@@ -123,10 +142,21 @@ export class ProvisionRunner {
     wake?.();
   }
 
+  /** Announces a fact once (at least once across crashes; see the module comment). */
+  async #announce(type: 'provision.chunk_submitted' | 'provision.chunk_parked' | 'provision.settled', fields: Record<string, unknown>, fact: string): Promise<void> {
+    if (this.#current().announced?.includes(fact) === true) return;
+    await this.#o.emit(type, { job: this.#o.spec.name, productKey: this.#o.spec.productKey, ...fields }, fact);
+    const state = this.#current();
+    this.#state = { ...state, announced: [...(state.announced ?? []), fact] };
+    const next = this.#saving.then(() => this.#o.store.save(this.#current()));
+    this.#saving = next.catch(() => undefined);
+    await next;
+  }
+
   async #perform(rec: ChunkRecord, effects: readonly ChunkEffect[], signal: AbortSignal | undefined): Promise<void> {
     for (const effect of effects) {
       if (effect.kind === 'persist') await this.#put(rec);
-      else if (effect.kind === 'emit') this.#o.emit(effect.type, { job: this.#o.spec.name, productKey: this.#o.spec.productKey, ...effect.fields });
+      else if (effect.kind === 'emit') await this.#announce(effect.type, effect.fields, chunkFact(effect.type, rec));
       else if (effect.kind === 'fatal') throw new ProvisionFatalError(effect.failure);
       else if (effect.kind === 'watch') this.#startWatch(rec.index, effect, signal);
       // 'submit' is performed by #submit itself.
@@ -164,6 +194,27 @@ export class ProvisionRunner {
     await this.#perform(step.rec, step.effects, signal);
   }
 
+  /**
+   * Hands a running job the device file as read again (names appended to it are planned and submitted; names removed
+   * change nothing submitted). Returns false when the run is ending (or ended): start a new run instead.
+   */
+  extend(devices: DeviceList): boolean {
+    if (this.#closed || this.#state === null) return false;
+    this.#extension = devices;
+    this.#notify();
+    return true;
+  }
+
+  /**
+   * Stops submitting: the submission in flight (if any) finishes, no other one starts, and the run ends once the
+   * chunks already submitted have settled. Resolves when no submission is in flight.
+   */
+  async drain(): Promise<void> {
+    this.#draining = true;
+    this.#notify();
+    await this.#submitting?.catch(() => undefined);
+  }
+
   /** The report of the current state. */
   report(): ProvisionReport {
     return buildProvisionReport(jobView(this.#current(), this.#o.spec));
@@ -180,8 +231,16 @@ export class ProvisionRunner {
     const reconciled = reconcileJob(await o.store.load(o.spec.name), o.spec, o.devices, o.clock.now());
     this.#state = reconciled.state;
     await o.store.save(this.#state);
-    for (const { effect } of reconciled.effects) {
-      if (effect.kind === 'emit') o.emit(effect.type, { job: o.spec.name, productKey: o.spec.productKey, ...effect.fields });
+    for (const { chunk, effect } of reconciled.effects) {
+      if (effect.kind === 'emit') await this.#announce(effect.type, effect.fields, chunkFact(effect.type, this.#chunk(chunk)));
+    }
+    // Announcements a crash may have left unrecorded (no-ops when recorded).
+    for (const rec of this.#state.chunks) {
+      if (rec.applyId !== null && rec.state !== 'planned' && rec.state !== 'submitting' && rec.state !== 'submission_unknown') {
+        await this.#announce('provision.chunk_submitted', submittedFields(rec), chunkFact('provision.chunk_submitted', rec));
+      } else if (rec.state === 'submission_unknown') {
+        await this.#announce('provision.chunk_parked', { chunk: rec.index, reason: rec.reason }, chunkFact('provision.chunk_parked', rec));
+      }
     }
     // Chunks already watching (a restart) are watched again; the watcher resumes their batches.
     for (const rec of this.#state.chunks) {
@@ -194,16 +253,34 @@ export class ProvisionRunner {
     for (;;) {
       signal?.throwIfAborted();
       if (this.#error !== null) throw this.#error.error;
+      if (this.#extension !== null && !this.#draining) {
+        // NOTE: nothing is `submitting` here (submissions are awaited below), so reconciling recovers nothing.
+        const extended = reconcileJob(this.#current(), o.spec, this.#extension, o.clock.now());
+        this.#extension = null;
+        this.#state = extended.state;
+        const saved = this.#saving.then(() => o.store.save(this.#current()));
+        this.#saving = saved.catch(() => undefined);
+        await saved;
+        o.onProgress?.(this.#state);
+      }
       const now = o.clock.now();
-      const due = this.#current().chunks.find((c) => isDue(c, now));
+      const due = this.#draining ? undefined : this.#current().chunks.find((c) => isDue(c, now));
       if (due !== undefined) {
-        await this.#submit(due.index, signal);
+        this.#submitting = this.#submit(due.index, signal);
+        try {
+          await this.#submitting;
+        } finally {
+          this.#submitting = null;
+        }
         continue;
       }
-      if (isJobSettled(this.#current()) && this.#watches.size === 0) break;
+      if ((isJobSettled(this.#current()) || this.#draining) && this.#watches.size === 0) {
+        this.#closed = true;
+        break;
+      }
       // Sleep until the next retry is due or a watch ends, whichever comes first.
       let next = Infinity;
-      for (const c of this.#current().chunks) if (c.state === 'planned') next = Math.min(next, c.notBefore);
+      if (!this.#draining) for (const c of this.#current().chunks) if (c.state === 'planned') next = Math.min(next, c.notBefore);
       const woken = new Promise<void>((resolve) => {
         this.#wake = resolve;
       });
@@ -225,7 +302,19 @@ export class ProvisionRunner {
     await this.#saving;
     const report = this.report();
     await o.writeOutputs(report);
-    o.emit('provision.settled', { job: o.spec.name, productKey: o.spec.productKey, outcome: report.outcome, ...report.summary.devices, chunks: report.summary.chunks.total });
+    if (report.settled) {
+      const d = report.summary.devices;
+      await this.#announce('provision.settled', { outcome: report.outcome, ...d, chunks: report.summary.chunks.total }, `settled:${report.summary.chunks.total}:${d.requested}:${d.created}:${d.rejected}`);
+    }
     return report;
   }
+}
+
+function submittedFields(rec: ChunkRecord): Record<string, unknown> {
+  return { chunk: rec.index, applyId: rec.applyId, requested: rec.requested, submission: rec.submissions };
+}
+
+/** The fact of a chunk's announcement: stable for the same submission (or parking) of the chunk. */
+function chunkFact(type: 'provision.chunk_submitted' | 'provision.chunk_parked' | 'provision.settled', rec: ChunkRecord): string {
+  return type === 'provision.chunk_submitted' ? `submitted:${rec.index}:${rec.applyId ?? ''}` : `parked:${rec.index}:${rec.applyIds.length}`;
 }

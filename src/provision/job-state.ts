@@ -34,6 +34,10 @@ export interface JobState {
   chunks: ChunkRecord[];
   /** Local rejections of the device file as last read. */
   rejected: RejectedName[];
+  /** Facts announced (events made durable), so a restart announces only what a crash left out. Absent: none. */
+  announced?: string[];
+  /** The daemon stores the job's settings too, so a job removed from the file is still watched after a restart. */
+  spec?: JobSpec;
 }
 
 /** What reconciling a job did. */
@@ -88,6 +92,8 @@ export function reconcileJob(previous: JobState | null, spec: JobSpec, devices: 
       kind,
       chunks,
       rejected: devices?.rejected ?? previous?.rejected ?? [],
+      ...(previous?.announced === undefined ? {} : { announced: previous.announced }),
+      ...(previous?.spec === undefined ? {} : { spec: previous.spec }),
     },
     added: extension.added.length,
     effects,

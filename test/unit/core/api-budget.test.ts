@@ -27,7 +27,11 @@ describe('ApiBudget', () => {
     expect(rates).toEqual([
       { action: 'QueryBatchRegisterDeviceStatus', qps: 5 },
       { action: 'QueryPageByApplyId', qps: 7 },
+      { action: 'BatchCheckDeviceNames', qps: 5 },
+      { action: 'BatchRegisterDevice', qps: 5 },
     ]);
+    // The submit actions each get the account's submitQps.
+    expect(createApiBudget({ statusQps: 5, pageQps: 7, submitQps: 9 }, { clock }).rates().slice(2).map((r) => r.qps)).toEqual([9, 9]);
     const budgeted = (Object.keys(BUDGET_OF) as ApiAction[]).filter((a) => BUDGET_OF[a] !== null);
     expect(rates.map((r) => r.action)).toEqual(budgeted);
     expect(budgetOptions(10)).toMatchObject({ ratePerSec: 10, windowMs: 1100, coldStartMargin: true, recoveryPerSec: 0.1 });

@@ -1,0 +1,92 @@
+/**
+ * Builds the {@link DaemonProvisioner} of one account from the pieces a daemon (or an account runtime) owns, and
+ * says which configurations it cannot run. Kept apart from the daemon so the daemon's hunk stays small.
+ *
+ * Backends: on the file backend a job's state lives in the account's state directory (`<dir>/provision/`). On
+ * PostgreSQL it would live on one pod's disk, and a replica taking the account over could submit a count chunk
+ * again: provision entries are refused there (a config error naming the entry), see docs/provisioning.md.
+ */
+
+import type { AlibabaIotApi } from '../alibaba/iot-api.js';
+import type { CompiledConfig } from '../config/types.js';
+import type { ApiBudget } from '../core/api-budget.js';
+import type { Clock } from '../core/clock.js';
+import type { EventPublisher, ResultWriter } from '../core/ports.js';
+import type { StateStore } from '../core/state-store.js';
+import type { ConfigIssue } from '../errors.js';
+import type { Logger } from '../ops/logger.js';
+import { createChunkSubmitter } from './chunk-submitter.js';
+import { DaemonProvisioner } from './daemon-provisioner.js';
+import { readDeviceFile } from './device-file-reader.js';
+import { createFileJobStore } from './file-job-store.js';
+import { writeProvisionOutputs } from './provision-output-writer.js';
+
+/**
+ * Why the daemon cannot run the configuration's `provision` entries (empty: it can): the PostgreSQL backend, or
+ * device results without their secrets (the factory CSV needs them).
+ */
+export function provisionConfigIssues(config: CompiledConfig): ConfigIssue[] {
+  const jobs = config.provision ?? [];
+  if (jobs.length === 0) return [];
+  const first = jobs[0]!;
+  const at = first.position ?? { file: config.file ?? '(config)', line: 0, col: 0 };
+  const issues: ConfigIssue[] = [];
+  if (config.state.backend === 'postgres') {
+    issues.push({
+      ...at,
+      path: 'provision',
+      message:
+        'provision entries need state.backend: file (their job state must not live on one replica\'s disk, or a count chunk could be submitted twice after a failover); ' +
+        'run them with a file state directory, or with `iot-batch-watcher provision`',
+    });
+  }
+  if (!config.devices.fetch || !config.devices.includeSecrets) {
+    issues.push({ ...at, path: 'provision', message: 'provision entries need devices.fetch: true and devices.includeSecrets: true (the factory CSV holds each DeviceSecret)' });
+  }
+  return issues;
+}
+
+/** What the daemon hands over. */
+export interface DaemonProvisioningDeps {
+  config: CompiledConfig;
+  /** The account (its name) the daemon runs. */
+  account: string;
+  /** The account's state directory (`state.dir` for `default`). */
+  stateDir: string;
+  /** An API client whose submissions are sent once (maxAttempts 1): the runs retry under the budget themselves. */
+  submitApi: AlibabaIotApi;
+  budget: ApiBudget;
+  store: StateStore;
+  outbox: EventPublisher;
+  results: ResultWriter;
+  reload(reason: string): Promise<unknown>;
+  knows(key: string): boolean;
+  clock: Clock;
+  log: Logger;
+}
+
+/** The provisioner of one account. */
+export function createDaemonProvisioner(deps: DaemonProvisioningDeps): DaemonProvisioner {
+  const resultsDir = deps.config.output.resultsDir;
+  return new DaemonProvisioner({
+    account: deps.account,
+    store: createFileJobStore(deps.stateDir),
+    submitter: createChunkSubmitter(deps.submitApi),
+    budget: deps.budget,
+    results: deps.results,
+    writeOutputs: async (report) => {
+      await writeProvisionOutputs(resultsDir, report);
+    },
+    publish: async (event) => {
+      const entry = { event, acked: [] };
+      // Durable first (the account's ledger), then the sinks: delivered at least once, like batch events.
+      await deps.store.append([{ t: 'event', entry }]);
+      deps.outbox.enqueue(entry);
+    },
+    readDevices: (file) => readDeviceFile(file),
+    reload: (reason) => deps.reload(reason),
+    knows: (key) => deps.knows(key),
+    clock: deps.clock,
+    log: deps.log,
+  });
+}
