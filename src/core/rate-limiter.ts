@@ -103,6 +103,8 @@ export class AdaptiveTokenBucket {
   private ringCount = 0;
   private ringHead = 0;
   private lastNow: number;
+  /** Scratch copy of the ring for {@link peekAfter} (no allocation per call). */
+  private readonly scratch: Float64Array;
 
   constructor(options: AdaptiveRateOptions, now: number) {
     const rate = options.ratePerSec;
@@ -135,6 +137,7 @@ export class AdaptiveTokenBucket {
     this.windowMs = windowMs;
     this.maxPerWindow = Math.max(1, Math.floor(rate)) + burst - 1;
     this.ring = new Float64Array(this.maxPerWindow);
+    this.scratch = new Float64Array(this.maxPerWindow);
     this.baseRate = rate;
     this.baseAt = now;
     this.tat = now;
@@ -178,6 +181,32 @@ export class AdaptiveTokenBucket {
     // NOTE: the epsilon keeps float noise (5000.000000000001) from adding a whole ms to the wait; a caller
     // that wakes that hair too early is refused again with a 1 ms wait, and the take rules stay exact.
     return wait > 0 ? Math.max(1, Math.ceil(wait - WAIT_EPSILON_MS)) : 0;
+  }
+
+  /**
+   * The wait {@link peek} would answer at `now` if `pending` more tokens were taken first, at `now` (callers that
+   * were promised a token and have not taken it yet: the API budget's reservations). Takes nothing.
+   */
+  peekAfter(now: number, pending: number): number {
+    if (pending <= 0) return this.peek(now);
+    const saved = { tat: this.tat, ringCount: this.ringCount, ringHead: this.ringHead, lastTakeAt: this.lastTakeAt, lastNow: this.lastNow };
+    this.scratch.set(this.ring);
+    let at = now;
+    for (let i = 0; i < pending; i += 1) {
+      // NOTE: a reserved token that would itself wait is taken when it becomes free; later ones follow it.
+      at += this.peek(at);
+      this.tryTake(at);
+    }
+    const wait = this.peek(at) + (at - now);
+    this.tat = saved.tat;
+    this.ringCount = saved.ringCount;
+    this.ringHead = saved.ringHead;
+    this.lastTakeAt = saved.lastTakeAt;
+    // NOTE: the simulated takes may have moved `lastNow` ahead of the real clock; a later real call must not see
+    // that as a backward step.
+    this.lastNow = Math.max(saved.lastNow, now);
+    this.ring.set(this.scratch);
+    return wait;
   }
 
   /** A throttling answer: halve the current rate (not below the floor) and empty the bucket. */

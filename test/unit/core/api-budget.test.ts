@@ -30,7 +30,7 @@ describe('ApiBudget', () => {
     ]);
     const budgeted = (Object.keys(BUDGET_OF) as ApiAction[]).filter((a) => BUDGET_OF[a] !== null);
     expect(rates.map((r) => r.action)).toEqual(budgeted);
-    expect(budgetOptions(10)).toMatchObject({ ratePerSec: 10, windowMs: 1100, coldStartMargin: true, recoveryPerSec: 0.1 });
+    expect(budgetOptions(10)).toMatchObject({ ratePerSec: 10, windowMs: 1020, coldStartMargin: true, recoveryPerSec: 0.1 });
   });
 
   it('grants a free token synchronously, then serves waiters in the order they asked, spaced by the rate', async () => {
@@ -82,6 +82,50 @@ describe('ApiBudget', () => {
     const rates = new Map(budget.rates().map((r) => [r.action, r.qps]));
     expect(rates.get('QueryBatchRegisterDeviceStatus')).toBe(4);
     expect(rates.get('QueryPageByApplyId')).toBe(8);
+  });
+
+  it('a reservation counts as taken for delayMs until it is taken (at its own time) or cancelled', async () => {
+    const clock = createManualClock(1000);
+    const budget = new ApiBudget({ rates: { statusQps: 2, pageQps: 2 }, clock, tuning: plain });
+    const A = 'QueryBatchRegisterDeviceStatus';
+    expect(budget.delayMs(A)).toBe(0);
+    const r = budget.reserve(A);
+    // The free token is promised: a second dispatch waits one interval, as if it were taken now.
+    expect(budget.delayMs(A)).toBe(500);
+    expect(budget.delayMs('QueryPageByApplyId')).toBe(0);
+    await clock.advance(3);
+    expect(budget.delayMs(A)).toBe(500);
+    expect(r.taken).toBe(false);
+    await r.take();
+    expect(r.taken).toBe(true);
+    // Taken 3 ms after the reservation: the spacing runs from the take (the request's time), not the dispatch.
+    expect(budget.delayMs(A)).toBe(500);
+    await expect(r.take()).rejects.toThrow('already used');
+    r.cancel();
+    expect(budget.delayMs(A)).toBe(500);
+    // A cancelled reservation gives its token back.
+    await clock.advance(500);
+    const c = budget.reserve(A);
+    expect(budget.delayMs(A)).toBe(500);
+    c.cancel();
+    c.cancel();
+    expect(budget.delayMs(A)).toBe(0);
+    // Two reservations: the third caller waits two intervals.
+    const r1 = budget.reserve(A);
+    const r2 = budget.reserve(A);
+    expect(budget.delayMs(A)).toBe(1000);
+    await r1.take();
+    const second = r2.take();
+    await clock.advance(500);
+    await second;
+    expect(clock.now()).toBe(2003);
+  });
+
+  it('reserve throws the gate refusal, so a refused poll is never signed', () => {
+    const clock = createManualClock(0);
+    const refusal = new DaemonError('lease not confirmed', { kind: 'store', scope: 'attempt', code: 'LeaseUnconfirmed' });
+    const budget = createApiBudget({ statusQps: 5, pageQps: 5 }, { clock, gate: () => refusal });
+    expect(() => budget.reserve('QueryBatchRegisterDeviceStatus')).toThrow(refusal);
   });
 
   it('close() refuses the waiters and later calls', async () => {
