@@ -108,6 +108,11 @@ export interface SideRun {
   reloadsInWindow: number | null;
   /** Status polls that were not answered `ok` (throttled, errors) in the window. */
   notOk: number;
+  /**
+   * Most status requests the simulator logged in any 1-second sliding window from ready to the end of the window
+   * (the daemon's budget is `statusQps`; the first polls of every batch are in this span).
+   */
+  busiestSecond: number;
 }
 
 /** The measured programs: the daemon, the official-SDK loop, the transport floor. */
@@ -280,6 +285,27 @@ async function startFloorLoop(ctx: Ctx, name: string): Promise<Started> {
   return { child, rss, spawnedAt, readyAt: performance.now(), metricsUrl: null };
 }
 
+/** Most `action` requests logged by the simulator in any half-open 1-second window within [from, to). */
+export function busiestSecond(logFile: string, action: string, fromEpochMs: number, toEpochMs: number): number {
+  const times: number[] = [];
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.includes('"simulator request"') || !line.includes(action)) continue;
+    try {
+      const rec = JSON.parse(line) as { time?: number; action?: string };
+      if (rec.action === action && rec.time !== undefined && rec.time >= fromEpochMs && rec.time < toEpochMs) times.push(rec.time);
+    } catch {
+      // not a log line
+    }
+  }
+  times.sort((a, b) => a - b);
+  let max = 0;
+  for (let i = 0, j = 0; i < times.length; i += 1) {
+    while ((times[i] as number) - (times[j] as number) >= 1000) j += 1;
+    max = Math.max(max, i - j + 1);
+  }
+  return max;
+}
+
 interface MetricsCounts {
   statusPolls: number;
   reloads: number;
@@ -346,11 +372,12 @@ async function measureSide(ctx: Ctx, side: Side, round: number, order: number): 
       ownPollCount: own,
       reloadsInWindow: m0 && m1 ? m1.reloads - m0.reloads : null,
       notOk: counted.total - counted.ok,
+      busiestSecond: busiestSecond(ctx.sim.logFile as string, STATUS_ACTION, readyEpoch, e1),
     };
     ctx.log(
       `  round ${round} ${side.padEnd(6)} ${polls} polls in ${(sec).toFixed(1)} s (${run.pollsPerSec.toFixed(1)}/s${run.ownPollCount === null ? '' : `, own count ${run.ownPollCount}`}), ` +
         `${run.cpuMsPerPoll.toFixed(3)} ms CPU/poll (user ${run.userMsPerPoll.toFixed(3)}, sys ${run.systemMsPerPoll.toFixed(3)}; main thread ${run.mainThreadCpuMsPerPoll.toFixed(3)}), ` +
-        `${run.ctxSwitchesPerSec.toFixed(0)} ctx sw/s, max RSS ${run.maxRssMb.toFixed(1)} MB` +
+        `${run.ctxSwitchesPerSec.toFixed(0)} ctx sw/s, max RSS ${run.maxRssMb.toFixed(1)} MB, busiest second ${run.busiestSecond}` +
         (run.reloadsInWindow ? `, ${run.reloadsInWindow} reload(s) in window` : ''),
     );
     return run;

@@ -129,9 +129,10 @@ function printRealPath(r: RealPathResult): void {
     f(x.maxRssMb, 0),
     x.side === 'daemon' ? `${f(x.cpuMsPerPollFromReady, 3)}` : '',
     x.reloadsInWindow === null ? '' : String(x.reloadsInWindow),
+    String(x.busiestSecond),
   ]);
   console.log(
-    formatTable(['round', 'side', 'polls', 'polls/s', 'CPU ms/poll', 'user / sys', 'main thread', 'ctx sw/poll', 'ctx sw/s', 'max RSS MB', 'ms/poll from ready', 'reloads'], rows),
+    formatTable(['round', 'side', 'polls', 'polls/s', 'CPU ms/poll', 'user / sys', 'main thread', 'ctx sw/poll', 'ctx sw/s', 'max RSS MB', 'ms/poll from ready', 'reloads', 'busiest second'], rows),
   );
   const m = r.median;
   console.log(
