@@ -364,10 +364,10 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
       const apiErr = failure instanceof ApiError ? failure : null;
       const outcome: AttemptOutcome | 'aborted' | 'error' =
         failure === null ? 'success' : aborted ? 'aborted' : apiErr ? outcomeOf(apiErr, apiErr.source === 'business') : 'error';
-      logger.debug(
-        { action, attempt, httpStatus, requestId, durationMs, outcome, code: apiErr?.code ?? null },
-        'alibaba api request',
-      );
+      // NOTE: the level check first: the fields object is not built per request when debug is off.
+      if (logger.isLevelEnabled('debug')) {
+        logger.debug({ action, attempt, httpStatus, requestId, durationMs, outcome, code: apiErr?.code ?? null }, 'alibaba api request');
+      }
       if (apiErr && !apiErr.known && !warnedCodes.has(apiErr.code)) {
         warnedCodes.add(apiErr.code);
         logger.warn(
