@@ -142,13 +142,18 @@ export class ApiBudget {
    * Actions without a bucket resolve at once.
    */
   acquire(action: ApiAction, signal?: AbortSignal): Promise<void> {
+    return this.#acquire(action, signal, undefined);
+  }
+
+  /** {@link acquire}; `scheduledAt`: when a reservation was made (the token spacing runs from there). */
+  #acquire(action: ApiAction, signal: AbortSignal | undefined, scheduledAt: number | undefined): Promise<void> {
     const refused = this.#gate?.();
     if (refused) return Promise.reject(refused);
     const lane = this.#lane(action);
     if (!lane) return GRANTED;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     if (this.#closed.signal.aborted) return Promise.reject(new Error('API budget closed'));
-    if (lane.waiters.length === 0 && lane.bucket.tryTake(this.#clock.now()) === 0) return GRANTED;
+    if (lane.waiters.length === 0 && lane.bucket.tryTake(this.#clock.now(), scheduledAt) === 0) return GRANTED;
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, signal, onAbort: null };
       if (signal) {
@@ -188,6 +193,7 @@ export class ApiBudget {
     if (refused) throw refused;
     const lane = this.#lane(action);
     if (lane) lane.reserved += 1;
+    const at = this.#clock.now();
     let done = false;
     let taken = false;
     const settle = (): void => {
@@ -200,7 +206,7 @@ export class ApiBudget {
         if (done) return Promise.reject(new Error('reservation already used'));
         settle();
         taken = true;
-        return this.acquire(action, signal);
+        return this.#acquire(action, signal, at);
       },
       cancel: settle,
       get taken() {

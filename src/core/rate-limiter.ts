@@ -147,15 +147,21 @@ export class AdaptiveTokenBucket {
   /**
    * Takes a token: returns 0 when one was taken, otherwise the whole number of ms (≥ 1) until one will be
    * available. A refusal takes nothing and reserves nothing.
+   *
+   * `scheduledAt` (≤ `now`, default `now`): when the caller was granted the right to take, if earlier (a
+   * reservation made when the token was free, taken once the request is signed). The token spacing runs from
+   * there, so the time spent signing is not added to every interval; the per-window guard counts `now`, the
+   * time the request really leaves.
    */
-  tryTake(now: number): number {
+  tryTake(now: number, scheduledAt: number = now): number {
     const wait = this.peek(now);
     if (wait > 0) return wait;
     const interval = SECOND_MS / this.rateAt(now);
+    const anchor = Math.min(now, scheduledAt);
 
     // NOTE: a caller that slept a rounded-up wait arrives a fraction of a ms late; keeping the schedule
     // anchored (instead of restarting it at `now`) stops that rounding from eroding the rate.
-    const base = now - this.tat >= GRACE_MS ? now : this.tat;
+    const base = anchor - this.tat >= GRACE_MS ? anchor : this.tat;
     this.tat = base + interval;
     if (this.coldStartMargin && now - this.lastTakeAt >= this.windowMs) {
       for (let i = Math.floor(this.maxPerWindow / 2); i > 0; i -= 1) this.record(now);
