@@ -63,6 +63,8 @@ export interface ExchangeOptions {
   overflow: 'fail' | 'truncate';
   timers: Timers;
   signal?: AbortSignal | undefined;
+  /** Called once, when the request is handed to a socket (it was not aborted before). */
+  onSent?: (() => void) | undefined;
 }
 
 /**
@@ -150,7 +152,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#controller = c;
     // NOTE: the deadline (or the caller) ended this exchange while it waited for a connection: never send it.
     if (this.#pending !== null) c.abort(this.#pending);
-    else this.sent = true;
+    else {
+      this.sent = true;
+      this.#o.onSent?.();
+    }
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, responseHeaders: Record<string, string | string[] | undefined>): void {

@@ -78,6 +78,7 @@ export function createIotApi(options: IotApiOptions): AlibabaIotApi {
     ...(o?.signal === undefined ? {} : { signal: o.signal }),
     ...(o?.endpoint === undefined ? {} : { endpoint: o.endpoint }),
     ...(o?.beforeSend === undefined ? {} : { beforeSend: o.beforeSend }),
+    ...(o?.onSent === undefined ? {} : { onSent: o.onSent }),
     idempotent,
   });
 

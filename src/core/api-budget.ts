@@ -87,7 +87,8 @@ export interface ApiBudgetOptions {
 }
 
 interface Waiter {
-  resolve(): void;
+  /** Called with the grant time. */
+  resolve(at: number): void;
   reject(err: Error): void;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | null;
@@ -101,6 +102,11 @@ export interface Reservation {
   cancel(): void;
   /** Whether take() was called. */
   readonly taken: boolean;
+  /**
+   * The request left (was handed to its socket) now: the per-window guard counts this time instead of the take's
+   * ({@link AdaptiveTokenBucket.markSent}). Does nothing before the token was granted.
+   */
+  sent(): void;
 }
 
 interface Lane {
@@ -142,20 +148,28 @@ export class ApiBudget {
    * Actions without a bucket resolve at once.
    */
   acquire(action: ApiAction, signal?: AbortSignal): Promise<void> {
-    return this.#acquire(action, signal, undefined);
+    return this.#acquire(action, signal, undefined, undefined);
   }
 
   /** {@link acquire}; `scheduledAt`: when a reservation was made (the token spacing runs from there). */
-  #acquire(action: ApiAction, signal: AbortSignal | undefined, scheduledAt: number | undefined): Promise<void> {
+  #acquire(action: ApiAction, signal: AbortSignal | undefined, scheduledAt: number | undefined, onGrant: ((at: number) => void) | undefined): Promise<void> {
     const refused = this.#gate?.();
     if (refused) return Promise.reject(refused);
     const lane = this.#lane(action);
     if (!lane) return GRANTED;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     if (this.#closed.signal.aborted) return Promise.reject(new Error('API budget closed'));
-    if (lane.waiters.length === 0 && lane.bucket.tryTake(this.#clock.now(), scheduledAt) === 0) return GRANTED;
+    const now = this.#clock.now();
+    if (lane.waiters.length === 0 && lane.bucket.tryTake(now, scheduledAt) === 0) {
+      onGrant?.(now);
+      return GRANTED;
+    }
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, signal, onAbort: null };
+      const granted = (at: number): void => {
+        onGrant?.(at);
+        resolve();
+      };
+      const waiter: Waiter = { resolve: granted, reject, signal, onAbort: null };
       if (signal) {
         waiter.onAbort = () => {
           const i = lane.waiters.indexOf(waiter);
@@ -196,6 +210,7 @@ export class ApiBudget {
     const at = this.#clock.now();
     let done = false;
     let taken = false;
+    let grantedAt: number | null = null;
     const settle = (): void => {
       if (done) return;
       done = true;
@@ -206,9 +221,14 @@ export class ApiBudget {
         if (done) return Promise.reject(new Error('reservation already used'));
         settle();
         taken = true;
-        return this.#acquire(action, signal, at);
+        return this.#acquire(action, signal, at, (t) => {
+          grantedAt = t;
+        });
       },
       cancel: settle,
+      sent: () => {
+        if (lane && grantedAt !== null) lane.bucket.markSent(grantedAt, this.#clock.now());
+      },
       get taken() {
         return taken;
       },
@@ -256,7 +276,7 @@ export class ApiBudget {
         if (wait === 0) {
           const waiter = lane.waiters.shift() as Waiter;
           if (waiter.onAbort) waiter.signal?.removeEventListener('abort', waiter.onAbort);
-          waiter.resolve();
+          waiter.resolve(this.#clock.now());
           continue;
         }
         await this.#clock.sleep(wait, this.#closed.signal);

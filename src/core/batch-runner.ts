@@ -144,7 +144,9 @@ export class BatchRunner {
       const r = reservation;
       const result = await this.#o.statusApi.queryBatchRegisterDeviceStatus(
         { productKey: batch.productKey, applyId: batch.applyId, iotInstanceId: batch.iotInstanceId },
-        r === null ? { signal, endpoint: batch.endpoint } : { signal, endpoint: batch.endpoint, beforeSend: () => r.take(signal) },
+        r === null
+          ? { signal, endpoint: batch.endpoint }
+          : { signal, endpoint: batch.endpoint, beforeSend: () => r.take(signal), onSent: () => r.sent() },
       );
       // NOTE: an IotApi that ignores beforeSend still pays for its request (late, but never for free).
       if (reservation !== null && !reservation.taken) await reservation.take(signal);

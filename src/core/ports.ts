@@ -22,6 +22,8 @@ export interface CallOptions {
    * caller after the call instead.
    */
   beforeSend?: () => Promise<void>;
+  /** Called when an attempt's request is handed to its socket (after `beforeSend`), for the budget's window. */
+  onSent?: () => void;
 }
 
 export interface BatchTarget {

@@ -190,6 +190,22 @@ export class AdaptiveTokenBucket {
   }
 
   /**
+   * The request of the take recorded at `takenAt` reached its socket at `sentAt`: the per-window guard counts that
+   * time instead (a request held up between its token and its write, e.g. behind other work of a busy event loop,
+   * would otherwise arrive bunched with the next ones). Only a later time is recorded; an unknown take is ignored.
+   */
+  markSent(takenAt: number, sentAt: number): void {
+    if (!(sentAt > takenAt)) return;
+    for (let i = this.ringCount - 1; i >= 0; i -= 1) {
+      const slot = (this.ringHead + i) % this.maxPerWindow;
+      if (this.ring[slot] === takenAt) {
+        this.ring[slot] = sentAt;
+        return;
+      }
+    }
+  }
+
+  /**
    * The wait {@link peek} would answer at `now` if `pending` more tokens were taken first, at `now` (callers that
    * were promised a token and have not taken it yet: the API budget's reservations). Takes nothing.
    */

@@ -122,6 +122,21 @@ describe('ApiBudget', () => {
     expect(clock.now()).toBe(2003);
   });
 
+  it('a reservation marked sent moves its take to the send time for the per-window guard', async () => {
+    const clock = createManualClock(0);
+    const budget = new ApiBudget({ rates: { statusQps: 2, pageQps: 2 }, clock, tuning: (qps) => ({ ratePerSec: qps, windowMs: 1000 }) });
+    const A = 'QueryBatchRegisterDeviceStatus';
+    const first = budget.reserve(A);
+    await first.take();
+    await clock.advance(100);
+    first.sent();
+    await clock.advance(400);
+    await budget.reserve(A).take();
+    await clock.advance(500);
+    // Two in any second: the third waits until one second after the first request left (100), not its token (0).
+    expect(budget.delayMs(A)).toBe(100);
+  });
+
   it('reserve throws the gate refusal, so a refused poll is never signed', () => {
     const clock = createManualClock(0);
     const refusal = new DaemonError('lease not confirmed', { kind: 'store', scope: 'attempt', code: 'LeaseUnconfirmed' });

@@ -460,3 +460,22 @@ describe('AdaptiveTokenBucket: scheduledAt (a reservation taken after signing)',
     expect(b.peek(0)).toBe(250);
   });
 });
+
+describe('AdaptiveTokenBucket: markSent (the request reached its socket later than its token)', () => {
+  it('the per-window guard counts the send time, so a held-up request does not arrive bunched with the next ones', () => {
+    const late = new AdaptiveTokenBucket({ ratePerSec: 30, windowMs: 1020 }, 0);
+    const onTime = new AdaptiveTokenBucket({ ratePerSec: 30, windowMs: 1020 }, 0);
+    for (let i = 0; i < 30; i += 1) {
+      expect(late.tryTake(i * 34)).toBe(0);
+      expect(onTime.tryTake(i * 34)).toBe(0);
+    }
+    // The first request waited 70 ms between its token and its socket.
+    late.markSent(0, 70);
+    expect(onTime.peek(1020)).toBe(0);
+    expect(late.peek(1020)).toBe(70);
+    // Earlier times and unknown takes change nothing.
+    late.markSent(34, 10);
+    late.markSent(5, 500);
+    expect(late.peek(1020)).toBe(70);
+  });
+});
