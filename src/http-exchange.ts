@@ -6,8 +6,9 @@
  * connecting, sending, headers and the whole body); when it fires the request is aborted, which destroys its
  * socket, and the promise rejects with an {@link ExchangeError} of code `Deadline`.
  *
- * Cost per exchange (the client's hot path, issue #14): one timer, one handler object, no AbortController, no
- * body stream; the caller's `signal` (if any) gets one listener for the exchange's lifetime.
+ * Cost per exchange (the client's hot path, issue #14): one timer, one handler object (which is also the signal's
+ * listener: no closure per callback), no AbortController, no body stream; the caller's `signal` (if any) gets one
+ * listener for the exchange's lifetime.
  */
 import type { Dispatcher } from 'undici';
 
@@ -62,6 +63,8 @@ export interface ExchangeOptions {
   overflow: 'fail' | 'truncate';
   timers: Timers;
   signal?: AbortSignal | undefined;
+  /** Called once, when the request is handed to a socket (it was not aborted before). */
+  onSent?: (() => void) | undefined;
 }
 
 /**
@@ -70,98 +73,130 @@ export interface ExchangeOptions {
  */
 export function exchange(dispatcher: Dispatcher, request: Dispatcher.DispatchOptions, options: ExchangeOptions): Promise<ExchangeResponse> {
   return new Promise<ExchangeResponse>((resolve, reject) => {
-    const { signal, timers, maxBodyBytes } = options;
-    const state = { sent: false, statusCode: null as number | null, receivedBytes: 0 };
-    let controller: Dispatcher.DispatchController | null = null;
-    let pending: ExchangeError | null = null;
-    let settled = false;
-    let headers: Record<string, string | string[] | undefined> = {};
-    let chunks: Buffer[] = [];
-    let kept = 0;
-    let truncated = false;
-
-    const settle = (err: ExchangeError | null): void => {
-      if (settled) return;
-      settled = true;
-      timers.clear(timer);
-      signal?.removeEventListener('abort', onAbort);
-      if (err !== null) {
-        chunks = [];
-        reject(err);
-        return;
-      }
-      const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, kept);
-      resolve({ statusCode: state.statusCode ?? 0, headers, body, truncated });
-    };
-    /** Ends the exchange with `err`, aborting the request (and so destroying its socket) if it started. */
-    const fail = (failure: ExchangeFailure, message: string): void => {
-      if (settled) return;
-      const err = new ExchangeError(failure, message, state);
-      // NOTE: settle first: abort() calls onResponseError synchronously.
-      settle(err);
-      if (controller === null) pending = err;
-      else if (!controller.aborted) controller.abort(err);
-    };
-    const onAbort = (): void => fail('Aborted', 'aborted by the caller');
-
+    const { signal } = options;
     if (signal?.aborted) {
-      reject(new ExchangeError('Aborted', 'aborted by the caller', state));
+      reject(new ExchangeError('Aborted', 'aborted by the caller', { sent: false, statusCode: null, receivedBytes: 0 }));
       return;
     }
-    const timer = timers.set(options.deadlineMs, () =>
-      fail('Deadline', `no complete response within ${options.deadlineMs} ms (${state.statusCode === null ? 'no headers' : `headers then ${state.receivedBytes} body bytes`})`),
-    );
-    signal?.addEventListener('abort', onAbort, { once: true });
-
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
-        controller = c;
-        // NOTE: the deadline (or the caller) ended this exchange while it waited for a connection: never send it.
-        if (pending !== null) c.abort(pending);
-        else state.sent = true;
-      },
-      onResponseStart(c, statusCode, responseHeaders) {
-        // 1xx informational answers are not the response.
-        if (statusCode < 200) return;
-        state.statusCode = statusCode;
-        headers = responseHeaders;
-        const declared = Number(firstHeader(responseHeaders['content-length']) ?? NaN);
-        if (options.overflow === 'fail' && Number.isFinite(declared) && declared > maxBodyBytes) {
-          fail('TooLarge', `content-length ${declared} exceeds ${maxBodyBytes} bytes`);
-        }
-      },
-      onResponseData(_c, chunk) {
-        if (settled) return;
-        state.receivedBytes += chunk.length;
-        if (kept + chunk.length <= maxBodyBytes) {
-          chunks.push(chunk);
-          kept += chunk.length;
-          return;
-        }
-        if (options.overflow === 'fail') {
-          fail('TooLarge', `body exceeds ${maxBodyBytes} bytes`);
-          return;
-        }
-        if (!truncated && kept < maxBodyBytes) {
-          chunks.push(chunk.subarray(0, maxBodyBytes - kept));
-          kept = maxBodyBytes;
-        }
-        truncated = true;
-      },
-      onResponseEnd() {
-        settle(null);
-      },
-      onResponseError(_c, error) {
-        if (settled) return;
-        settle(new ExchangeError('Network', error.message, state, error));
-      },
-    };
+    const ex = new Exchange(options, resolve, reject);
     try {
-      dispatcher.dispatch(request, handler);
+      dispatcher.dispatch(request, ex);
     } catch (err) {
-      settle(new ExchangeError('Network', err instanceof Error ? err.message : String(err), state, err));
+      ex.settle(new ExchangeError('Network', err instanceof Error ? err.message : String(err), ex, err));
     }
   });
+}
+
+/**
+ * The state and the handler of one exchange in one object: its methods are the undici handler, `handleEvent` is
+ * the listener on the caller's signal (no closure per callback; one for the timer).
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  sent = false;
+  statusCode: number | null = null;
+  receivedBytes = 0;
+  readonly #o: ExchangeOptions;
+  readonly #resolve: (res: ExchangeResponse) => void;
+  readonly #reject: (err: ExchangeError) => void;
+  readonly #timer: unknown;
+  #controller: Dispatcher.DispatchController | null = null;
+  #pending: ExchangeError | null = null;
+  #settled = false;
+  #headers: Record<string, string | string[] | undefined> = {};
+  #chunks: Buffer[] = [];
+  #kept = 0;
+  #truncated = false;
+
+  constructor(options: ExchangeOptions, resolve: (res: ExchangeResponse) => void, reject: (err: ExchangeError) => void) {
+    this.#o = options;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#timer = options.timers.set(options.deadlineMs, () =>
+      this.#fail('Deadline', `no complete response within ${options.deadlineMs} ms (${this.statusCode === null ? 'no headers' : `headers then ${this.receivedBytes} body bytes`})`),
+    );
+    options.signal?.addEventListener('abort', this, { once: true });
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    this.#fail('Aborted', 'aborted by the caller');
+  }
+
+  settle(err: ExchangeError | null): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#o.timers.clear(this.#timer);
+    this.#o.signal?.removeEventListener('abort', this);
+    if (err !== null) {
+      this.#chunks = [];
+      this.#reject(err);
+      return;
+    }
+    const chunks = this.#chunks;
+    const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.#kept);
+    this.#resolve({ statusCode: this.statusCode ?? 0, headers: this.#headers, body, truncated: this.#truncated });
+  }
+
+  /** Ends the exchange with `err`, aborting the request (and so destroying its socket) if it started. */
+  #fail(failure: ExchangeFailure, message: string): void {
+    if (this.#settled) return;
+    const err = new ExchangeError(failure, message, this);
+    // NOTE: settle first: abort() calls onResponseError synchronously.
+    this.settle(err);
+    const c = this.#controller;
+    if (c === null) this.#pending = err;
+    else if (!c.aborted) c.abort(err);
+  }
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.#controller = c;
+    // NOTE: the deadline (or the caller) ended this exchange while it waited for a connection: never send it.
+    if (this.#pending !== null) c.abort(this.#pending);
+    else {
+      this.sent = true;
+      this.#o.onSent?.();
+    }
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, responseHeaders: Record<string, string | string[] | undefined>): void {
+    // 1xx informational answers are not the response.
+    if (statusCode < 200) return;
+    this.statusCode = statusCode;
+    this.#headers = responseHeaders;
+    if (this.#o.overflow === 'fail') {
+      const declared = Number(firstHeader(responseHeaders['content-length']) ?? NaN);
+      if (Number.isFinite(declared) && declared > this.#o.maxBodyBytes) this.#fail('TooLarge', `content-length ${declared} exceeds ${this.#o.maxBodyBytes} bytes`);
+    }
+  }
+
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return;
+    const max = this.#o.maxBodyBytes;
+    this.receivedBytes += chunk.length;
+    if (this.#kept + chunk.length <= max) {
+      this.#chunks.push(chunk);
+      this.#kept += chunk.length;
+      return;
+    }
+    if (this.#o.overflow === 'fail') {
+      this.#fail('TooLarge', `body exceeds ${max} bytes`);
+      return;
+    }
+    if (!this.#truncated && this.#kept < max) {
+      this.#chunks.push(chunk.subarray(0, max - this.#kept));
+      this.#kept = max;
+    }
+    this.#truncated = true;
+  }
+
+  onResponseEnd(): void {
+    this.settle(null);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, error: Error): void {
+    if (this.#settled) return;
+    this.settle(new ExchangeError('Network', error.message, this, error));
+  }
 }
 
 /** The first value of a header that may repeat. */

@@ -77,6 +77,8 @@ export function createIotApi(options: IotApiOptions): AlibabaIotApi {
   const rpcOpts = (o: CallOptions | undefined, idempotent = true): Parameters<RpcClient['call']>[2] => ({
     ...(o?.signal === undefined ? {} : { signal: o.signal }),
     ...(o?.endpoint === undefined ? {} : { endpoint: o.endpoint }),
+    ...(o?.beforeSend === undefined ? {} : { beforeSend: o.beforeSend }),
+    ...(o?.onSent === undefined ? {} : { onSent: o.onSent }),
     idempotent,
   });
 

@@ -8,6 +8,9 @@
 /** Keys whose integer values are kept as strings. */
 export const LOSSLESS_INTEGER_KEYS: ReadonlySet<string> = new Set(['ApplyId']);
 
+/** The quoted default keys, built once. */
+const DEFAULT_NEEDLES: readonly string[] = [...LOSSLESS_INTEGER_KEYS].map((k) => `"${k}"`);
+
 /**
  * Returns `text` with each integer literal that is the value of a key in `keys` wrapped in quotes.
  * Invalid JSON stays invalid (the caller's `JSON.parse` reports it).
@@ -66,10 +69,13 @@ export function quoteIntegerFields(text: string, keys: ReadonlySet<string> = LOS
 export function parseJsonLossless(text: string, keys: ReadonlySet<string> = LOSSLESS_INTEGER_KEYS): unknown {
   // NOTE: the hot path (a status poll's answer) has no such key: skip the lexer's pass over every string.
   let mentioned = false;
-  for (const k of keys) {
-    if (text.includes(`"${k}"`)) {
-      mentioned = true;
-      break;
+  if (keys === LOSSLESS_INTEGER_KEYS) mentioned = DEFAULT_NEEDLES.some((needle) => text.includes(needle));
+  else {
+    for (const k of keys) {
+      if (text.includes(`"${k}"`)) {
+        mentioned = true;
+        break;
+      }
     }
   }
   return JSON.parse(mentioned ? quoteIntegerFields(text, keys) : text) as unknown;

@@ -4,9 +4,13 @@
  * every other UTF-8 byte becomes `%XY` with upper-case hex. Space is `%20`, `*` is `%2A`, `~` stays.
  */
 export function percentEncode(value: string): string {
+  // NOTE: the common case (keys, ids, product keys) has nothing to escape: one regex test, no new string.
+  if (UNRESERVED_ONLY.test(value)) return value;
   // encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) unescaped; escape the five RFC 3986 reserves too.
   return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
+
+const UNRESERVED_ONLY = /^[A-Za-z0-9\-_.~]*$/;
 
 /** `k=v&k=v` of percent-encoded pairs, sorted by name in code-point order (the SDK's `Array.sort()`). */
 export function canonicalQuery(params: Readonly<Record<string, string>>): string {

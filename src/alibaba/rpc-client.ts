@@ -127,6 +127,8 @@ export interface RpcCallOptions {
    * as possible so the server sees the same spacing the limiter granted.
    */
   beforeSend?: () => Promise<void>;
+  /** Called when an attempt's request is handed to its socket (the rate limiter's window counts that time). */
+  onSent?: () => void;
 }
 
 export interface RpcResponse {
@@ -309,7 +311,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
     attempt: number,
     callOptions: RpcCallOptions,
   ): Promise<RpcResponse> => {
-    const { signal, beforeSend, bodyParams } = callOptions;
+    const { signal, beforeSend, bodyParams, onSent } = callOptions;
     if (options.beforeAttempt) await options.beforeAttempt(action, signal);
     signal?.throwIfAborted();
     // NOTE: a retry after close()/destroy() must not open a new pool (poolFor throws ClientClosed).
@@ -342,7 +344,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
         res = await exchange(
           pool,
           { path: req.path, method: 'POST', headers: req.headers, body: req.body, headersTimeout: 0, bodyTimeout: 0 },
-          { deadlineMs: requestTimeoutMs, maxBodyBytes, overflow: 'fail', timers, signal },
+          { deadlineMs: requestTimeoutMs, maxBodyBytes, overflow: 'fail', timers, signal, onSent },
         );
       } catch (err) {
         throw exchangeFailure(action, err, secrets, requestTimeoutMs, logger);
@@ -364,10 +366,10 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
       const apiErr = failure instanceof ApiError ? failure : null;
       const outcome: AttemptOutcome | 'aborted' | 'error' =
         failure === null ? 'success' : aborted ? 'aborted' : apiErr ? outcomeOf(apiErr, apiErr.source === 'business') : 'error';
-      logger.debug(
-        { action, attempt, httpStatus, requestId, durationMs, outcome, code: apiErr?.code ?? null },
-        'alibaba api request',
-      );
+      // NOTE: the level check first: the fields object is not built per request when debug is off.
+      if (logger.isLevelEnabled('debug')) {
+        logger.debug({ action, attempt, httpStatus, requestId, durationMs, outcome, code: apiErr?.code ?? null }, 'alibaba api request');
+      }
       if (apiErr && !apiErr.known && !warnedCodes.has(apiErr.code)) {
         warnedCodes.add(apiErr.code);
         logger.warn(

@@ -24,9 +24,18 @@ export function signV1(params: Readonly<Record<string, string>>, method: string,
   return { stringToSign, signature };
 }
 
+/** The last second formatted (every request of the same second has the same timestamp). */
+let lastSecond = Number.NaN;
+let lastStamp = '';
+
 /** Alibaba's timestamp format: UTC to the second, `YYYY-MM-DDThh:mm:ssZ`. */
 export function formatTimestamp(epochMs: number): string {
-  return new Date(epochMs).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const second = Math.floor(epochMs / 1000);
+  if (second !== lastSecond) {
+    lastStamp = new Date(second * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    lastSecond = second;
+  }
+  return lastStamp;
 }
 
 /** The common parameters of an RPC V1 request, without the signature. */

@@ -17,7 +17,7 @@
  */
 import type { BatchConfig, CompiledConfig } from '../config/types.js';
 import { DaemonError, coerceError } from '../errors.js';
-import type { ApiBudget } from './api-budget.js';
+import type { ApiBudget, Reservation } from './api-budget.js';
 import type { Clock, Random } from './clock.js';
 import type { DeviceInfo, IotApi, Log, ResultWriter } from './ports.js';
 import { isOpen, policyFor } from './reconcile-plan.js';
@@ -38,8 +38,12 @@ import {
 export interface BatchRunnerOptions {
   /** Durable state; its publisher (the outbox) is attached by whoever builds it. */
   store: StateStore;
-  /** Status polls take their token here; retried calls take theirs in the API client (one per attempt). */
-  budget: Pick<ApiBudget, 'acquire'>;
+  /**
+   * Status polls take their token here; retried calls take theirs in the API client (one per attempt). With
+   * `reserve` (ApiBudget has it) a poll reserves its token when it starts and takes it in `beforeSend`, after
+   * signing; without it, it takes the token before calling the API.
+   */
+  budget: Pick<ApiBudget, 'acquire'> & Partial<Pick<ApiBudget, 'reserve'>>;
   /** For status polls: one attempt per poll, the batch's backoff does the retrying. */
   statusApi: IotApi;
   /** For device paging and registration: retries inside, each attempt budgeted by the client. */
@@ -58,6 +62,8 @@ export interface BatchRunnerOptions {
   /** A batch settled (result written, event recorded). */
   onSettled?(rec: BatchRecord): void;
 }
+
+const STATUS_ACTION = 'QueryBatchRegisterDeviceStatus';
 
 /** A step could not be recorded: the task ends, and the batch is retried from its last durable record. */
 const UNRECORDED = false;
@@ -128,20 +134,33 @@ export class BatchRunner {
     const started = clock.now();
     let step: Step;
     let requestId: string | null = null;
+    // The token is reserved now (this task was dispatched because one was free) and taken in beforeSend, after
+    // signing, so the server sees the spacing the budget granted.
+    const { budget } = this.#o;
+    let reservation: Reservation | null = null;
     try {
-      // The token is taken right before the request goes out, so the server sees the spacing the budget granted.
-      await this.#o.budget.acquire('QueryBatchRegisterDeviceStatus', signal);
+      if (budget.reserve) reservation = budget.reserve(STATUS_ACTION);
+      else await budget.acquire(STATUS_ACTION, signal);
+      const r = reservation;
       const result = await this.#o.statusApi.queryBatchRegisterDeviceStatus(
         { productKey: batch.productKey, applyId: batch.applyId, iotInstanceId: batch.iotInstanceId },
-        { signal, endpoint: batch.endpoint },
+        r === null
+          ? { signal, endpoint: batch.endpoint }
+          : { signal, endpoint: batch.endpoint, beforeSend: () => r.take(signal), onSent: () => r.sent() },
       );
+      // NOTE: an IotApi that ignores beforeSend still pays for its request (late, but never for free).
+      if (reservation !== null && !reservation.taken) await reservation.take(signal);
       requestId = result.requestId;
       step = applyStatus(rec, batch, result, clock.now(), random);
     } catch (err) {
+      // Unknown whether it went out: charge it, as above (nothing is charged for an aborted poll).
+      if (reservation !== null && !reservation.taken && !signal.aborted) await reservation.take(signal).catch(() => undefined);
       const e = toDaemonError(err);
       if (e.kind === 'aborted' || signal.aborted) return true;
       if (e.kind === 'internal') log.error({ err: e, applyId: rec.applyId }, 'unexpected error while polling');
       step = applyError(rec, batch, e, clock.now(), random);
+    } finally {
+      reservation?.cancel();
     }
     if (log.isLevelEnabled?.('debug') !== false) {
       const now = clock.now();

@@ -16,6 +16,14 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Endpoint override for this call (per-batch regionId). */
   endpoint?: string;
+  /**
+   * Awaited right before each attempt goes on the wire (after signing): where a status poll takes its budget
+   * token, so the server sees the spacing the budget granted. An implementation that ignores it is charged by the
+   * caller after the call instead.
+   */
+  beforeSend?: () => Promise<void>;
+  /** Called when an attempt's request is handed to its socket (after `beforeSend`), for the budget's window. */
+  onSent?: () => void;
 }
 
 export interface BatchTarget {

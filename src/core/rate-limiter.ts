@@ -103,6 +103,8 @@ export class AdaptiveTokenBucket {
   private ringCount = 0;
   private ringHead = 0;
   private lastNow: number;
+  /** Scratch copy of the ring for {@link peekAfter} (no allocation per call). */
+  private readonly scratch: Float64Array;
 
   constructor(options: AdaptiveRateOptions, now: number) {
     const rate = options.ratePerSec;
@@ -135,6 +137,7 @@ export class AdaptiveTokenBucket {
     this.windowMs = windowMs;
     this.maxPerWindow = Math.max(1, Math.floor(rate)) + burst - 1;
     this.ring = new Float64Array(this.maxPerWindow);
+    this.scratch = new Float64Array(this.maxPerWindow);
     this.baseRate = rate;
     this.baseAt = now;
     this.tat = now;
@@ -144,15 +147,21 @@ export class AdaptiveTokenBucket {
   /**
    * Takes a token: returns 0 when one was taken, otherwise the whole number of ms (≥ 1) until one will be
    * available. A refusal takes nothing and reserves nothing.
+   *
+   * `scheduledAt` (≤ `now`, default `now`): when the caller was granted the right to take, if earlier (a
+   * reservation made when the token was free, taken once the request is signed). The token spacing runs from
+   * there, so the time spent signing is not added to every interval; the per-window guard counts `now`, the
+   * time the request really leaves.
    */
-  tryTake(now: number): number {
+  tryTake(now: number, scheduledAt: number = now): number {
     const wait = this.peek(now);
     if (wait > 0) return wait;
     const interval = SECOND_MS / this.rateAt(now);
+    const anchor = Math.min(now, scheduledAt);
 
     // NOTE: a caller that slept a rounded-up wait arrives a fraction of a ms late; keeping the schedule
     // anchored (instead of restarting it at `now`) stops that rounding from eroding the rate.
-    const base = now - this.tat >= GRACE_MS ? now : this.tat;
+    const base = anchor - this.tat >= GRACE_MS ? anchor : this.tat;
     this.tat = base + interval;
     if (this.coldStartMargin && now - this.lastTakeAt >= this.windowMs) {
       for (let i = Math.floor(this.maxPerWindow / 2); i > 0; i -= 1) this.record(now);
@@ -178,6 +187,48 @@ export class AdaptiveTokenBucket {
     // NOTE: the epsilon keeps float noise (5000.000000000001) from adding a whole ms to the wait; a caller
     // that wakes that hair too early is refused again with a 1 ms wait, and the take rules stay exact.
     return wait > 0 ? Math.max(1, Math.ceil(wait - WAIT_EPSILON_MS)) : 0;
+  }
+
+  /**
+   * The request of the take recorded at `takenAt` reached its socket at `sentAt`: the per-window guard counts that
+   * time instead (a request held up between its token and its write, e.g. behind other work of a busy event loop,
+   * would otherwise arrive bunched with the next ones). Only a later time is recorded; an unknown take is ignored.
+   */
+  markSent(takenAt: number, sentAt: number): void {
+    if (!(sentAt > takenAt)) return;
+    for (let i = this.ringCount - 1; i >= 0; i -= 1) {
+      const slot = (this.ringHead + i) % this.maxPerWindow;
+      if (this.ring[slot] === takenAt) {
+        this.ring[slot] = sentAt;
+        return;
+      }
+    }
+  }
+
+  /**
+   * The wait {@link peek} would answer at `now` if `pending` more tokens were taken first, at `now` (callers that
+   * were promised a token and have not taken it yet: the API budget's reservations). Takes nothing.
+   */
+  peekAfter(now: number, pending: number): number {
+    if (pending <= 0) return this.peek(now);
+    const saved = { tat: this.tat, ringCount: this.ringCount, ringHead: this.ringHead, lastTakeAt: this.lastTakeAt, lastNow: this.lastNow };
+    this.scratch.set(this.ring);
+    let at = now;
+    for (let i = 0; i < pending; i += 1) {
+      // NOTE: a reserved token that would itself wait is taken when it becomes free; later ones follow it.
+      at += this.peek(at);
+      this.tryTake(at);
+    }
+    const wait = this.peek(at) + (at - now);
+    this.tat = saved.tat;
+    this.ringCount = saved.ringCount;
+    this.ringHead = saved.ringHead;
+    this.lastTakeAt = saved.lastTakeAt;
+    // NOTE: the simulated takes may have moved `lastNow` ahead of the real clock; a later real call must not see
+    // that as a backward step.
+    this.lastNow = Math.max(saved.lastNow, now);
+    this.ring.set(this.scratch);
+    return wait;
   }
 
   /** A throttling answer: halve the current rate (not below the floor) and empty the bucket. */

@@ -18,6 +18,8 @@
  *   RSS (VmRSS) is sampled every 100 ms over the whole run. CPU per poll = CPU in the window / status polls the
  *   simulator logged in the window. The daemon's `/metrics` is read just outside the window (before the first
  *   and after the last `/proc` reading) to cross-check the poll count and count config reloads.
+ * - The transport floor (floor-loop.ts, `floor: true`): the same polls on a bare undici pool, V3-signed, one timer
+ *   per poll, nothing else; what no client can go below at this rate on this machine.
  * - Rounds alternate which side runs first; figures are medians over rounds.
  * - Idle: the daemon with 0 batches, CPU ms and context switches per second over `idleWindowMs`.
  */
@@ -60,8 +62,10 @@ export interface RealPathOptions {
   warmupMs?: number;
   /** Measured window per run. @default 30000 */
   windowMs?: number;
-  /** Rounds (each = one daemon run + one SDK-loop run + one idle run). @default 3 */
+  /** Rounds (each = one daemon run + one SDK-loop run + one floor run + one idle run). @default 3 */
   rounds?: number;
+  /** Also measure the transport floor (floor-loop.ts) each round. @default true */
+  floor?: boolean;
   /** Idle daemon: warm-up and window. @default 5000 / 20000 */
   idleWarmupMs?: number;
   idleWindowMs?: number;
@@ -75,7 +79,7 @@ export interface RealPathOptions {
 
 /** Figures of one measured run of one side. */
 export interface SideRun {
-  side: 'daemon' | 'sdk';
+  side: Side;
   round: number;
   order: number;
   windowMs: number;
@@ -104,7 +108,15 @@ export interface SideRun {
   reloadsInWindow: number | null;
   /** Status polls that were not answered `ok` (throttled, errors) in the window. */
   notOk: number;
+  /**
+   * Most status requests the simulator logged in any 1-second sliding window from ready to the end of the window
+   * (the daemon's budget is `statusQps`; the first polls of every batch are in this span).
+   */
+  busiestSecond: number;
 }
+
+/** The measured programs: the daemon, the official-SDK loop, the transport floor. */
+export type Side = 'daemon' | 'sdk' | 'floor';
 
 export interface IdleRun {
   round: number;
@@ -134,6 +146,13 @@ export interface RealPathResult {
     idleCpuMsPerSec: number;
     idleCtxSwitchesPerSec: number;
     idleMainThreadCtxSwitchesPerSec: number;
+    /** The transport floor (NaN without `floor`): CPU ms per poll, and daemon / floor, SDK loop / floor per round. */
+    floorCpuMsPerPoll: number;
+    floorCtxSwitchesPerPoll: number;
+    daemonFloorRatio: number;
+    sdkFloorRatio: number;
+    /** The floor over the SDK loop: the lowest daemon / SDK ratio any client could reach (median of rounds). */
+    floorSdkRatio: number;
   };
   target: { ratio: number; met: boolean };
   workDir: string | null;
@@ -143,14 +162,14 @@ export interface RealPathResult {
  * Transpiles sdk-loop.ts to plain JavaScript under data/bench/ (git- and eslint-ignored; module resolution from
  * there still finds the repository's node_modules).
  */
-export function transpileSdkLoop(): string {
-  const src = readFileSync(resolve(import.meta.dirname, 'sdk-loop.ts'), 'utf8');
+export function transpileSdkLoop(name = 'sdk-loop'): string {
+  const src = readFileSync(resolve(import.meta.dirname, `${name}.ts`), 'utf8');
   const out = ts.transpileModule(src, {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true, verbatimModuleSyntax: false },
   });
   const dir = resolve(REPO, 'data/bench');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, 'sdk-loop.mjs');
+  const file = join(dir, `${name}.mjs`);
   writeFileSync(file, out.outputText);
   return file;
 }
@@ -180,6 +199,7 @@ interface Ctx {
   o: Required<Omit<RealPathOptions, 'log' | 'daemonNodeArgs'>>;
   daemonNodeArgs: string[];
   sdkScript: string;
+  floorScript: string;
   log: (line: string) => void;
 }
 
@@ -243,6 +263,49 @@ async function startSdkLoop(ctx: Ctx, name: string): Promise<Started> {
   return { child, rss, spawnedAt, readyAt: performance.now(), metricsUrl: null };
 }
 
+async function startFloorLoop(ctx: Ctx, name: string): Promise<Started> {
+  const dir = join(ctx.work, name);
+  mkdirSync(dir, { recursive: true });
+  const list = Array.from({ length: ctx.o.batches }, (_, i) => ({ productKey: SIM_PRODUCT, applyId: applyIdOf(i) }));
+  const spawnedAt = performance.now();
+  const child = spawnNode(ctx.floorScript, [], {
+    env: {
+      FLOOR_ENDPOINT: ctx.sim.url,
+      FLOOR_BATCHES: JSON.stringify(list),
+      FLOOR_INTERVAL_MS: String(ctx.o.intervalMs),
+      FLOOR_DIST: resolve(REPO, 'dist'),
+      ALIBABA_CLOUD_ACCESS_KEY_ID: SIM_AK,
+      ALIBABA_CLOUD_ACCESS_KEY_SECRET: SIM_SECRET,
+    },
+    stderrFile: join(dir, 'floor-loop.err'),
+    cwd: dir,
+  });
+  const rss = new RssSampler(child.pid, () => performance.now());
+  await child.waitForLine(/^floor-loop ready/, 60_000);
+  return { child, rss, spawnedAt, readyAt: performance.now(), metricsUrl: null };
+}
+
+/** Most `action` requests logged by the simulator in any half-open 1-second window within [from, to). */
+export function busiestSecond(logFile: string, action: string, fromEpochMs: number, toEpochMs: number): number {
+  const times: number[] = [];
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.includes('"simulator request"') || !line.includes(action)) continue;
+    try {
+      const rec = JSON.parse(line) as { time?: number; action?: string };
+      if (rec.action === action && rec.time !== undefined && rec.time >= fromEpochMs && rec.time < toEpochMs) times.push(rec.time);
+    } catch {
+      // not a log line
+    }
+  }
+  times.sort((a, b) => a - b);
+  let max = 0;
+  for (let i = 0, j = 0; i < times.length; i += 1) {
+    while ((times[i] as number) - (times[j] as number) >= 1000) j += 1;
+    max = Math.max(max, i - j + 1);
+  }
+  return max;
+}
+
 interface MetricsCounts {
   statusPolls: number;
   reloads: number;
@@ -254,9 +317,10 @@ async function readMetrics(url: string | null): Promise<MetricsCounts | null> {
   return { statusPolls: promSum(text, 'ibw_api_requests_total', { action: STATUS_ACTION }), reloads: promSum(text, 'ibw_config_reloads_total') };
 }
 
-async function measureSide(ctx: Ctx, side: 'daemon' | 'sdk', round: number, order: number): Promise<SideRun> {
+async function measureSide(ctx: Ctx, side: Side, round: number, order: number): Promise<SideRun> {
   const name = `r${round}-${side}`;
-  const s = side === 'daemon' ? await startDaemon(ctx, name, ctx.o.batches) : await startSdkLoop(ctx, name);
+  const s =
+    side === 'daemon' ? await startDaemon(ctx, name, ctx.o.batches) : side === 'sdk' ? await startSdkLoop(ctx, name) : await startFloorLoop(ctx, name);
   const pid = s.child.pid;
   try {
     const atReady: ProcSnapshot = snapshot(pid, s.readyAt);
@@ -308,11 +372,12 @@ async function measureSide(ctx: Ctx, side: 'daemon' | 'sdk', round: number, orde
       ownPollCount: own,
       reloadsInWindow: m0 && m1 ? m1.reloads - m0.reloads : null,
       notOk: counted.total - counted.ok,
+      busiestSecond: busiestSecond(ctx.sim.logFile as string, STATUS_ACTION, readyEpoch, e1),
     };
     ctx.log(
       `  round ${round} ${side.padEnd(6)} ${polls} polls in ${(sec).toFixed(1)} s (${run.pollsPerSec.toFixed(1)}/s${run.ownPollCount === null ? '' : `, own count ${run.ownPollCount}`}), ` +
         `${run.cpuMsPerPoll.toFixed(3)} ms CPU/poll (user ${run.userMsPerPoll.toFixed(3)}, sys ${run.systemMsPerPoll.toFixed(3)}; main thread ${run.mainThreadCpuMsPerPoll.toFixed(3)}), ` +
-        `${run.ctxSwitchesPerSec.toFixed(0)} ctx sw/s, max RSS ${run.maxRssMb.toFixed(1)} MB` +
+        `${run.ctxSwitchesPerSec.toFixed(0)} ctx sw/s, max RSS ${run.maxRssMb.toFixed(1)} MB, busiest second ${run.busiestSecond}` +
         (run.reloadsInWindow ? `, ${run.reloadsInWindow} reload(s) in window` : ''),
     );
     return run;
@@ -364,6 +429,7 @@ export async function benchRealPath(options: RealPathOptions = {}): Promise<Real
     idleWarmupMs: options.idleWarmupMs ?? 5000,
     idleWindowMs: options.idleWindowMs ?? 20_000,
     keep: options.keep ?? false,
+    floor: options.floor ?? true,
   };
   const log = options.log ?? ((l: string) => console.log(l));
   builtCli();
@@ -375,13 +441,15 @@ export async function benchRealPath(options: RealPathOptions = {}): Promise<Real
     args: ['--qps', `${STATUS_ACTION}=0`],
     logFile: join(work, 'simulator.log'),
   });
-  const ctx: Ctx = { sim, work, o, daemonNodeArgs: options.daemonNodeArgs ?? [], sdkScript: transpileSdkLoop(), log };
+  const ctx: Ctx = { sim, work, o, daemonNodeArgs: options.daemonNodeArgs ?? [], sdkScript: transpileSdkLoop(), floorScript: transpileSdkLoop('floor-loop'), log };
   log(`  simulator ${sim.url} (pid ${sim.child.pid}); work dir ${work}`);
   const runs: SideRun[] = [];
   const idle: IdleRun[] = [];
   try {
     for (let round = 1; round <= o.rounds; round += 1) {
-      const order: ('daemon' | 'sdk')[] = round % 2 === 1 ? ['daemon', 'sdk'] : ['sdk', 'daemon'];
+      const base: Side[] = o.floor ? ['daemon', 'sdk', 'floor'] : ['daemon', 'sdk'];
+      // Rotate which side runs first, so no side always runs on the same part of the machine's load.
+      const order = base.map((_, i) => base[(i + round - 1) % base.length] as Side);
       for (const [i, side] of order.entries()) runs.push(await measureSide(ctx, side, round, i));
       idle.push(await measureIdle(ctx, round));
     }
@@ -389,15 +457,19 @@ export async function benchRealPath(options: RealPathOptions = {}): Promise<Real
     await sim.child.stop('SIGTERM', 10_000);
     if (!o.keep) rmSync(work, { recursive: true, force: true });
   }
-  const of = (side: 'daemon' | 'sdk'): SideRun[] => runs.filter((r) => r.side === side);
-  const ratios: number[] = [];
-  for (let round = 1; round <= o.rounds; round += 1) {
-    const d = runs.find((r) => r.round === round && r.side === 'daemon');
-    const s = runs.find((r) => r.round === round && r.side === 'sdk');
-    if (d && s) ratios.push(d.cpuMsPerPoll / s.cpuMsPerPoll);
-  }
-  const med = (side: 'daemon' | 'sdk', pick: (r: SideRun) => number): number => median(of(side).map(pick));
-  const ratio = median(ratios);
+  const of = (side: Side): SideRun[] => runs.filter((r) => r.side === side);
+  /** Median over rounds of a / b (CPU per poll) of the same round. */
+  const ratioOf = (a: Side, b: Side): number => {
+    const ratios: number[] = [];
+    for (let round = 1; round <= o.rounds; round += 1) {
+      const x = runs.find((r) => r.round === round && r.side === a);
+      const y = runs.find((r) => r.round === round && r.side === b);
+      if (x && y) ratios.push(x.cpuMsPerPoll / y.cpuMsPerPoll);
+    }
+    return ratios.length === 0 ? Number.NaN : median(ratios);
+  };
+  const med = (side: Side, pick: (r: SideRun) => number): number => (of(side).length === 0 ? Number.NaN : median(of(side).map(pick)));
+  const ratio = ratioOf('daemon', 'sdk');
   return {
     options: o,
     runs,
@@ -416,6 +488,11 @@ export async function benchRealPath(options: RealPathOptions = {}): Promise<Real
       idleCpuMsPerSec: median(idle.map((r) => r.cpuMsPerSec)),
       idleCtxSwitchesPerSec: median(idle.map((r) => r.ctxSwitchesPerSec)),
       idleMainThreadCtxSwitchesPerSec: median(idle.map((r) => r.mainThreadCtxSwitchesPerSec)),
+      floorCpuMsPerPoll: med('floor', (r) => r.cpuMsPerPoll),
+      floorCtxSwitchesPerPoll: med('floor', (r) => r.ctxSwitchesPerPoll),
+      daemonFloorRatio: ratioOf('daemon', 'floor'),
+      sdkFloorRatio: ratioOf('sdk', 'floor'),
+      floorSdkRatio: ratioOf('floor', 'sdk'),
     },
     target: { ratio: 1 / 3, met: ratio <= 1 / 3 },
     workDir: o.keep ? work : null,

@@ -130,9 +130,10 @@ function printRealPath(r: RealPathResult): void {
     f(x.maxRssMb, 0),
     x.side === 'daemon' ? `${f(x.cpuMsPerPollFromReady, 3)}` : '',
     x.reloadsInWindow === null ? '' : String(x.reloadsInWindow),
+    String(x.busiestSecond),
   ]);
   console.log(
-    formatTable(['round', 'side', 'polls', 'polls/s', 'CPU ms/poll', 'user / sys', 'main thread', 'ctx sw/poll', 'ctx sw/s', 'max RSS MB', 'ms/poll from ready', 'reloads'], rows),
+    formatTable(['round', 'side', 'polls', 'polls/s', 'CPU ms/poll', 'user / sys', 'main thread', 'ctx sw/poll', 'ctx sw/s', 'max RSS MB', 'ms/poll from ready', 'reloads', 'busiest second'], rows),
   );
   const m = r.median;
   console.log(
@@ -146,6 +147,9 @@ function printRealPath(r: RealPathResult): void {
         ['context switches per poll, daemon / SDK loop', `${f(m.daemonCtxSwitchesPerPoll, 1)} / ${f(m.sdkCtxSwitchesPerPoll, 1)}`],
         ['max RSS MB, daemon / SDK loop', `${f(m.daemonMaxRssMb, 0)} / ${f(m.sdkMaxRssMb, 0)}`],
         ['idle daemon (0 batches): CPU ms per second', f(m.idleCpuMsPerSec, 2)],
+        ['transport floor (bare undici, signed, one timer per poll) CPU ms per poll; ctx sw per poll', `${f(m.floorCpuMsPerPoll, 3)}; ${f(m.floorCtxSwitchesPerPoll, 1)}`],
+        ['ratio daemon / floor; SDK loop / floor', `${f(m.daemonFloorRatio, 2)} / ${f(m.sdkFloorRatio, 2)}`],
+        ['ratio floor / SDK loop (the lowest daemon / SDK ratio any client could reach)', f(m.floorSdkRatio, 3)],
         ['idle daemon: context switches per second, all threads / main thread', `${f(m.idleCtxSwitchesPerSec, 1)} / ${f(m.idleMainThreadCtxSwitchesPerSec, 1)}`],
       ],
     ),

@@ -34,7 +34,7 @@ describe('ApiBudget', () => {
     expect(createApiBudget({ statusQps: 5, pageQps: 7, submitQps: 9 }, { clock }).rates().slice(2).map((r) => r.qps)).toEqual([9, 9]);
     const budgeted = (Object.keys(BUDGET_OF) as ApiAction[]).filter((a) => BUDGET_OF[a] !== null);
     expect(rates.map((r) => r.action)).toEqual(budgeted);
-    expect(budgetOptions(10)).toMatchObject({ ratePerSec: 10, windowMs: 1100, coldStartMargin: true, recoveryPerSec: 0.1 });
+    expect(budgetOptions(10)).toMatchObject({ ratePerSec: 10, windowMs: 1020, coldStartMargin: true, recoveryPerSec: 0.1 });
   });
 
   it('grants a free token synchronously, then serves waiters in the order they asked, spaced by the rate', async () => {
@@ -86,6 +86,66 @@ describe('ApiBudget', () => {
     const rates = new Map(budget.rates().map((r) => [r.action, r.qps]));
     expect(rates.get('QueryBatchRegisterDeviceStatus')).toBe(4);
     expect(rates.get('QueryPageByApplyId')).toBe(8);
+  });
+
+  it('a reservation counts as taken for delayMs until it is taken (at its own time) or cancelled', async () => {
+    const clock = createManualClock(1000);
+    const budget = new ApiBudget({ rates: { statusQps: 2, pageQps: 2 }, clock, tuning: plain });
+    const A = 'QueryBatchRegisterDeviceStatus';
+    expect(budget.delayMs(A)).toBe(0);
+    const r = budget.reserve(A);
+    // The free token is promised: a second dispatch waits one interval, as if it were taken now.
+    expect(budget.delayMs(A)).toBe(500);
+    expect(budget.delayMs('QueryPageByApplyId')).toBe(0);
+    await clock.advance(3);
+    expect(budget.delayMs(A)).toBe(500);
+    expect(r.taken).toBe(false);
+    await r.take();
+    expect(r.taken).toBe(true);
+    // Taken 3 ms after the reservation: the spacing runs from the reservation (signing does not stretch every
+    // interval); the per-window guard counts the take.
+    expect(budget.delayMs(A)).toBe(497);
+    await expect(r.take()).rejects.toThrow('already used');
+    r.cancel();
+    expect(budget.delayMs(A)).toBe(497);
+    // A cancelled reservation gives its token back.
+    await clock.advance(500);
+    const c = budget.reserve(A);
+    expect(budget.delayMs(A)).toBe(500);
+    c.cancel();
+    c.cancel();
+    expect(budget.delayMs(A)).toBe(0);
+    // Two reservations: the third caller waits two intervals.
+    const r1 = budget.reserve(A);
+    const r2 = budget.reserve(A);
+    expect(budget.delayMs(A)).toBe(1000);
+    await r1.take();
+    const second = r2.take();
+    await clock.advance(500);
+    await second;
+    expect(clock.now()).toBe(2003);
+  });
+
+  it('a reservation marked sent moves its take to the send time for the per-window guard', async () => {
+    const clock = createManualClock(0);
+    const budget = new ApiBudget({ rates: { statusQps: 2, pageQps: 2 }, clock, tuning: (qps) => ({ ratePerSec: qps, windowMs: 1000 }) });
+    const A = 'QueryBatchRegisterDeviceStatus';
+    const first = budget.reserve(A);
+    await first.take();
+    await clock.advance(100);
+    first.sent();
+    await clock.advance(400);
+    await budget.reserve(A).take();
+    await clock.advance(500);
+    // Two in any second: the third waits until one second after the first request left (100), not its token (0).
+    expect(budget.delayMs(A)).toBe(100);
+  });
+
+  it('reserve throws the gate refusal, so a refused poll is never signed', () => {
+    const clock = createManualClock(0);
+    const refusal = new DaemonError('lease not confirmed', { kind: 'store', scope: 'attempt', code: 'LeaseUnconfirmed' });
+    const budget = createApiBudget({ statusQps: 5, pageQps: 5 }, { clock, gate: () => refusal });
+    expect(() => budget.reserve('QueryBatchRegisterDeviceStatus')).toThrow(refusal);
   });
 
   it('close() refuses the waiters and later calls', async () => {

@@ -432,3 +432,50 @@ describe('coldStartMargin (slow start)', () => {
     expect(later).toHaveLength(5);
   });
 });
+
+describe('AdaptiveTokenBucket: scheduledAt (a reservation taken after signing)', () => {
+  it('runs the spacing from the reservation, so the signing time is not added to every interval', () => {
+    const anchored = new AdaptiveTokenBucket({ ratePerSec: 10 }, 0);
+    const plainBucket = new AdaptiveTokenBucket({ ratePerSec: 10 }, 0);
+    expect(anchored.tryTake(0)).toBe(0);
+    expect(plainBucket.tryTake(0)).toBe(0);
+    // Both reserved at 100 (when the token was free) and taken at 105, once signed.
+    expect(anchored.tryTake(105, 100)).toBe(0);
+    expect(plainBucket.tryTake(105)).toBe(0);
+    expect(anchored.peek(150)).toBe(50);
+    expect(plainBucket.peek(150)).toBe(55);
+    // A scheduledAt later than now is treated as now.
+    expect(anchored.tryTake(300, 400)).toBe(0);
+    expect(anchored.peek(350)).toBe(50);
+  });
+
+  it('peekAfter answers as if the pending takes happened now, and takes nothing', () => {
+    const b = new AdaptiveTokenBucket({ ratePerSec: 4, windowMs: 1000 }, 0);
+    expect(b.peekAfter(0, 0)).toBe(0);
+    expect(b.peekAfter(0, 1)).toBe(250);
+    expect(b.peekAfter(0, 3)).toBe(750);
+    // Four takes fill the window of 4 per second: the fifth waits for the first to leave it.
+    expect(b.peekAfter(0, 4)).toBe(1000);
+    expect(b.tryTake(0)).toBe(0);
+    expect(b.peek(0)).toBe(250);
+  });
+});
+
+describe('AdaptiveTokenBucket: markSent (the request reached its socket later than its token)', () => {
+  it('the per-window guard counts the send time, so a held-up request does not arrive bunched with the next ones', () => {
+    const late = new AdaptiveTokenBucket({ ratePerSec: 30, windowMs: 1020 }, 0);
+    const onTime = new AdaptiveTokenBucket({ ratePerSec: 30, windowMs: 1020 }, 0);
+    for (let i = 0; i < 30; i += 1) {
+      expect(late.tryTake(i * 34)).toBe(0);
+      expect(onTime.tryTake(i * 34)).toBe(0);
+    }
+    // The first request waited 70 ms between its token and its socket.
+    late.markSent(0, 70);
+    expect(onTime.peek(1020)).toBe(0);
+    expect(late.peek(1020)).toBe(70);
+    // Earlier times and unknown takes change nothing.
+    late.markSent(34, 10);
+    late.markSent(5, 500);
+    expect(late.peek(1020)).toBe(70);
+  });
+});

@@ -5,6 +5,7 @@ import { createManualClock, createSeededRandom, type ManualClock } from '../../.
 import { StateStore } from '../../../src/core/state-store.js';
 import { Watcher } from '../../../src/core/watcher.js';
 import type { BatchConfig, CompiledConfig } from '../../../src/config/types.js';
+import type { BatchStatusResult, CallOptions } from '../../../src/core/ports.js';
 import { DaemonError } from '../../../src/errors.js';
 import { testBatch, testConfig } from '../../helpers/config.js';
 import { CapturePublisher, MemoryResults, MemoryStore, ScriptedApi, silentLog } from '../../helpers/fakes.js';
@@ -103,6 +104,40 @@ describe('Watcher', () => {
     // The first polls go out in the order the batches were added (all due at once: FIFO).
     const firstPolls = r.api.calls.filter((c) => c.action === 'status').slice(0, 40).map((c) => c.applyId);
     expect(new Set(firstPolls).size).toBe(40);
+  });
+
+  it('takes the status token in beforeSend (after signing): spacing from the send, one dispatch per free token', async () => {
+    const clock = createManualClock(T0);
+    /** An API whose requests take 3 ms to sign before beforeSend, like the RPC client's. */
+    class SigningApi extends ScriptedApi {
+      readonly sent: number[] = [];
+      signing = 0;
+      maxSigning = 0;
+      override async queryBatchRegisterDeviceStatus(target: { productKey: string; applyId: string }, options?: CallOptions): Promise<BatchStatusResult> {
+        this.signing += 1;
+        this.maxSigning = Math.max(this.maxSigning, this.signing);
+        await clock.sleep(3);
+        await options?.beforeSend?.();
+        this.signing -= 1;
+        this.sent.push(clock.now());
+        return super.queryBatchRegisterDeviceStatus(target, options);
+      }
+    }
+    const api = new SigningApi(() => clock.now());
+    const batches: BatchConfig[] = Array.from({ length: 20 }, (_, i) => testBatch({ applyId: String(2000 + i) }));
+    const r = rig(testConfig({ batches, rateLimit: { statusQps: 5, pageQps: 5, concurrency: 4 } }), { clock, api });
+    for (const b of batches) api.script(b.applyId, ['CHECK', 'CHECK_FAILED']);
+    await r.watcher.start();
+    await runFor(r, 30_000, 1);
+    expect(r.watcher.allSettled()).toBe(true);
+    expect(api.sent.length).toBe(40);
+    // One free token is promised to one poll: never two dispatched and signing for the same token.
+    expect(api.maxSigning).toBe(1);
+    // Tokens are taken at the send: 200 ms apart from the send, 3 ms after each dispatch.
+    for (let i = 1; i < api.sent.length; i += 1) expect(api.sent[i]! - api.sent[i - 1]!).toBeGreaterThanOrEqual(200);
+    for (let i = 0; i < api.sent.length; i += 1) {
+      expect(api.sent.filter((t) => t >= api.sent[i]! && t < api.sent[i]! + 1000).length).toBeLessThanOrEqual(5);
+    }
   });
 
   it('never polls a batch more often than its backoff allows', async () => {
