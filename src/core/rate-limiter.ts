@@ -175,7 +175,10 @@ export class AdaptiveTokenBucket {
   peek(now: number): number {
     this.observe(now);
     const interval = SECOND_MS / this.rateAt(now);
-    const tokenWait = this.tat - (this.burst - 1) * interval - now;
+    // NOTE: float noise in the schedule (tat 2115.0000000001 for a caller back at 2115) is no wait: a caller that
+    // slept exactly the answered wait gets its token. The per-window guard below stays exact.
+    const rawTokenWait = this.tat - (this.burst - 1) * interval - now;
+    const tokenWait = rawTokenWait > WAIT_EPSILON_MS ? rawTokenWait : 0;
     let windowWait = 0;
     if (this.ringCount === this.maxPerWindow) {
       // NOTE: written as `now − oldest` on purpose: `oldest + windowMs − now` can round to 0 for a gap a hair

@@ -190,6 +190,17 @@ describe('AdaptiveTokenBucket: throughput and bounded waits', () => {
     });
   }
 
+  it('regression: float noise in the schedule does not refuse a caller that slept the answered wait (rate 30, [2015, 0, 0, 0])', () => {
+    const bucket = new AdaptiveTokenBucket({ ratePerSec: 30 }, 0);
+    let now = 0;
+    for (const g of [2015, 0, 0, 0]) {
+      now += g;
+      const w = bucket.tryTake(now);
+      if (w > 0) expect(bucket.tryTake(now + w)).toBe(0);
+      now += w;
+    }
+  });
+
   it('a caller that sleeps exactly the returned wait then gets its token (no queue ahead of it)', () => {
     fc.assert(
       fc.property(fc.constantFrom(...RATES), fc.array(fc.nat({ max: 3000 }), { maxLength: 100 }), (rate, gaps) => {
