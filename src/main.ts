@@ -20,7 +20,8 @@ import { packageVersion } from './commands/version.js';
 import type { CompiledConfig } from './config/types.js';
 import { applyEnvOverrides } from './config/env-overrides.js';
 import { createConfigSource, type ConfigSource } from './config/config-source.js';
-import { loadConfigFile, parseConfigText, resolveConfigPath, resolveLogSettings } from './config/load.js';
+import { createIncrementalLoader } from './config/incremental-load.js';
+import { loadConfigFile, resolveConfigPath, resolveLogSettings } from './config/load.js';
 import { maxConfigBytes } from './config/read-file.js';
 import { validateCommand } from './config/validate-command.js';
 import { migrateCommand } from './commands/migrate.js';
@@ -184,11 +185,13 @@ async function loadConfig(path: string, io: Pick<Io, 'env' | 'cwd' | 'stdout'>):
   if (source === undefined) {
     const maxBytes = maxConfigBytes(io.env);
     let logger: Logger | undefined;
+    // NOTE: in chunks, reusing the entries of the last load: a reload at 100,000 batches keeps /healthz answering.
+    const loader = createIncrementalLoader({ env: io.env, cwd: io.cwd });
     source = createConfigSource({
       file: path,
       cwd: io.cwd,
       maxBytes,
-      compile: (text, file) => applyEnvOverrides(parseConfigText(text, file, { env: io.env, cwd: io.cwd }), io.env),
+      compile: async (text, file) => applyEnvOverrides(await loader.compile(text, file), io.env),
       logger: {
         info: (obj, msg) => (logger ??= configLogger(io)).info({ component: 'config', ...obj }, msg),
         warn: (obj, msg) => (logger ??= configLogger(io)).warn({ component: 'config', ...obj }, msg),
