@@ -53,23 +53,47 @@ export interface ReconcilePlan {
 
 /** See the module comment. */
 export function planReconcile(input: ReconcileInput): ReconcilePlan {
-  const { batches, records, now } = input;
+  const entries = planEntries(input, input.batches.values());
+  const removals = planRemovals(input, input.records.values());
+  return { steps: [...entries.steps, ...removals.steps], schedule: [...planResumes(input, entries.resume), ...removals.schedule] };
+}
+
+/**
+ * The part of {@link planReconcile} for some of the configured batches (the watcher plans a large file slice by
+ * slice, yielding between slices): their steps, and the open records to resume ({@link planResumes}).
+ */
+export function planEntries(input: ReconcileInput, batches: Iterable<BatchConfig>): { steps: PlannedStep[]; resume: BatchRecord[] } {
+  const { records, now } = input;
   const steps: PlannedStep[] = [];
   const resume: BatchRecord[] = [];
-  for (const batch of batches.values()) {
+  for (const batch of batches) {
     if (input.busy(batch.key)) continue;
     const rec = records.get(batch.key);
     const planned = entryStep(batch, rec, now);
     if (planned) steps.push(planned);
     if (rec && isOpen(rec) && !input.scheduled(batch.key) && planned?.kind !== 'rearmed') resume.push(rec);
   }
-  const overdue = input.atStart ? resume.filter((rec) => rec.nextDueAt <= now).length : 0;
+  return { steps, resume };
+}
+
+/** Due times of the open records to resume: at start, overdue ones spread over one window for all of them. */
+export function planResumes(input: ReconcileInput, resume: readonly BatchRecord[]): { key: string; dueAt: number }[] {
+  const { now } = input;
+  let overdue = 0;
+  if (input.atStart) for (const rec of resume) if (rec.nextDueAt <= now) overdue += 1;
   const windowMs = overdueWindowMs(overdue, input.statusQps);
-  const schedule = resume.map((rec) => ({
+  return resume.map((rec) => ({
     key: rec.key,
     dueAt: input.atStart ? resumeAt(rec, now, windowMs, input.random) : rec.nextDueAt,
   }));
-  for (const rec of records.values()) {
+}
+
+/** The part of {@link planReconcile} for records no longer in the file (some of them: sliced like planEntries). */
+export function planRemovals(input: ReconcileInput, records: Iterable<BatchRecord>): ReconcilePlan {
+  const { batches, now } = input;
+  const steps: PlannedStep[] = [];
+  const schedule: { key: string; dueAt: number }[] = [];
+  for (const rec of records) {
     if (batches.has(rec.key) || input.busy(rec.key)) continue;
     if (rec.state === 'pending') steps.push({ step: cancel(rec, now), kind: 'cancelled', withdrawResult: false });
     else if (rec.state === 'fetching' && !input.scheduled(rec.key)) schedule.push({ key: rec.key, dueAt: rec.nextDueAt });
