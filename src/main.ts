@@ -20,9 +20,9 @@ import { packageVersion } from './commands/version.js';
 import type { CompiledConfig } from './config/types.js';
 import { applyEnvOverrides } from './config/env-overrides.js';
 import { createConfigSource, type ConfigSource } from './config/config-source.js';
-import { createIncrementalLoader } from './config/incremental-load.js';
+import { createIncrementalLoader, parseConfigSections } from './config/incremental-load.js';
 import { loadConfigFile, resolveConfigPath, resolveLogSettings } from './config/load.js';
-import { maxConfigBytes } from './config/read-file.js';
+import { maxConfigBytes, readConfigFile } from './config/read-file.js';
 import { validateCommand } from './config/validate-command.js';
 import { migrateCommand } from './commands/migrate.js';
 import { CommandUsageError, resultsCommand } from './commands/results.js';
@@ -109,7 +109,8 @@ export async function main(io: Io): Promise<number> {
       case 'validate':
         return await validateCommand(args, { stdout: io.stdout, stderr: io.stderr, env: io.env, cwd: io.cwd });
       case 'status':
-        return await statusCommand(args, io, { loadConfig: (path) => loadConfig(path, io) });
+        // NOTE: status reads the sections only (state, accounts, budgets), never the batch entries (issue #14).
+        return await statusCommand(args, io, { loadConfig: (path) => loadConfigSections(path, io) });
       case 'redeliver': {
         const { redeliverCommand } = await import('./commands/redeliver.js');
         return await redeliverCommand(args, io, { loadConfig: (path) => loadConfig(path, io), logger: makeLogger(io, io.stderr) });
@@ -200,6 +201,12 @@ async function loadConfig(path: string, io: Pick<Io, 'env' | 'cwd' | 'stdout'>):
     byFile.set(key, source);
   }
   return source.load();
+}
+
+/** The configuration without its batch entries (src/config/incremental-load.ts), with the env overrides. */
+async function loadConfigSections(path: string, io: Pick<Io, 'env' | 'cwd'>): Promise<CompiledConfig> {
+  const content = await readConfigFile(path, { cwd: io.cwd, maxBytes: maxConfigBytes(io.env) });
+  return applyEnvOverrides(parseConfigSections(content.text, path, { env: io.env, cwd: io.cwd }), io.env);
 }
 
 /**

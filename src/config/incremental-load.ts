@@ -37,6 +37,8 @@ interface EntryText {
 interface Layout {
   /** The text without the block's entries (`batches:` stays, as an empty list). */
   sections: string;
+  /** Where in `sections` the entries were. */
+  sectionsCut: number;
   entries: EntryText[];
 }
 
@@ -103,7 +105,7 @@ export function splitBatchEntries(text: string): Layout | null {
   if (entryStart < 0) return null;
   entries.push({ text: text.slice(entryStart, blockEnd), line: entryLine });
   const sections = `${text.slice(0, start)}${text.slice(blockEnd)}`;
-  return { sections, entries };
+  return { sections, sectionsCut: start, entries };
 }
 
 /** Options of {@link createIncrementalLoader}. */
@@ -222,3 +224,25 @@ export function createIncrementalLoader(options: IncrementalLoaderOptions = {}):
     },
   };
 }
+
+/**
+ * The configuration without its batches, for commands that read only the sections (`status` opens the ledger of
+ * `state`, and never looks at the entries): at 20,000 batches that is most of its time. The batch entries are
+ * blanked out line for line, so every issue in the sections keeps its file:line:col; the entries are not validated.
+ * A file this cannot cut is compiled whole.
+ *
+ * @throws ConfigError with every issue of the sections.
+ */
+export function parseConfigSections(text: string, file: string, options: LoadOptions = {}): CompiledConfig {
+  const layout = splitBatchEntries(text);
+  if (layout === null) return parseConfigText(text, file, options);
+  // NOTE: `sections` is the text with the block cut out after the `batches:` line: put as many blank lines there.
+  const at = layout.sectionsCut;
+  const blockEnd = text.length - (layout.sections.length - at);
+  let blank = '';
+  for (let i = text.indexOf('\n', at); i >= 0 && i < blockEnd; i = text.indexOf('\n', i + 1)) blank += '\n';
+  // `batches:` (at the end of the first part) becomes `batches: []`.
+  const before = layout.sections.slice(0, at).replace(/batches:[ ]*(?:#.*)?\n?$/, 'batches: []\n');
+  return parseConfigText(`${before}${blank}${layout.sections.slice(at)}`, file, options);
+}
+

@@ -29,8 +29,17 @@ export interface StatusRow {
   deviceCount: number | null;
 }
 
+let lastMs = Number.NaN;
+let lastIso = '';
+
 function iso(ms: number | null): string | null {
-  return ms === null || !Number.isFinite(ms) || ms >= Number.MAX_SAFE_INTEGER ? null : new Date(ms).toISOString();
+  if (ms === null || !Number.isFinite(ms) || ms >= Number.MAX_SAFE_INTEGER) return null;
+  // NOTE: the batches of one start or reload share their firstSeenAt: at 20,000 rows, most dates repeat the last.
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
 }
 
 /**

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
-import { ENTRY_CHUNK, createIncrementalLoader, splitBatchEntries } from '../../../src/config/incremental-load.js';
+import { ENTRY_CHUNK, createIncrementalLoader, parseConfigSections, splitBatchEntries } from '../../../src/config/incremental-load.js';
 import { parseConfigText } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/errors.js';
 
@@ -145,3 +145,19 @@ describe('splitBatchEntries', () => {
     expect(splitBatchEntries(text.replace(/\n/g, '\r\n'))).toBeNull();
   });
 });
+
+describe('parseConfigSections', () => {
+  it('compiles the sections without the entries, and reports a problem after the block at its own line', () => {
+    const text = file(50, { entry: (i) => (i === 3 ? ['  - applyId: "abc"', '    productKey: a1BwAGVxxxx'] : entry(i)) });
+    const whole = outcome(() => parseConfigText(text, FILE, { cwd }));
+    expect(whole).toHaveProperty('issues');
+    const sections = parseConfigSections(text, FILE, { cwd });
+    const valid = parseConfigText(file(50), FILE, { cwd });
+    expect(sections).toEqual({ ...valid, batches: [] });
+    const bad = file(50, { tail: ['http:', '  listen: 12'] });
+    const want = outcome(() => parseConfigText(bad, FILE, { cwd }));
+    expect(want).toHaveProperty('issues');
+    expect(outcome(() => parseConfigSections(bad, FILE, { cwd }))).toEqual(want);
+  });
+});
+
