@@ -268,8 +268,19 @@ async function runDaemonUntilSignal(daemon: Daemon, logger: Logger, io: Io, unti
       void daemon.reload('SIGHUP');
     }),
   ];
-  // A signal during start (a standby waiting for the account's lease) ends the start.
-  void signalPromise.then(() => (daemon.state === 'starting' ? daemon.stop() : undefined));
+  // A signal during start (a standby waiting for the account's lease, or a large file still being reconciled) ends
+  // the start: the watcher, once it exists, stops reconciling at its next slice (within the grace period).
+  void signalPromise.then(() => {
+    if (daemon.state !== 'starting') return undefined;
+    let watcher: Daemon['watcher'] | null = null;
+    try {
+      watcher = daemon.watcher;
+    } catch {
+      // not created yet
+    }
+    void watcher?.stop().catch(() => undefined);
+    return daemon.stop();
+  });
   try {
     try {
       await daemon.start();

@@ -13,7 +13,7 @@
  *                           └──(process-fatal API error)──► stopping (fatal) ──► stopped
  */
 import type { BatchConfig, CompiledConfig } from '../config/types.js';
-import { type DaemonError, coerceError } from '../errors.js';
+import { AbortedError, type DaemonError, coerceError } from '../errors.js';
 import type { ApiBudget } from './api-budget.js';
 import { BatchRunner, type BatchRunnerOptions } from './batch-runner.js';
 import type { JournalRecord } from './ports.js';
@@ -252,7 +252,7 @@ export class Watcher {
     for (let i = 0; i < config.batches.length; i += RECONCILE_SLICE) {
       if (i > 0) await yieldToLoop();
       // Stopped meanwhile (SIGTERM during a reload): the rest is planned again at the next start.
-      if (this.#state !== 'running') return stats;
+      if (this.#state !== 'running') return this.#abandon(atStart, stats);
       const slice = planEntries(input, config.batches.slice(i, i + RECONCILE_SLICE));
       for (const rec of slice.resume) resume.push(rec);
       await this.#recordPlanned(slice.steps, stats);
@@ -267,12 +267,21 @@ export class Watcher {
     const records = [...this.#store.records()];
     for (let i = 0; i < records.length; i += RECONCILE_SLICE) {
       await yieldToLoop();
-      if (this.#state !== 'running') return stats;
+      if (this.#state !== 'running') return this.#abandon(atStart, stats);
       const removals = planRemovals(input, records.slice(i, i + RECONCILE_SLICE).map((r) => this.#store.record(r.key) ?? r));
       await this.#recordPlanned(removals.steps, stats);
       for (const { key, dueAt } of removals.schedule) this.#scheduler.push(key, dueAt);
     }
     this.#notifySettled();
+    return stats;
+  }
+
+  /**
+   * A reconciliation cut short by stop(): a reload ends with what it recorded; a start fails with AbortedError
+   * (SIGTERM while a large file is still being reconciled: the graceful stop must not wait for the rest).
+   */
+  #abandon<T>(atStart: boolean, stats: T): T {
+    if (atStart) throw new AbortedError('stopped while reconciling the configuration at start');
     return stats;
   }
 

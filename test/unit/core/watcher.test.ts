@@ -509,5 +509,36 @@ describe('Watcher', () => {
     // Cancelled ones settle (result, batch.settled) when their task runs.
     expect([counts.pending, (counts.fetching ?? 0) + (counts.settled ?? 0)]).toEqual([6001, 6000]);
   });
+
+  it('stops reconciling a large file when stopped during start: start() rejects with AbortedError', async () => {
+    const clock = createManualClock(T0);
+    const config = testConfig({ batches: Array.from({ length: 12_000 }, (_, i) => testBatch({ applyId: String(200_000 + i) })) });
+    const store = new MemoryStore();
+    const state = new StateStore({ ledger: store, log: silentLog, now: () => clock.now(), clock });
+    state.publishTo(new CapturePublisher());
+    const api = new ScriptedApi(() => clock.now());
+    let yields = 0;
+    const watcher: Watcher = new Watcher({
+      config,
+      store: state,
+      budget: new ApiBudget({ rates: config.rateLimit, clock, tuning: (qps) => ({ ratePerSec: qps }) }),
+      statusApi: api,
+      api,
+      results: new MemoryResults(),
+      clock,
+      random: createSeededRandom(1),
+      log: silentLog,
+      shutdownGraceMs: 100,
+      yieldToLoop: () => {
+        yields += 1;
+        // SIGTERM arrives while the first slices are being reconciled.
+        if (yields === 3) void watcher.stop().catch(() => undefined);
+        return Promise.resolve();
+      },
+    });
+    await expect(watcher.start()).rejects.toMatchObject({ name: 'AbortedError' });
+    // The first slice (5,000 batches) was recorded; the rest waits for the next start.
+    expect(watcher.counts().pending).toBe(5000);
+  });
 });
 
