@@ -49,6 +49,28 @@ const BATCHES_LINE = /^batches:[ ]*(?:#.*)?$/;
  * not laid out that way (then the whole-file path decides).
  */
 export function splitBatchEntries(text: string): Layout | null {
+  const scan = scanBatchEntries(text);
+  for (;;) {
+    const step = scan.next();
+    if (step.done === true) return step.value;
+  }
+}
+
+/** {@link splitBatchEntries} with `yieldToLoop` awaited every {@link SCAN_LINES} lines of the block. */
+async function splitBatchEntriesInTurns(text: string, yieldToLoop: () => Promise<void>): Promise<Layout | null> {
+  const scan = scanBatchEntries(text);
+  for (;;) {
+    const step = scan.next();
+    if (step.done === true) return step.value;
+    await yieldToLoop();
+  }
+}
+
+/** Lines of the batches block scanned between two yields (a 100,000-entry block has 300,000). */
+const SCAN_LINES = 50_000;
+
+/** The scan of {@link splitBatchEntries}; it yields (nothing) every {@link SCAN_LINES} lines of the block. */
+function* scanBatchEntries(text: string): Generator<void, Layout | null> {
   if (text.includes('\r') || text.includes('\t') || text.charCodeAt(0) === 0xfeff) return null;
   let start = -1;
   let pos = 0;
@@ -72,7 +94,10 @@ export function splitBatchEntries(text: string): Layout | null {
   let entryLine = 0;
   let blockEnd = text.length;
   pos = start;
+  let scanned = 0;
   while (pos < text.length) {
+    scanned += 1;
+    if (scanned % SCAN_LINES === 0) yield;
     const nl = text.indexOf('\n', pos);
     const end = nl < 0 ? text.length : nl;
     lineNo += 1;
@@ -162,7 +187,8 @@ export function createIncrementalLoader(options: IncrementalLoaderOptions = {}):
       return last;
     },
     async compile(text, file) {
-      const layout = splitBatchEntries(text);
+      // NOTE: the first load has nothing to wait for; later ones cut the file in turns too.
+      const layout = last === null ? splitBatchEntries(text) : await splitBatchEntriesInTurns(text, yieldToLoop);
       const head = layout === null ? null : fastParseYaml(layout.sections);
       if (layout === null || head === null || Object.hasOwn(head.value, 'accounts') || head.value.batches !== null) return whole(text, file);
       const absoluteFile = path.resolve(cwd, file);
