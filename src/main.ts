@@ -20,8 +20,9 @@ import { packageVersion } from './commands/version.js';
 import type { CompiledConfig } from './config/types.js';
 import { applyEnvOverrides } from './config/env-overrides.js';
 import { createConfigSource, type ConfigSource } from './config/config-source.js';
-import { loadConfigFile, parseConfigText, resolveConfigPath, resolveLogSettings } from './config/load.js';
-import { maxConfigBytes } from './config/read-file.js';
+import { createIncrementalLoader, parseConfigSections } from './config/incremental-load.js';
+import { loadConfigFile, resolveConfigPath, resolveLogSettings } from './config/load.js';
+import { maxConfigBytes, readConfigFile } from './config/read-file.js';
 import { validateCommand } from './config/validate-command.js';
 import { migrateCommand } from './commands/migrate.js';
 import { CommandUsageError, resultsCommand } from './commands/results.js';
@@ -108,7 +109,8 @@ export async function main(io: Io): Promise<number> {
       case 'validate':
         return await validateCommand(args, { stdout: io.stdout, stderr: io.stderr, env: io.env, cwd: io.cwd });
       case 'status':
-        return await statusCommand(args, io, { loadConfig: (path) => loadConfig(path, io) });
+        // NOTE: status reads the sections only (state, accounts, budgets), never the batch entries (issue #14).
+        return await statusCommand(args, io, { loadConfig: (path) => loadConfigSections(path, io) });
       case 'redeliver': {
         const { redeliverCommand } = await import('./commands/redeliver.js');
         return await redeliverCommand(args, io, { loadConfig: (path) => loadConfig(path, io), logger: makeLogger(io, io.stderr) });
@@ -184,11 +186,13 @@ async function loadConfig(path: string, io: Pick<Io, 'env' | 'cwd' | 'stdout'>):
   if (source === undefined) {
     const maxBytes = maxConfigBytes(io.env);
     let logger: Logger | undefined;
+    // NOTE: in chunks, reusing the entries of the last load: a reload at 100,000 batches keeps /healthz answering.
+    const loader = createIncrementalLoader({ env: io.env, cwd: io.cwd });
     source = createConfigSource({
       file: path,
       cwd: io.cwd,
       maxBytes,
-      compile: (text, file) => applyEnvOverrides(parseConfigText(text, file, { env: io.env, cwd: io.cwd }), io.env),
+      compile: async (text, file) => applyEnvOverrides(await loader.compile(text, file), io.env),
       logger: {
         info: (obj, msg) => (logger ??= configLogger(io)).info({ component: 'config', ...obj }, msg),
         warn: (obj, msg) => (logger ??= configLogger(io)).warn({ component: 'config', ...obj }, msg),
@@ -197,6 +201,12 @@ async function loadConfig(path: string, io: Pick<Io, 'env' | 'cwd' | 'stdout'>):
     byFile.set(key, source);
   }
   return source.load();
+}
+
+/** The configuration without its batch entries (src/config/incremental-load.ts), with the env overrides. */
+async function loadConfigSections(path: string, io: Pick<Io, 'env' | 'cwd'>): Promise<CompiledConfig> {
+  const content = await readConfigFile(path, { cwd: io.cwd, maxBytes: maxConfigBytes(io.env) });
+  return applyEnvOverrides(parseConfigSections(content.text, path, { env: io.env, cwd: io.cwd }), io.env);
 }
 
 /**
@@ -258,8 +268,19 @@ async function runDaemonUntilSignal(daemon: Daemon, logger: Logger, io: Io, unti
       void daemon.reload('SIGHUP');
     }),
   ];
-  // A signal during start (a standby waiting for the account's lease) ends the start.
-  void signalPromise.then(() => (daemon.state === 'starting' ? daemon.stop() : undefined));
+  // A signal during start (a standby waiting for the account's lease, or a large file still being reconciled) ends
+  // the start: the watcher, once it exists, stops reconciling at its next slice (within the grace period).
+  void signalPromise.then(() => {
+    if (daemon.state !== 'starting') return undefined;
+    let watcher: Daemon['watcher'] | null = null;
+    try {
+      watcher = daemon.watcher;
+    } catch {
+      // not created yet
+    }
+    void watcher?.stop().catch(() => undefined);
+    return daemon.stop();
+  });
   try {
     try {
       await daemon.start();

@@ -534,6 +534,43 @@ function compileStreaming(raw: Record<string, unknown>, rawBatches: readonly unk
 }
 
 /**
+ * A compilation fed one batch entry at a time (src/config/incremental-load.ts): the sections (`head`, a raw
+ * configuration whose `batches` is ignored) are validated once, then each entry on its own. Only for valid input:
+ * any issue gives null, and the caller then takes the reporting path ({@link validateAndCompile}).
+ */
+export interface EntryCompiler {
+  /**
+   * Validates and compiles entry `index` (the per-entry cross-key rules included; duplicates are the caller's),
+   * frozen; null when it has any issue.
+   */
+  entry(raw: unknown, index: number): BatchConfig | null;
+  /** The whole configuration with these batches (each from {@link EntryCompiler.entry}). */
+  finish(batches: BatchConfig[]): CompiledConfig;
+}
+
+/** Starts an {@link EntryCompiler} over the sections of `head`; null when they have any issue. */
+export function startEntryCompiler(head: Record<string, unknown>, source: SourceMap, cwd: string): EntryCompiler | null {
+  const sections = { ...head, batches: [] };
+  const top = configSchema.safeParse(sections);
+  if (!top.success) return null;
+  if (crossCheck(sections, (p) => source.describe(p)).length > 0) return null;
+  const prepared = prepare(top.data, source);
+  // NOTE: the per-entry rules need the sections they inherit from (polling delays, account names) only.
+  const context: Record<string, unknown> = {};
+  if (Object.hasOwn(head, 'polling')) context.polling = head.polling;
+  if (Object.hasOwn(head, 'accounts')) context.accounts = head.accounts;
+  return {
+    entry(raw, index) {
+      const parsed = batchSchema.safeParse(raw);
+      if (!parsed.success) return null;
+      if (crossCheck({ ...context, batches: [raw] }, (p) => formatPath(p)).length > 0) return null;
+      return deepFreeze(compileBatch(parsed.data, raw, index, prepared.ctx));
+    },
+    finish: (batches) => compileValid(top.data, prepared, batches, cwd),
+  };
+}
+
+/**
  * Compiles a configuration given as a JavaScript object (for library users). Same rules and messages as the
  * YAML file; issues carry file `<object>`, line 0 and col 0, and BatchConfig.source is null.
  *

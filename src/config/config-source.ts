@@ -51,8 +51,11 @@ export interface ConfigSourceOptions {
   file: string;
   /** Base of a relative `file`. */
   cwd: string;
-  /** Parses, validates and compiles one content (throws ConfigError). `main.ts` adds the env overrides here. */
-  compile(text: string, file: string): CompiledConfig;
+  /**
+   * Parses, validates and compiles one content (throws or rejects with ConfigError). `main.ts` adds the env overrides
+   * here, and compiles incrementally (src/config/incremental-load.ts) so a reload leaves the event loop free.
+   */
+  compile(text: string, file: string): CompiledConfig | Promise<CompiledConfig>;
   /**
    * Reads the file once.
    * @default readConfigFile(file, { cwd, maxBytes })
@@ -197,7 +200,7 @@ export function createConfigSource(options: ConfigSourceOptions): ConfigSource {
       if (invalid !== null && invalid.hash === content.hash) throw invalid.error;
       let compiled: CompiledConfig;
       try {
-        compiled = options.compile(content.text, options.file);
+        compiled = await options.compile(content.text, options.file);
       } catch (err) {
         if (err instanceof ConfigError) invalid = { hash: content.hash, error: err };
         throw err;

@@ -14,9 +14,11 @@
  * either parse (documents, nodes, line tables) outlives the call: the CompiledConfig holds plain values only.
  */
 
+import { createRequire } from 'node:module';
 import path from 'node:path';
 
-import { type Document, LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, visit } from 'yaml';
+import type * as YamlLib from 'yaml';
+import type { Alias, Document, LineCounter, Scalar, YAMLMap, YAMLSeq } from 'yaml';
 
 import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
@@ -46,6 +48,16 @@ export interface LoadOptions {
 }
 
 type YamlDoc = Document.Parsed;
+
+// NOTE: the `yaml` package is loaded on first use: valid files take the fast path (fast-yaml.ts) and never need it,
+// and loading it costs `status`, `validate` and every start about 100 ms.
+const require = createRequire(import.meta.url);
+let yamlModule: typeof YamlLib | null = null;
+const Y = (): typeof YamlLib => (yamlModule ??= require('yaml') as typeof YamlLib);
+const isAlias = (n: unknown): n is Alias => Y().isAlias(n);
+const isMap = (n: unknown): n is YAMLMap => Y().isMap(n);
+const isScalar = (n: unknown): n is Scalar => Y().isScalar(n);
+const isSeq = (n: unknown): n is YAMLSeq => Y().isSeq(n);
 
 function keyText(key: unknown): string {
   if (isScalar(key)) return String(key.value);
@@ -172,6 +184,7 @@ function normalizeIntegers(value: unknown, seen = new WeakSet<object>()): unknow
 /** Offset of the first alias whose anchor is not defined before it, if any. */
 function unresolvedAlias(doc: YamlDoc): number | null {
   let found: number | null = null;
+  const { visit } = Y();
   visit(doc, {
     Alias(_key, node) {
       if (node.resolve(doc) === undefined) {
@@ -234,7 +247,8 @@ function fastSource(batchPositions: readonly FastPosition[], displayFile: string
 }
 
 function parseWithPositions(text: string, file: string, absoluteFile: string, cwd: string): CompiledConfig {
-  const lines = new LineCounter();
+  const { LineCounter: Lines, parseDocument } = Y();
+  const lines = new Lines();
   const doc = parseDocument(text, {
     lineCounter: lines,
     prettyErrors: false,

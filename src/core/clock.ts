@@ -41,6 +41,12 @@ export const systemClock: Clock = {
     }),
 };
 
+/**
+ * One turn of the event loop (a macrotask: timers, I/O and HTTP requests run before it resolves), for long
+ * loops that work in slices. Injected where tests need it otherwise, like the clock.
+ */
+export const systemYield = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
+
 export const systemRandom: Random = {
   float: () => Math.random(),
   nonce: () => globalThis.crypto.randomUUID(),

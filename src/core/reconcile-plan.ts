@@ -56,11 +56,26 @@ export interface ReconcilePlan {
 
 /** See the module comment. */
 export function planReconcile(input: ReconcileInput): ReconcilePlan {
-  const { batches, records, now } = input;
+  const entries = planEntries(input, input.batches.values());
+  const resumes = planResumes(input, entries.resume, entries.unparked);
+  const removals = planRemovals(input, input.records.values());
+  return { steps: [...entries.steps, ...resumes.steps, ...removals.steps], schedule: [...resumes.schedule, ...removals.schedule] };
+}
+
+/**
+ * The part of {@link planReconcile} for some of the configured batches (the watcher plans a large file slice by
+ * slice, yielding between slices): their steps, the open records to resume and the records parked by their
+ * account to bring back ({@link planResumes}).
+ */
+export function planEntries(
+  input: ReconcileInput,
+  batches: Iterable<BatchConfig>,
+): { steps: PlannedStep[]; resume: BatchRecord[]; unparked: BatchRecord[] } {
+  const { records, now } = input;
   const steps: PlannedStep[] = [];
   const resume: BatchRecord[] = [];
   const unparked: BatchRecord[] = [];
-  for (const batch of batches.values()) {
+  for (const batch of batches) {
     if (input.busy(batch.key)) continue;
     const rec = records.get(batch.key);
     if (rec && isAccountParked(rec)) {
@@ -71,17 +86,41 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     if (planned) steps.push(planned);
     if (rec && isOpen(rec) && !input.scheduled(batch.key) && planned?.kind !== 'rearmed') resume.push(rec);
   }
-  const overdue = (input.atStart ? resume.filter((rec) => rec.nextDueAt <= now).length : 0) + unparked.length;
+  return { steps, resume, unparked };
+}
+
+/**
+ * Due times of the open records to resume (at start, overdue ones spread over one window for all of them), and the
+ * steps that bring back the records parked by their account: the whole account stopped at once, so all of its
+ * batches are due again at once and are spread like a restart, in the same window.
+ */
+export function planResumes(
+  input: ReconcileInput,
+  resume: readonly BatchRecord[],
+  unparked: readonly BatchRecord[] = [],
+): { schedule: { key: string; dueAt: number }[]; steps: PlannedStep[] } {
+  const { now } = input;
+  let overdue = unparked.length;
+  if (input.atStart) for (const rec of resume) if (rec.nextDueAt <= now) overdue += 1;
   const windowMs = overdueWindowMs(overdue, input.statusQps);
   const schedule = resume.map((rec) => ({
     key: rec.key,
     dueAt: input.atStart ? resumeAt(rec, now, windowMs, input.random) : rec.nextDueAt,
   }));
-  // NOTE: the whole account stopped at once, so all of its batches are due again at once: spread like a restart.
-  for (const rec of unparked) {
-    steps.push({ step: unparkForAccount(rec, resumeAt({ ...rec, nextDueAt: now }, now, windowMs, input.random)), kind: 'rearmed', withdrawResult: false });
-  }
-  for (const rec0 of records.values()) {
+  const steps = unparked.map((rec): PlannedStep => ({
+    step: unparkForAccount(rec, resumeAt({ ...rec, nextDueAt: now }, now, windowMs, input.random)),
+    kind: 'rearmed',
+    withdrawResult: false,
+  }));
+  return { schedule, steps };
+}
+
+/** The part of {@link planReconcile} for records no longer in the file (some of them: sliced like planEntries). */
+export function planRemovals(input: ReconcileInput, records: Iterable<BatchRecord>): ReconcilePlan {
+  const { batches, now } = input;
+  const steps: PlannedStep[] = [];
+  const schedule: { key: string; dueAt: number }[] = [];
+  for (const rec0 of records) {
     if (batches.has(rec0.key) || input.busy(rec0.key)) continue;
     const rec = isAccountParked(rec0) ? unparkForAccount(rec0, now).rec : rec0;
     if (rec.state === 'pending') steps.push({ step: cancel(rec, now), kind: 'cancelled', withdrawResult: false });

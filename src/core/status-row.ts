@@ -29,9 +29,24 @@ export interface StatusRow {
   deviceCount: number | null;
 }
 
-function iso(ms: number | null): string | null {
-  return ms === null || !Number.isFinite(ms) || ms >= Number.MAX_SAFE_INTEGER ? null : new Date(ms).toISOString();
+/** Formats dates, remembering the last one: the batches of one start or reload share their firstSeenAt. */
+class IsoMemo {
+  #ms = Number.NaN;
+  #iso = '';
+  format(ms: number | null): string | null {
+    if (ms === null || !Number.isFinite(ms) || ms >= Number.MAX_SAFE_INTEGER) return null;
+    if (ms !== this.#ms) {
+      this.#iso = new Date(ms).toISOString();
+      this.#ms = ms;
+    }
+    return this.#iso;
+  }
 }
+
+// NOTE: one memo per field: the fields of one row differ, the same field of consecutive rows often does not.
+const firstSeenIso = new IsoMemo();
+const settledIso = new IsoMemo();
+const nextPollIso = new IsoMemo();
 
 /**
  * `code: message`, without saying the code twice: API errors already name it in their message
@@ -53,9 +68,9 @@ export function toStatusRow(rec: BatchRecord): StatusRow {
     status: rec.status,
     outcome: open ? null : rec.outcome,
     polls: rec.polls,
-    firstSeenAt: iso(rec.firstSeenAt) ?? '',
-    settledAt: open ? null : iso(rec.settledAt),
-    nextPollAt: open ? iso(rec.nextDueAt) : null,
+    firstSeenAt: firstSeenIso.format(rec.firstSeenAt) ?? '',
+    settledAt: open ? null : settledIso.format(rec.settledAt),
+    nextPollAt: open ? nextPollIso.format(rec.nextDueAt) : null,
     lastError: rec.lastError ? errorText(rec.lastError.code, rec.lastError.message) : null,
     labels: rec.labels,
     resultFile: rec.resultFile,

@@ -13,11 +13,12 @@
  *                           └──(process-fatal API error)──► stopping (fatal) ──► stopped
  */
 import type { BatchConfig, CompiledConfig } from '../config/types.js';
-import { type DaemonError, coerceError } from '../errors.js';
+import { AbortedError, type DaemonError, coerceError } from '../errors.js';
 import type { ApiBudget } from './api-budget.js';
 import { BatchRunner, type BatchRunnerOptions } from './batch-runner.js';
 import type { JournalRecord } from './ports.js';
-import { type PlannedStep, entryStep, isOpen, planReconcile } from './reconcile-plan.js';
+import { systemYield } from './clock.js';
+import { type PlannedStep, type ReconcileInput, entryStep, isOpen, planEntries, planRemovals, planResumes } from './reconcile-plan.js';
 import type { BatchRecord } from './record.js';
 import { Scheduler } from './scheduler.js';
 import type { StateStore } from './state-store.js';
@@ -27,6 +28,8 @@ export type WatcherState = 'created' | 'running' | 'stopping' | 'stopped';
 
 /** New and changed batches are recorded this many at a time during reconciliation (one append per chunk). */
 const RECONCILE_CHUNK = 1000;
+/** Batches planned (and records checked for removal) between two yields during reconciliation. */
+const RECONCILE_SLICE = 5000;
 
 export interface WatcherHooks {
   /** A batch settled (result written, event journaled). */
@@ -43,6 +46,11 @@ export interface WatcherOptions extends Pick<BatchRunnerOptions, 'store' | 'stat
   shutdownGraceMs?: number;
   /** Longest single sleep of the loop. @default 60000 */
   maxSleepMs?: number;
+  /**
+   * Lets I/O in between slices of a large reconciliation (start-up, reload).
+   * @default a macrotask turn ({@link systemYield})
+   */
+  yieldToLoop?: () => Promise<void>;
 }
 
 export interface RunResult {
@@ -218,10 +226,19 @@ export class Watcher {
   // ---------------------------------------------------------------------------------------------------------
 
   async #reconcile(config: CompiledConfig, atStart: boolean): Promise<{ added: number; cancelled: number; rearmed: number }> {
+    // NOTE: at 100,000 batches every pass below is a slice at a time with a yield between slices, so the HTTP
+    // probes and the polls in flight keep going (issue #14); each slice is planned right before it is recorded.
+    const yieldToLoop = this.#o.yieldToLoop ?? systemYield;
     const now = this.#o.clock.now();
-    this.#batches = new Map(config.batches.map((b) => [b.key, b] as const));
-    const plan = planReconcile({
-      batches: this.#batches,
+    const batches = new Map<string, BatchConfig>();
+    for (let i = 0; i < config.batches.length; i += 1) {
+      if (i > 0 && i % RECONCILE_SLICE === 0) await yieldToLoop();
+      const b = config.batches[i]!;
+      batches.set(b.key, b);
+    }
+    this.#batches = batches;
+    const input: ReconcileInput = {
+      batches,
       records: { get: (key) => this.#store.record(key), values: () => this.#store.records() },
       busy: (key) => this.#scheduler.busy(key),
       scheduled: (key) => this.#scheduler.scheduled(key),
@@ -229,10 +246,52 @@ export class Watcher {
       atStart,
       statusQps: config.rateLimit.statusQps,
       random: this.#o.random,
-    });
+    };
     const stats = { added: 0, cancelled: 0, rearmed: 0 };
-    for (let i = 0; i < plan.steps.length; i += RECONCILE_CHUNK) {
-      const chunk = plan.steps.slice(i, i + RECONCILE_CHUNK);
+    const resume: BatchRecord[] = [];
+    const unparked: BatchRecord[] = [];
+    for (let i = 0; i < config.batches.length; i += RECONCILE_SLICE) {
+      if (i > 0) await yieldToLoop();
+      // Stopped meanwhile (SIGTERM during a reload): the rest is planned again at the next start.
+      if (this.#state !== 'running') return this.#abandon(atStart, stats);
+      const slice = planEntries(input, config.batches.slice(i, i + RECONCILE_SLICE));
+      for (const rec of slice.resume) resume.push(rec);
+      for (const rec of slice.unparked) unparked.push(rec);
+      await this.#recordPlanned(slice.steps, stats);
+    }
+    const { schedule, steps: unparkSteps } = planResumes(input, resume, unparked);
+    await this.#recordPlanned(unparkSteps, stats);
+    for (let i = 0; i < schedule.length; i += 1) {
+      if (i > 0 && i % RECONCILE_SLICE === 0) await yieldToLoop();
+      const { key, dueAt } = schedule[i]!;
+      this.#scheduler.push(key, dueAt);
+    }
+    // Records no longer in the file, a slice at a time (records added meanwhile are in the file).
+    const records = [...this.#store.records()];
+    for (let i = 0; i < records.length; i += RECONCILE_SLICE) {
+      await yieldToLoop();
+      if (this.#state !== 'running') return this.#abandon(atStart, stats);
+      const removals = planRemovals(input, records.slice(i, i + RECONCILE_SLICE).map((r) => this.#store.record(r.key) ?? r));
+      await this.#recordPlanned(removals.steps, stats);
+      for (const { key, dueAt } of removals.schedule) this.#scheduler.push(key, dueAt);
+    }
+    this.#notifySettled();
+    return stats;
+  }
+
+  /**
+   * A reconciliation cut short by stop(): a reload ends with what it recorded; a start fails with AbortedError
+   * (SIGTERM while a large file is still being reconciled: the graceful stop must not wait for the rest).
+   */
+  #abandon<T>(atStart: boolean, stats: T): T {
+    if (atStart) throw new AbortedError('stopped while reconciling the configuration at start');
+    return stats;
+  }
+
+  /** Records planned steps in chunks (one append each) and schedules what they start. */
+  async #recordPlanned(steps: readonly PlannedStep[], stats: { added: number; cancelled: number; rearmed: number }): Promise<void> {
+    for (let i = 0; i < steps.length; i += RECONCILE_CHUNK) {
+      const chunk = steps.slice(i, i + RECONCILE_CHUNK);
       // Not recorded: picked up by the next reload (or, for a pending batch that left the file, by its next run).
       if (!(await this.#record(chunk))) continue;
       for (const { step, kind } of chunk) {
@@ -241,9 +300,6 @@ export class Watcher {
         stats[kind] += 1;
       }
     }
-    for (const { key, dueAt } of plan.schedule) this.#scheduler.push(key, dueAt);
-    this.#notifySettled();
-    return stats;
   }
 
   /** Withdraws the stale results of re-armed batches, then records the steps in one append. */

@@ -293,7 +293,7 @@ export interface ParsedSnapshot {
  * holds the records but never the whole file. Returns null when the lines are not in that shape (an older
  * single-line snapshot): the caller then parses the whole text with {@link parseSnapshot}.
  */
-export async function parseSnapshotLines(lines: AsyncIterable<string>, file: string): Promise<ParsedSnapshot | null> {
+export async function parseSnapshotLines(lines: AsyncIterable<string> | Iterable<string>, file: string): Promise<ParsedSnapshot | null> {
   const fail = (why: string): never => {
     throw new DaemonError(`ledger snapshot ${file} is corrupt: ${why}`, { kind: 'store', scope: 'process', code: 'LedgerCorrupt' });
   };

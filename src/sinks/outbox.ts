@@ -72,7 +72,19 @@ export interface OutboxOptions {
    * @default 60000
    */
   retryMaxMs?: number;
+  /**
+   * Lets I/O in (HTTP probes, ledger writes) between runs of deliveries: a lane whose sink answers at once (the
+   * log, the emitter) would otherwise deliver a burst of 100,000 `batch.added` without leaving the microtask
+   * queue. Awaited after every {@link YIELD_EVERY} deliveries in a row.
+   * @default a macrotask turn (`setImmediate`)
+   */
+  yieldToLoop?: () => Promise<void>;
 }
+
+/** Deliveries a lane makes in a row before it lets the event loop turn. */
+export const YIELD_EVERY = 256;
+
+const setImmediateTurn = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Lifecycle of the outbox (see the header comment). */
 export type OutboxState = 'idle' | 'running' | 'stopped';
@@ -95,7 +107,9 @@ interface Item {
 
 interface Lane {
   sink: EventSink;
+  /** Event ids; the live part starts at `head` (NOTE: no `shift()`, which is O(n) on a long array). */
   queue: string[];
+  head: number;
   failures: number;
   wake: (() => void) | null;
   loop: Promise<void> | null;
@@ -111,6 +125,7 @@ export class Outbox {
   private readonly onDelivery: ((info: DeliveryInfo) => void) | undefined;
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
+  private readonly yieldToLoop: () => Promise<void>;
   private readonly items = new Map<string, Item>();
   private readonly lanes: Lane[];
   private readonly abort = new AbortController();
@@ -127,6 +142,7 @@ export class Outbox {
     this.onDelivery = options.onDelivery;
     this.retryInitialMs = options.retryInitialMs ?? 1000;
     this.retryMaxMs = options.retryMaxMs ?? 60_000;
+    this.yieldToLoop = options.yieldToLoop ?? setImmediateTurn;
     for (const [name, value] of [
       ['retryInitialMs', this.retryInitialMs],
       ['retryMaxMs', this.retryMaxMs],
@@ -140,7 +156,7 @@ export class Outbox {
       if (names.has(sink.name)) throw new TypeError(`Expected unique sink names, got \`${sink.name}\` twice`);
       names.add(sink.name);
     }
-    this.lanes = this.sinks.map((sink) => ({ sink, queue: [], failures: 0, wake: null, loop: null }));
+    this.lanes = this.sinks.map((sink) => ({ sink, queue: [], head: 0, failures: 0, wake: null, loop: null }));
   }
 
   /** Current lifecycle state. */
@@ -204,7 +220,7 @@ export class Outbox {
 
   /** Per-sink queue lengths and failure streaks. */
   stats(): OutboxLaneStats[] {
-    return this.lanes.map((lane) => ({ sink: lane.sink.name, queued: lane.queue.length, failures: lane.failures }));
+    return this.lanes.map((lane) => ({ sink: lane.sink.name, queued: lane.queue.length - lane.head, failures: lane.failures }));
   }
 
   /**
@@ -287,9 +303,16 @@ export class Outbox {
   private async runLane(lane: Lane): Promise<void> {
     const { signal } = this.abort;
     const { sink } = lane;
+    let inARow = 0;
     while (!signal.aborted) {
-      const id = lane.queue[0];
+      if (inARow >= YIELD_EVERY) {
+        inARow = 0;
+        await this.yieldToLoop();
+        continue;
+      }
+      const id = lane.queue[lane.head];
       if (id === undefined) {
+        inARow = 0;
         await new Promise<void>((resolve) => {
           lane.wake = resolve;
         });
@@ -297,9 +320,10 @@ export class Outbox {
       }
       const item = this.items.get(id);
       if (item === undefined || item.acked.has(sink.name)) {
-        lane.queue.shift();
+        shiftLane(lane);
         continue;
       }
+      inARow += 1;
       let report: DeliveryReport;
       try {
         if (isReportingSink(sink)) {
@@ -328,7 +352,7 @@ export class Outbox {
         this.logger.info({ sink: sink.name, eventId: id, failures: lane.failures }, 'sink delivery recovered');
       }
       lane.failures = 0;
-      lane.queue.shift();
+      shiftLane(lane);
       this.report(sink.name, report, item.event.type);
       item.acked.add(sink.name);
       // NOTE: not awaited, so the lane moves on while the ledger groups many acks into one write; stop() still
@@ -390,5 +414,17 @@ export class Outbox {
     } catch {
       // metrics must never break delivery
     }
+  }
+}
+
+/** Drops the head of a lane's queue; the array is cut only once its dead part is large (amortised O(1)). */
+function shiftLane(lane: Lane): void {
+  lane.head += 1;
+  if (lane.head === lane.queue.length) {
+    lane.queue.length = 0;
+    lane.head = 0;
+  } else if (lane.head >= 1024 && lane.head * 2 >= lane.queue.length) {
+    lane.queue.splice(0, lane.head);
+    lane.head = 0;
   }
 }

@@ -78,6 +78,33 @@ describe('StateStore', () => {
     expect((await ledger.load()).batches.size).toBe(2);
   });
 
+  it('waits for two journal records per batch before compacting a large image (compactEvery is the floor)', async () => {
+    const ledger = new MemoryStore();
+    const store = new StateStore({ ledger, log: silentLog, now: () => T0, compactEvery: 4 });
+    await store.load();
+    // 10 batches: a record and a batch.added event each, 20 records, which is the threshold for 10 batches.
+    await store.commit(Array.from({ length: 10 }, (_, i) => added(createRecord(testBatch({ applyId: String(100 + i) }), T0))));
+    await Promise.resolve();
+    expect(ledger.compactions).toBe(1);
+    // 12 batches now: 24 records before the next one, not compactEvery's 4.
+    for (let i = 0; i < 2; i += 1) await store.commit([added(createRecord(testBatch({ applyId: String(200 + i) }), T0))]);
+    await Promise.resolve();
+    expect(ledger.compactions).toBe(1);
+    for (let i = 0; i < 8; i += 1) await store.commit([added(createRecord(testBatch({ applyId: String(300 + i) }), T0))]);
+    await Promise.resolve();
+    // 20 records since the first compaction, threshold 2 × 20 batches = 40: still none.
+    expect(ledger.compactions).toBe(1);
+    // Updates of known batches (one record each, no new batch): the 20th more reaches 40.
+    const known = [...store.records()];
+    for (let i = 0; i < 19; i += 1) await store.commit([{ rec: { ...known[i]!, polls: 1 }, effects: [] }]);
+    await Promise.resolve();
+    expect(ledger.compactions).toBe(1);
+    await store.commit([{ rec: { ...known[19]!, polls: 1 }, effects: [] }]);
+    await Promise.resolve();
+    expect(ledger.compactions).toBe(2);
+    await store.close();
+  });
+
   it('close() reports a state it could not flush, and never snapshots a store that did not load', async () => {
     const failingCompact = new MemoryStore();
     failingCompact.compact = () => Promise.reject(new Error('EROFS: read-only file system'));

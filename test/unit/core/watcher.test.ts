@@ -503,4 +503,77 @@ describe('Watcher', () => {
     expect(r.api.registrations.get('800')).toBe(1);
     expect(r.watcher.record(batch.key)?.outcome).toBe('created');
   });
+
+  it('reconciles a large file in slices with a yield between them: every batch added, the removed ones cancelled', async () => {
+    const clock = createManualClock(T0);
+    const config = testConfig({ batches: Array.from({ length: 12_000 }, (_, i) => testBatch({ applyId: String(100_000 + i) })) });
+    const store = new MemoryStore();
+    const publisher = new CapturePublisher();
+    const state = new StateStore({ ledger: store, log: silentLog, now: () => clock.now(), clock });
+    state.publishTo(publisher);
+    let yields = 0;
+    const api = new ScriptedApi(() => clock.now());
+    const watcher = new Watcher({
+      config,
+      store: state,
+      budget: new ApiBudget({ rates: config.rateLimit, clock, tuning: (qps) => ({ ratePerSec: qps }) }),
+      statusApi: api,
+      api,
+      results: new MemoryResults(),
+      clock,
+      random: createSeededRandom(1),
+      log: silentLog,
+      shutdownGraceMs: 100,
+      yieldToLoop: () => {
+        yields += 1;
+        return Promise.resolve();
+      },
+    });
+    running.push(watcher);
+    await watcher.start();
+    expect(watcher.counts().pending).toBe(12_000);
+    expect(publisher.events.filter((e) => e.type === 'batch.added')).toHaveLength(12_000);
+    // 12,000 batches in slices of 5,000: map 2, plan 2, schedule 0 (nothing to resume), removals 3.
+    expect(yields).toBe(7);
+    yields = 0;
+    const kept = config.batches.slice(0, 6000);
+    const stats = await watcher.reload(testConfig({ batches: [...kept, testBatch({ applyId: '999999' })] }));
+    expect(stats).toEqual({ added: 1, cancelled: 6000, rearmed: 0 });
+    expect(yields).toBeGreaterThanOrEqual(3);
+    const counts = watcher.counts();
+    // Cancelled ones settle (result, batch.settled) when their task runs.
+    expect([counts.pending, (counts.fetching ?? 0) + (counts.settled ?? 0)]).toEqual([6001, 6000]);
+  });
+
+  it('stops reconciling a large file when stopped during start: start() rejects with AbortedError', async () => {
+    const clock = createManualClock(T0);
+    const config = testConfig({ batches: Array.from({ length: 12_000 }, (_, i) => testBatch({ applyId: String(200_000 + i) })) });
+    const store = new MemoryStore();
+    const state = new StateStore({ ledger: store, log: silentLog, now: () => clock.now(), clock });
+    state.publishTo(new CapturePublisher());
+    const api = new ScriptedApi(() => clock.now());
+    let yields = 0;
+    const watcher: Watcher = new Watcher({
+      config,
+      store: state,
+      budget: new ApiBudget({ rates: config.rateLimit, clock, tuning: (qps) => ({ ratePerSec: qps }) }),
+      statusApi: api,
+      api,
+      results: new MemoryResults(),
+      clock,
+      random: createSeededRandom(1),
+      log: silentLog,
+      shutdownGraceMs: 100,
+      yieldToLoop: () => {
+        yields += 1;
+        // SIGTERM arrives while the first slices are being reconciled.
+        if (yields === 3) void watcher.stop().catch(() => undefined);
+        return Promise.resolve();
+      },
+    });
+    await expect(watcher.start()).rejects.toMatchObject({ name: 'AbortedError' });
+    // The first slice (5,000 batches) was recorded; the rest waits for the next start.
+    expect(watcher.counts().pending).toBe(5000);
+  });
 });
+

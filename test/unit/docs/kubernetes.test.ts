@@ -90,8 +90,8 @@ describe('config/kubernetes.yaml', () => {
 
   it('sets the documented requests and limits', () => {
     expect(container.resources).toEqual({
-      requests: { cpu: '50m', memory: '256Mi' },
-      limits: { cpu: '500m', memory: '768Mi' },
+      requests: { cpu: '50m', memory: '512Mi' },
+      limits: { cpu: '500m', memory: '1Gi' },
     });
   });
 

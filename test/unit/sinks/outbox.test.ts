@@ -8,7 +8,7 @@ import { DaemonError } from '../../../src/errors.js';
 import type { WatcherEvent } from '../../../src/events.js';
 import { createEmitterSink } from '../../../src/sinks/emitter.js';
 import { createLogSink } from '../../../src/sinks/log-sink.js';
-import { Outbox } from '../../../src/sinks/outbox.js';
+import { Outbox, YIELD_EVERY } from '../../../src/sinks/outbox.js';
 import type { DeliveryInfo } from '../../../src/sinks/outbox.js';
 import type { ReportingSink } from '../../../src/sinks/reporting.js';
 
@@ -121,6 +121,45 @@ describe('Outbox', () => {
       expect(acks.indexOf(`done:${e.id}`)).toBeGreaterThan(acks.indexOf(`b:${e.id}`));
     }
     expect(ledger.replay()).toEqual([]);
+    await outbox.stop();
+  });
+
+  it('delivers a burst of thousands in order per sink, letting the event loop turn every YIELD_EVERY deliveries', async () => {
+    const ledger = createMemoryLedger();
+    const a = fakeSink('a');
+    const b = fakeSink('b');
+    let yields = 0;
+    const outbox = new Outbox({
+      sinks: [a, b],
+      ledger,
+      clock: createManualClock(0),
+      random: createSeededRandom(1),
+      logger: captureLogger().logger,
+      yieldToLoop: () => {
+        yields += 1;
+        return new Promise((r) => setImmediate(r));
+      },
+    });
+    // More than the 1024 ids after which a lane cuts the delivered part of its queue, several times over.
+    const events = Array.from({ length: 3000 }, (_, i) => makeEvent({ id: `1295006:seq:${i}`, type: 'batch.status_changed', status: 'CREATE', outcome: undefined }));
+    for (const e of events) {
+      const entry: OutboxEntry = { event: e, acked: [] };
+      await ledger.append([{ t: 'event', entry }]);
+      outbox.enqueue(entry);
+    }
+    outbox.start();
+    expect(await outbox.flush(1000)).toBe(true);
+    expect(a.delivered.map((e) => e.id)).toEqual(events.map((e) => e.id));
+    expect(b.delivered.map((e) => e.id)).toEqual(events.map((e) => e.id));
+    // Two lanes, each yielding after every 256 deliveries in a row.
+    expect(yields).toBeGreaterThanOrEqual(2 * Math.floor(3000 / YIELD_EVERY));
+    expect(outbox.stats().map((s) => s.queued)).toEqual([0, 0]);
+    expect(ledger.replay()).toEqual([]);
+    // Later events still flow once the queue was cut.
+    const late = makeEvent({ id: '1295006:late:1', type: 'batch.status_changed', status: 'CREATE', outcome: undefined });
+    await emit(ledger, outbox, late);
+    expect(await outbox.flush(1000)).toBe(true);
+    expect(a.delivered.at(-1)?.id).toBe('1295006:late:1');
     await outbox.stop();
   });
 
