@@ -53,10 +53,11 @@ export interface BudgetRates {
 
 /**
  * The tuning of one action's adaptive bucket:
- * - a 1020 ms window keeps a margin against jitter between taking a token and the request's arrival (Alibaba counts
+ * - a 1040 ms window keeps a margin against jitter between taking a token and the request's arrival (Alibaba counts
  *   requests per second on arrival). The status token is taken after signing, right before the request is handed
  *   to the connection pool ({@link ApiBudget.reserve}), so the margin covers only the way from there to the server;
- *   it costs 2 % of the rate (1100 ms, when the token was taken before signing, cost 9 %). A burst after idle starts
+ *   it costs 4 % of the rate (1100 ms, when the token was taken before signing, cost 9 %). NOTE: 1020 ms let 21
+ *   requests of a 20 QPS budget arrive within one second in the two-account bench (docs/benchmarks.md §5). A burst after idle starts
  *   at half the allowance for its first second (slow start: its first requests open connections and arrive late
  *   and bunched);
  * - one throttled wave counts as one signal (1 s cooldown), and halves the rate;
@@ -66,7 +67,7 @@ export interface BudgetRates {
 export function budgetOptions(qps: number): AdaptiveRateOptions {
   return {
     ratePerSec: qps,
-    windowMs: 1020,
+    windowMs: 1040,
     coldStartMargin: true,
     penaltyCooldownMs: 1000,
     fastRecoveryMs: 1000,

@@ -34,7 +34,7 @@ describe('ApiBudget', () => {
     expect(createApiBudget({ statusQps: 5, pageQps: 7, submitQps: 9 }, { clock }).rates().slice(2).map((r) => r.qps)).toEqual([9, 9]);
     const budgeted = (Object.keys(BUDGET_OF) as ApiAction[]).filter((a) => BUDGET_OF[a] !== null);
     expect(rates.map((r) => r.action)).toEqual(budgeted);
-    expect(budgetOptions(10)).toMatchObject({ ratePerSec: 10, windowMs: 1020, coldStartMargin: true, recoveryPerSec: 0.1 });
+    expect(budgetOptions(10)).toMatchObject({ ratePerSec: 10, windowMs: 1040, coldStartMargin: true, recoveryPerSec: 0.1 });
   });
 
   it('grants a free token synchronously, then serves waiters in the order they asked, spaced by the rate', async () => {
