@@ -109,30 +109,44 @@ export async function readStatusRowsFrom(source: StatusSource, accounts: Readonl
 }
 
 /**
- * Reads the rows of `config`'s PostgreSQL schema through a pool of one connection of its own, closed before
- * this resolves. Throws a redacted store error (no password in it) when the database cannot be reached, a
- * config error when no connection URL is configured.
+ * A pool of one connection for reading `config`'s schema, every session of it `default_transaction_read_only`,
+ * with the redaction of its connection's secrets. The caller ends the pool.
+ */
+export async function openStatusSource(
+  config: CompiledConfig,
+  env: Readonly<Record<string, string | undefined>>,
+  connectTimeoutMs = 5000,
+): Promise<StatusSource> {
+  const pgConfig = config.state.postgres ?? DEFAULT_STATE_POSTGRES;
+  const quoted = quoteSchema(pgConfig.schema);
+  const settings = await postgresConnectSettings(config, env);
+  const redact = redactor(secretsOf(settings.connectionString, env));
+  const pool = await createPool({ ...settings, poolSize: 1, connectTimeoutMs }, redact);
+  // An idle connection that breaks must not crash the command; the read in flight reports it.
+  pool.on('error', () => undefined);
+  // NOTE: every read is in a READ ONLY transaction already; the session default makes a write that a later
+  // change might add fail in the database rather than touch the owner's rows. pg queues this before any query
+  // of the caller on the new connection.
+  pool.on('connect', (client) => {
+    client.query('SET default_transaction_read_only = on').catch(() => undefined);
+  });
+  return { pool, schema: pgConfig.schema, quoted, redact };
+}
+
+/**
+ * Reads the rows of `config`'s PostgreSQL schema through a pool of one connection of its own
+ * ({@link openStatusSource}), closed before this resolves. Throws a redacted store error (no password in it)
+ * when the database cannot be reached, a config error when no connection URL is configured.
  */
 export async function readPostgresStatusRows(
   config: CompiledConfig,
   env: Readonly<Record<string, string | undefined>>,
   options: PostgresStatusOptions = {},
 ): Promise<ViewRow[]> {
-  const pgConfig = config.state.postgres ?? DEFAULT_STATE_POSTGRES;
-  const quoted = quoteSchema(pgConfig.schema);
-  const settings = await postgresConnectSettings(config, env);
-  const redact = redactor(secretsOf(settings.connectionString, env));
-  const pool = await createPool({ ...settings, poolSize: 1, connectTimeoutMs: options.connectTimeoutMs ?? 5000 }, redact);
-  // An idle connection that breaks must not crash the command; the read in flight reports it.
-  pool.on('error', () => undefined);
-  // NOTE: every statement below is in a READ ONLY transaction already; the session default makes a write that a
-  // later change might add fail in the database rather than touch the owner's rows.
-  pool.on('connect', (client) => {
-    client.query('SET default_transaction_read_only = on').catch(() => undefined);
-  });
+  const source = await openStatusSource(config, env, options.connectTimeoutMs);
   try {
-    return await readStatusRowsFrom({ pool, schema: pgConfig.schema, quoted, redact }, options.accounts ?? null);
+    return await readStatusRowsFrom(source, options.accounts ?? null);
   } finally {
-    await pool.end().catch(() => undefined);
+    await source.pool.end().catch(() => undefined);
   }
 }

@@ -18,7 +18,7 @@ import { compileConfigObject } from '../../../src/config/compile.js';
 import { batchKey, type BatchRecord } from '../../../src/core/record.js';
 import type { StatusRow } from '../../../src/core/status-row.js';
 import { openPostgresLedger, type PostgresLedger } from '../../../src/ledger/postgres-ledger.js';
-import { readPostgresStatusRows } from '../../../src/ledger/postgres-status.js';
+import { openStatusSource, readPostgresStatusRows } from '../../../src/ledger/postgres-status.js';
 import { runCli } from '../../helpers/child.js';
 import { memoryIo } from '../../helpers/memory-io.js';
 import { dropSchema, sql, testDatabaseUrl, uniqueSchema } from '../../helpers/postgres.js';
@@ -164,6 +164,18 @@ describe('status on the postgres backend', () => {
     );
     expect(again.filter((r) => r.applyId === '1000008').map((r) => r.account ?? 'default')).toEqual(['default', 'fleet-a', 'fleet-b']);
   }, 60_000);
+
+  it('the reader\'s session refuses writes (default_transaction_read_only), whatever the role may do', async () => {
+    const config = compileConfigObject({ alibaba: { regionId: 'cn-shanghai' }, state: { backend: 'postgres', postgres: { schema } } }, { cwd: dir });
+    const source = await openStatusSource(config, { IBW_DATABASE_URL: testDatabaseUrl() });
+    try {
+      expect((await source.pool.query<{ r: string }>("SELECT current_setting('default_transaction_read_only') AS r")).rows).toEqual([{ r: 'on' }]);
+      await expect(source.pool.query(`DELETE FROM "${schema}".leases`)).rejects.toMatchObject({ code: '25006' });
+    } finally {
+      await source.pool.end();
+    }
+    expect((await leases()).map((l) => l.account)).toEqual(['default', 'fleet-a', 'fleet-b']);
+  });
 
   it('--account and --state filter; the plain table shows the account column', async () => {
     const env = { IBW_DATABASE_URL: testDatabaseUrl() };
