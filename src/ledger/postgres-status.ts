@@ -8,10 +8,14 @@
  * table is not read or written, so a running owner's lease, epoch and fenced appends are untouched. Each
  * account's state is its snapshot tables with its journal applied on top, in one REPEATABLE READ transaction
  * (postgres-load.ts), exactly what the owner's `load()` sees.
+ *
+ * A standby replica answers `/v1/batches` for the accounts it does not own from the same reader, through
+ * {@link CachedStatusRows} (read in the background, at most every few seconds).
  */
 import type pg from 'pg';
 
 import type { CompiledConfig } from '../config/types.js';
+import type { Clock } from '../core/clock.js';
 import type { BatchRecord } from '../core/record.js';
 import { toStatusRows } from '../core/status-row.js';
 import { DaemonError } from '../errors.js';
@@ -148,5 +152,63 @@ export async function readPostgresStatusRows(
     return await readStatusRowsFrom(source, options.accounts ?? null);
   } finally {
     await source.pool.end().catch(() => undefined);
+  }
+}
+
+/** Options of {@link CachedStatusRows}. */
+export interface CachedStatusRowsOptions {
+  /** Reads the rows (e.g. {@link readPostgresStatusRows} for one account). */
+  read: () => Promise<ViewRow[]>;
+  clock: Pick<Clock, 'now'>;
+  /** A read starts at most this often, successful or not. */
+  maxAgeMs: number;
+  /** The first failure of a run of failures (not one per retry). */
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * The rows of an account this replica does not own (a standby's `/v1/batches`), read from the database in the
+ * background: {@link rows} answers at once with the last rows read and starts a new read when they are older
+ * than `maxAgeMs`, so requests never wait on the database and never read it more often than that.
+ */
+export class CachedStatusRows {
+  readonly #o: CachedStatusRowsOptions;
+  #rows: ViewRow[] | null = null;
+  #startedAt = Number.NEGATIVE_INFINITY;
+  #reading: Promise<void> | null = null;
+  #failing = false;
+
+  constructor(options: CachedStatusRowsOptions) {
+    this.#o = options;
+  }
+
+  /** The last rows read (null until a read succeeded); starts a read when they are stale. */
+  rows(): ViewRow[] | null {
+    void this.refresh();
+    return this.#rows;
+  }
+
+  /** Starts a read when the last one started `maxAgeMs` ago or more; resolves when the read in flight ends. */
+  refresh(): Promise<void> {
+    if (this.#reading) return this.#reading;
+    const now = this.#o.clock.now();
+    if (now - this.#startedAt < this.#o.maxAgeMs) return Promise.resolve();
+    this.#startedAt = now;
+    this.#reading = this.#o
+      .read()
+      .then(
+        (rows) => {
+          this.#rows = rows;
+          this.#failing = false;
+        },
+        (err: unknown) => {
+          if (!this.#failing) this.#o.onError?.(err);
+          this.#failing = true;
+        },
+      )
+      .finally(() => {
+        this.#reading = null;
+      });
+    return this.#reading;
   }
 }
