@@ -217,6 +217,23 @@ describe('status on the postgres backend', () => {
     }
   }, 60_000);
 
+  it('a schema migrated by a newer version is refused (SchemaTooNew), not misread', async () => {
+    const newer = uniqueSchema('ibw_status_newer');
+    try {
+      const ledger = await openPostgresLedger({ connectionString: testDatabaseUrl(), schema: newer, leaseMs: 5000, renewEveryMs: 0 });
+      await ledger.append([batchRec(batchOf('default', 1))]);
+      await ledger.close();
+      await sql(`INSERT INTO "${newer}".migrations (version, name) VALUES (99, 'from the future')`);
+      const config = compileConfigObject({ alibaba: { regionId: 'cn-shanghai' }, state: { backend: 'postgres', postgres: { schema: newer } } }, { cwd: dir });
+      await expect(readPostgresStatusRows(config, { IBW_DATABASE_URL: testDatabaseUrl() })).rejects.toMatchObject({
+        code: 'SchemaTooNew',
+        message: expect.stringMatching(/version 99, newer than this iot-batch-watcher knows/),
+      });
+    } finally {
+      await dropSchema(newer);
+    }
+  });
+
   it('a database that cannot be reached: one error line without the password, exit 1', async () => {
     const port = await closedPort();
     const password = 'Sup3r-s3cret-pw';
