@@ -37,6 +37,7 @@ import type { StatusRow } from './core/status-row.js';
 import { type RunResult, Watcher } from './core/watcher.js';
 import { AbortedError, DaemonError, coerceError } from './errors.js';
 import { accountStateDir, openStateBackend, type StateBackend } from './ledger/open-state.js';
+import { CachedStatusRows, readPostgresStatusRows } from './ledger/postgres-status.js';
 import type { Logger } from './ops/logger.js';
 import type { Metrics } from './ops/metrics.js';
 import type { DaemonProvisioner } from './provision/daemon-provisioner.js';
@@ -44,6 +45,9 @@ import { createDaemonProvisioner } from './provision/daemon-provisioning.js';
 import type { ProvisionStatusRow } from './provision/job-state.js';
 import { Outbox } from './sinks/outbox.js';
 import { createResultWriter } from './sinks/result-writer.js';
+
+/** How old a standby's rows read from the database may get before a request starts a new read. */
+const STANDBY_ROWS_MAX_AGE_MS = 2000;
 
 export type AccountRuntimeState = 'created' | 'standby' | 'running' | 'parked' | 'stopped';
 
@@ -162,6 +166,8 @@ export class AccountRuntime {
   #watchEnd: Promise<void> | null = null;
   /** Who is waiting for the open batches to settle (removal of the account). */
   #drainWaiters: (() => void)[] = [];
+  /** A standby's rows of its account, read from the database (postgres backend). */
+  #standbyRows: CachedStatusRows | null = null;
 
   constructor(options: AccountRuntimeOptions) {
     this.#o = options;
@@ -349,8 +355,22 @@ export class AccountRuntime {
     if (watcher.state === 'stopped') await this.#watchEnd;
   }
 
-  /** Rows for `status` and `/v1/batches`. */
+  /**
+   * Rows for `status` and `/v1/batches`. A standby on PostgreSQL shows its account's rows as the database holds
+   * them (read in the background, at most every 2 s, read-only, no lease: src/ledger/postgres-status.ts); until
+   * the first read answers, what it showed before.
+   */
   list(): StatusRow[] {
+    if (this.#state === 'standby' && this.#config.state.backend === 'postgres' && !this.#o.ledger) {
+      this.#standbyRows ??= new CachedStatusRows({
+        read: () => readPostgresStatusRows(this.#config, this.#o.env, { accounts: new Set([this.name]) }),
+        clock: this.#o.clock,
+        maxAgeMs: STANDBY_ROWS_MAX_AGE_MS,
+        onError: (err) => this.#log.warn({ err }, 'standby: cannot read the account\'s batches from the database (/v1/batches shows the last ones read)'),
+      });
+      const rows = this.#standbyRows.rows();
+      if (rows !== null) return rows;
+    }
     return this.#shown()?.store.list() ?? [];
   }
 

@@ -1,8 +1,9 @@
 /**
  * `iot-batch-watcher status --watch [--interval 2s]` (DESIGN.md §14).
  *
- * Where the numbers come from: the batches always from the ledger, read without the lock like `status` (so the
- * view works whether or not the daemon serves HTTP, and shows exactly what `status` would). Request rates come
+ * Where the numbers come from: the batches always from the ledger (on postgres, the database), read without the
+ * lock like `status` (so the view works whether or not the daemon serves HTTP, and shows exactly what `status`
+ * would). Request rates come
  * from the daemon's `/metrics` when the configuration has `http.listen` (counter deltas between two reads,
  * against the configured budgets, with the current adaptive rate); without it, or when `/metrics` does not
  * answer, the view says so and shows the status polls per second estimated from the ledger's poll counters.
@@ -72,6 +73,11 @@ export async function runStatusWatch(options: StatusWatchOptions, io: StatusComm
     { label: 'pages', action: 'QueryPageByApplyId', qps: config.rateLimit.pageQps },
   ];
   const url = metricsUrl(config);
+  // NOTE: on postgres every interval reads the database through a short-lived connection of its own (read-only,
+  // no lease), so a database that restarts is simply read again at the next interval.
+  const pgStatus = config.state.backend === 'postgres' ? await import('../ledger/postgres-status.js') : null;
+  const readRows = (): Promise<readonly ViewRow[]> =>
+    pgStatus ? pgStatus.readPostgresStatusRows(config, io.env, { accounts: filter.accounts }) : readStatusRows(config.state.dir);
   const stop = new AbortController();
   const unsubs = (['SIGINT', 'SIGTERM'] as const).map((s) => io.onSignal(s, () => stop.abort()));
   const st = styles(colorEnabled(io.env, out));
@@ -82,7 +88,7 @@ export async function runStatusWatch(options: StatusWatchOptions, io: StatusComm
     while (!stop.signal.aborted) {
       let ledgerError: string | null = null;
       try {
-        lastRows = filterRows(await readStatusRows(config.state.dir), filter);
+        lastRows = filterRows(await readRows(), filter);
       } catch (err) {
         ledgerError = err instanceof Error ? err.message : String(err);
       }
@@ -99,7 +105,7 @@ export async function runStatusWatch(options: StatusWatchOptions, io: StatusComm
       const sample: WatchSample = { at: clock.now(), rows: lastRows, metrics, metricsNote, ledgerError };
       if (tty) {
         const lines = renderFrame(sample, previous, {
-          stateDir: config.state.dir,
+          stateDir: pgStatus ? pgStatus.postgresStatusLocation(config) : config.state.dir,
           intervalMs: options.intervalMs,
           budgets,
           filters: filterText(filter),

@@ -1,7 +1,8 @@
 /**
  * `iot-batch-watcher status` (DESIGN.md §7, §14): the batches of the ledger, read without the lock, as a narrow
  * table (fits 100 columns), every column with `--wide`, or the §7 JSON with `--json`; `--state`, `--account` and
- * `--job` filter; `--watch` is the live view (status-watch.ts).
+ * `--job` filter; `--watch` is the live view (status-watch.ts). On `state.backend: postgres` the rows come from the
+ * database (src/ledger/postgres-status.ts), read-only and without touching any lease.
  */
 import { existsSync } from 'node:fs';
 
@@ -61,7 +62,8 @@ export async function statusCommand(args: string[], io: StatusCommandIo, deps: S
     const { runStatusWatch } = await import('./status-watch.js');
     return runStatusWatch({ config, filter, intervalMs, wide: opts.wide ?? false }, io);
   }
-  if (!existsSync(config.state.dir)) {
+  const onPostgres = config.state.backend === 'postgres';
+  if (!onPostgres && !existsSync(config.state.dir)) {
     io.stderr.write(`no ledger yet in ${config.state.dir} (the daemon has not run with this configuration)\n`);
   }
   // Provisioning jobs (DESIGN.md §13): `--jobs` prints one row per job instead; the plain table ends with them.
@@ -71,7 +73,11 @@ export async function statusCommand(args: string[], io: StatusCommandIo, deps: S
     io.stdout.write(opts.json ? `${JSON.stringify(jobRows, null, 2)}\n` : formatJobRows(jobRows));
     return 0;
   }
-  const rows = filterRows(await readStatusRows(config.state.dir), filter);
+  // NOTE: the postgres reader (and `pg`) is loaded only on that backend; it reads the database, read-only, no lease.
+  const read = onPostgres
+    ? (await import('../ledger/postgres-status.js')).readPostgresStatusRows(config, io.env, { accounts: filter.accounts })
+    : readStatusRows(config.state.dir);
+  const rows = filterRows(await read, filter);
   io.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : formatStatusView(rows, { wide: opts.wide ?? false }));
   if (!opts.json && jobRows.length > 0) io.stdout.write(`\n${formatJobRows(jobRows)}`);
   return 0;
