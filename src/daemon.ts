@@ -22,6 +22,7 @@ import { StateStore } from './core/state-store.js';
 import { type RunResult, Watcher } from './core/watcher.js';
 import { AbortedError, ConfigError, DaemonError, coerceError } from './errors.js';
 import { openStateBackend, type StateBackend } from './ledger/open-state.js';
+import type { LeaseChange } from './ledger/postgres-lease.js';
 import { startHousekeeping, watchConfigFile, type ConfigFileWatch, type CronScheduler, type Housekeeping } from './ops/housekeeping.js';
 import { resolveOpsAuth, startOpsServer, type OpsServer } from './ops/http-server.js';
 import type { Logger } from './ops/logger.js';
@@ -102,6 +103,8 @@ export class Daemon {
   #reloading: Promise<string> | null = null;
   /** Waiting for another replica's lease on the account (postgres backend). */
   #standby = false;
+  /** The postgres ledger once this replica owns the account (null on the file backend). */
+  #owner: StateBackend['postgres'] = null;
   /** Aborted by stop() during start() (a standby waiting for the lease). */
   readonly #startAbort = new AbortController();
   #starting: Promise<void> | null = null;
@@ -144,7 +147,8 @@ export class Daemon {
   isReady(): boolean {
     // A connected standby is ready too: ready to take over (DESIGN.md §12).
     if (this.#state === 'starting' && this.#standby) return true;
-    return this.#state === 'running' && (this.#store?.healthy ?? false);
+    // An owner that cannot confirm its lease makes no API calls (the budget's gate): not ready either.
+    return this.#state === 'running' && (this.#store?.healthy ?? false) && (this.#owner?.leaseTrusted() ?? true);
   }
 
   /**
@@ -230,6 +234,7 @@ export class Daemon {
       // The state backend (DESIGN.md §12): the file ledger in state.dir, or PostgreSQL (pg is loaded only then).
       const backend = this.#o.ledger ? null : await this.#openBackend();
       owner = backend?.postgres ?? null;
+      this.#owner = owner;
       const ledger = this.#o.ledger ?? backend!.ledger;
       const store = new StateStore({
         ledger,
@@ -326,8 +331,10 @@ export class Daemon {
       env: this.#o.env,
       logger: log.child({ component: 'ledger' }),
       clock: this.#clock,
-      // Another process took the file ledger over: it writes nothing more, so stop as a fatal error (exit 1).
+      // Another process took the ledger over (the file lock, or the account's lease on PostgreSQL): it writes nothing
+      // more, so stop as a fatal error (exit 1); a restarted replica stands by.
       onLeaseLost: (error: DaemonError) => this.#watcher?.fail(error),
+      onLeaseChange: (change: LeaseChange) => this.metrics.recordLeaseChange(change),
     };
     for (;;) {
       try {

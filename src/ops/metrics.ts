@@ -10,6 +10,8 @@
  *   ibw_sink_deliveries_total{sink,outcome}       counter    event deliveries per sink
  *   ibw_batch_settle_seconds{outcome}             histogram  first sight → settled
  *   ibw_config_reloads_total{outcome}             counter    ok | invalid | error
+ *   ibw_account_owned{account}                    gauge      1 while this replica owns the account and can confirm it (postgres backend)
+ *   ibw_lease_changes_total{reason}               counter    acquired | released | lost | renew_failed | renew_recovered
  *
  * plus prom-client's default process metrics (`ibw_process_cpu_seconds_total`, `ibw_nodejs_eventloop_lag_seconds`, ...).
  * Label combinations known up front (sinks and delivery outcomes included) are initialised at 0 so dashboards,
@@ -21,6 +23,7 @@ import type { ApiAction } from '../core/ports.js';
 import type { BatchState } from '../core/record.js';
 import { OUTCOMES } from '../events.js';
 import type { DeliveryOutcome } from '../sinks/outbox.js';
+import { LEASE_CHANGE_REASONS, type LeaseChange } from '../ledger/postgres-lease.js';
 
 /** The prefix of every metric name. */
 
@@ -41,6 +44,8 @@ export const METRIC_NAMES = {
   sinkDeliveriesTotal: 'ibw_sink_deliveries_total',
   batchSettleSeconds: 'ibw_batch_settle_seconds',
   configReloadsTotal: 'ibw_config_reloads_total',
+  accountOwned: 'ibw_account_owned',
+  leaseChangesTotal: 'ibw_lease_changes_total',
 } as const;
 
 const CONFIG_RELOAD_OUTCOMES: readonly ConfigReloadOutcome[] = ['ok', 'invalid', 'error'];
@@ -103,6 +108,8 @@ export interface Metrics {
   recordSettled(outcome: string, seconds: number): void;
   /** Counts one configuration reload. */
   recordConfigReload(outcome: ConfigReloadOutcome): void;
+  /** A change of account ownership (postgres backend): sets `ibw_account_owned`, counts `ibw_lease_changes_total`. */
+  recordLeaseChange(change: Pick<LeaseChange, 'account' | 'reason' | 'owned'>): void;
   /** The Prometheus text exposition of every series. */
   render(): Promise<string>;
   /** The content type that goes with {@link Metrics.render}'s output. */
@@ -166,6 +173,21 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
 
+  // Ownership of accounts (DESIGN.md §12). The gauge's own `account` label wins over the registry's default one.
+  const accountOwned = new Gauge({
+    name: METRIC_NAMES.accountOwned,
+    help: 'Whether this replica owns the account and can confirm its lease (1) or not (0).',
+    labelNames: ['account'] as const,
+    registers,
+  });
+  const leaseChanges = new Counter({
+    name: METRIC_NAMES.leaseChangesTotal,
+    help: 'Changes of account ownership seen by this replica, by reason.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  for (const reason of LEASE_CHANGE_REASONS) leaseChanges.inc({ reason }, 0);
+
   for (const outcome of CONFIG_RELOAD_OUTCOMES) configReloads.inc({ outcome }, 0);
   for (const state of BATCH_STATES) batches.set({ state }, 0);
   for (const action of BUDGETED_ACTIONS) throttled.inc({ action }, 0);
@@ -211,6 +233,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     recordConfigReload(outcome) {
       configReloads.inc({ outcome });
+    },
+    recordLeaseChange({ account, reason, owned }) {
+      accountOwned.set({ account }, owned ? 1 : 0);
+      leaseChanges.inc({ reason });
     },
     render() {
       return registry.metrics();
