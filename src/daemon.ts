@@ -103,6 +103,8 @@ export class Daemon {
   #reloading: Promise<string> | null = null;
   /** Waiting for another replica's lease on the account (postgres backend). */
   #standby = false;
+  /** A standby that cannot reach the database: not ready to take over (/readyz 503). */
+  #standbyUnreachable = false;
   /** The postgres ledger once this replica owns the account (null on the file backend). */
   #owner: StateBackend['postgres'] = null;
   /** Aborted by stop() during start() (a standby waiting for the lease). */
@@ -146,7 +148,7 @@ export class Daemon {
 
   isReady(): boolean {
     // A connected standby is ready too: ready to take over (DESIGN.md §12).
-    if (this.#state === 'starting' && this.#standby) return true;
+    if (this.#state === 'starting' && this.#standby) return !this.#standbyUnreachable;
     // An owner that cannot confirm its lease makes no API calls (the budget's gate): not ready either.
     return this.#state === 'running' && (this.#store?.healthy ?? false) && (this.#owner?.leaseTrusted() ?? true);
   }
@@ -336,16 +338,26 @@ export class Daemon {
       onLeaseLost: (error: DaemonError) => this.#watcher?.fail(error),
       onLeaseChange: (change: LeaseChange) => this.metrics.recordLeaseChange(change),
     };
+    // A standby whose database goes away keeps standing by (one line when it goes, one when it is back): only the
+    // first open fails on an unreachable database.
+    let unreachable = false;
     for (;;) {
       try {
         const backend = await openStateBackend(config, deps);
+        if (unreachable) log.info({}, 'PostgreSQL reachable again');
+        this.#standbyUnreachable = false;
         if (this.#standby) log.info({}, 'took over the account: this replica owns it now');
         this.#standby = false;
         return backend;
       } catch (err) {
-        const standby = config.state.backend === 'postgres' && err instanceof DaemonError && err.code === 'LedgerLocked';
-        if (!standby) throw err;
-        if (!this.#standby) log.info({ reason: err.message }, 'standing by: another replica owns the account');
+        const locked = config.state.backend === 'postgres' && err instanceof DaemonError && err.code === 'LedgerLocked';
+        const down = this.#standby && err instanceof DaemonError && err.kind === 'store' && err.scope === 'attempt';
+        if (!locked && !down) throw err;
+        if (down && !unreachable) log.error({ err }, 'standing by, but PostgreSQL cannot be reached; retrying');
+        if (!down && unreachable) log.info({}, 'PostgreSQL reachable again');
+        unreachable = down;
+        this.#standbyUnreachable = down;
+        if (locked && !this.#standby) log.info({ reason: err.message }, 'standing by: another replica owns the account');
         this.#standby = true;
         await this.#clock.sleep(Math.max(100, Math.floor((config.state.postgres?.leaseMs ?? 15_000) / 3)), this.#startAbort.signal);
       }

@@ -188,4 +188,33 @@ describe('postgres backend: the database goes away under a running owner', () =>
     expect(msgsA.filter((m) => m === 'lost the account lease to another replica')).toHaveLength(1);
     expect((await (await fetch(`${b.httpUrl!}/metrics`)).text())).toContain('ibw_account_owned{account="default"} 1');
   });
+
+  it('a standby whose database goes away keeps standing by (503, no crash, one line each way) and still takes over', async () => {
+    const schema = uniqueSchema('ibw_outage');
+    schemas.push(schema);
+    const linesB: LogLine[] = [];
+    const a = daemon(schema, 'a', testDatabaseUrl(), []);
+    await a.start();
+    const b = daemon(schema, 'b', proxy.url, linesB);
+    const bStarted = b.start();
+    let bFailed: unknown = null;
+    bStarted.catch((err: unknown) => {
+      bFailed = err;
+    });
+    await until(async () => b.httpUrl !== null && (await readyz(b)) === 200, 10_000, 'standby ready');
+    proxy.cut();
+    await until(async () => (await readyz(b)) === 503, 5000, 'standby 503');
+    await sleep(2000); // several retries of the standby loop
+    expect(bFailed).toBeNull();
+    expect(b.state).toBe('starting');
+    proxy.restore();
+    await until(async () => (await readyz(b)) === 200, 5000, 'standby ready again');
+    await a.stop();
+    await bStarted;
+    expect(b.state).toBe('running');
+    const msgs = linesB.map((l) => l.msg);
+    expect(msgs.filter((m) => m === 'standing by, but PostgreSQL cannot be reached; retrying')).toHaveLength(1);
+    expect(msgs.filter((m) => m === 'PostgreSQL reachable again')).toHaveLength(1);
+    await until(() => simB.control.requestLog().some((e) => e.applyId === '7200001'), 10_000, 'b polls');
+  });
 });
