@@ -144,6 +144,7 @@ function leaseLostError(account: string, owner: string): DaemonError {
     kind: 'store',
     scope: 'process',
     code: 'LeaseLost',
+    advice: 'another replica owns the account now; this one stops acting for it (restarted, it stands by)',
   });
 }
 

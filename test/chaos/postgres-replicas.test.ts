@@ -44,7 +44,7 @@ interface Plan {
   yaml: string;
 }
 
-/** Batches that settle over the whole run (up to ~40 s of simulated time), so every disruption meets pending ones. */
+/** Batches that settle over the whole run (up to ~60 s of simulated time), so every disruption meets pending ones. */
 function makePlans(): Plan[] {
   const random = createSeededRandom(SEED);
   const kinds: Kind[] = ['custom', 'register', 'partial', 'check_failed', 'random'];
@@ -54,8 +54,8 @@ function makePlans(): Plan[] {
     const applyId = String(8_000_000 + i);
     const size = 1 + Math.floor(random.float() * 4);
     const names = Array.from({ length: size }, (_, j) => `pg${i}-d${j}`);
-    const checkMs = Math.floor(random.float() * 20_000);
-    const createMs = Math.floor(random.float() * 20_000);
+    const checkMs = Math.floor(random.float() * 30_000);
+    const createMs = Math.floor(random.float() * 30_000);
     const base = { applyId, productKey: PRODUCT, checkMs, createMs };
     let sim: ScenarioBatchInput;
     let expected: Plan['expected'] = 'created';
@@ -104,6 +104,12 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
   let dir = '';
   const replicas: Replica[] = [];
   afterAll(async () => {
+    // CHAOS_DUMP=DIR keeps every replica's output for a post-mortem.
+    if (process.env.CHAOS_DUMP) {
+      for (const [i, r] of replicas.entries()) {
+        await writeFile(join(process.env.CHAOS_DUMP, `pg-replica-${i}-slot${r.slot}-${r.endedBy ?? 'alive'}.log`), `${r.child.stdout.join('\n')}\n${r.child.stderr.join('')}`);
+      }
+    }
     for (const r of replicas) if (r.child.proc.exitCode === null && r.child.proc.signalCode === null) r.child.proc.kill('SIGKILL');
     await hook?.close();
     await sim?.close();
@@ -193,7 +199,7 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
     const random = createSeededRandom(SEED + 3);
     const gap = (): Promise<void> => sleep(GAP_MS[0] + Math.floor(random.float() * (GAP_MS[1] - GAP_MS[0])));
 
-    // The disruptions, in order: kills, the SIGSTOP after the second kill, the database restart after the third.
+    // The disruptions, in order: kills, the database restart after the first, the SIGSTOP after the third.
     const failovers: { killedAt: number; newOwnerMs: number; pollingResumedMs: number }[] = [];
     let stopped: { refusedLine: string | null; lostLine: string | null; exit: number | null; tookOverMs: number } | null = null;
     let dbRestart: { downMs: number; pollingResumedMs: number } | null = null;
@@ -215,7 +221,7 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
       failovers.push({ killedAt, newOwnerMs, pollingResumedMs: resumedAt - killedAt });
       expect(next.replica).not.toBe(current.replica);
 
-      if (k === 1) {
+      if (k === 2) {
         // SIGSTOP the owner past its lease: another replica takes over; resumed, the old owner must not write.
         await gap();
         topUp();
@@ -233,7 +239,8 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
         const exit = await Promise.race([paused.replica.child.exited, sleep(30_000).then(() => null)]);
         const out = paused.replica.child.stdout;
         stopped = {
-          refusedLine: out.find((l) => l.includes('the fence refused a')) ?? null,
+          // A write in flight when it resumed, refused inside the database by the epoch check.
+          refusedLine: out.find((l) => l.includes('the fence refused a') || l.includes('refused: this replica lost the lease')) ?? null,
           lostLine: out.find((l) => l.includes('lost the account lease to another replica') || l.includes('LeaseLost')) ?? null,
           exit: exit?.code ?? null,
           tookOverMs,
@@ -241,7 +248,7 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
         if (!exit) paused.replica.child.proc.kill('SIGKILL');
         spawnReplica(paused.replica.slot);
       }
-      if (k === 2) {
+      if (k === 0) {
         // The database restarts under everyone.
         await gap();
         topUp();
@@ -251,7 +258,9 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
         await pg.resume();
         const downMs = Date.now() - downAt;
         await waitUntil(() => owner(), 60_000, 'an owner after the database restart', 100);
-        const resumedAt = await need(() => statusAfter(Date.now()), LEASE_MS + 30_000, 'polling after the database restart', 50);
+        const back = Date.now();
+        const pending = await q<{ n: string }>(`SELECT count(*) AS n FROM ${SCHEMA}.batches WHERE rec->>'state' <> 'settled'`).catch(() => []);
+        const resumedAt = await need(() => statusAfter(back), LEASE_MS + 30_000, `polling after the database restart (${pending[0]?.n ?? '?'} pending in the compacted table)`, 50);
         dbRestart = { downMs, pollingResumedMs: resumedAt - downAt };
       }
     }
