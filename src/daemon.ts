@@ -1,28 +1,32 @@
 /**
- * The daemon: wires the watcher core to its adapters (API client, ledger, sinks, metrics, HTTP, housekeeping).
- * This is the only module that knows the concrete classes. It reads no environment and installs no signal
- * handlers itself: `main.ts` does that for the CLI, and library users call `start()`/`stop()`.
+ * The daemon: the composition root over one {@link AccountRuntime} per account (DESIGN.md §11). Each runtime owns
+ * its account's credentials, API budget and clients, state backend, store, outbox and watcher; the daemon keeps
+ * what is process-wide: the configuration and its reload, the logger, the sinks (log, emitter, events file,
+ * webhook), metrics, the ops HTTP server and housekeeping. This is the only module (with account-runtime.ts) that
+ * knows the concrete classes. It reads no environment and installs no signal handlers itself: `main.ts` does that
+ * for the CLI, and library users call `start()`/`stop()`.
+ *
+ * Without `accounts` there is exactly one runtime, `default`, built from `alibaba` and `rateLimit`, as before
+ * accounts. With several accounts, a process-fatal API error of one parks that account and the others go on; with
+ * one, the daemon ends (exit 1) as DESIGN.md §3 says.
  *
  * Lifecycle: created ──start()──► running ──stop()──► stopped. Readiness (`/readyz`) is true from the end of
- * start() (config and ledger loaded) until stop() begins, and while the ledger can be written.
+ * start() (config and ledgers loaded) until stop() begins, while every account runs with a writable state or
+ * stands by, connected, for another replica's account.
  */
-import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 
-import { createChainCredentials, createEnvCredentials, type CredentialsProvider } from './alibaba/credentials.js';
-import { createIotApi } from './alibaba/iot-api.js';
-import { createRpcClient, type AttemptInfo, type RpcClient } from './alibaba/rpc-client.js';
+import { type AccountClaims, AccountRuntime, type AccountRuntimeOptions } from './account-runtime.js';
+import type { CredentialsProvider } from './alibaba/credentials.js';
 import { accountCredentialIssues } from './config/env-overrides.js';
-import type { CompiledConfig } from './config/types.js';
-import { type ApiBudget, createApiBudget } from './core/api-budget.js';
-import { ActionHealth } from './core/action-health.js';
+import type { AccountConfig, CompiledConfig } from './config/types.js';
 import { systemClock, systemRandom, type Clock, type Random } from './core/clock.js';
-import type { EventSink, IotApi, LedgerStore, ResultWriter } from './core/ports.js';
-import { StateStore } from './core/state-store.js';
-import { type RunResult, Watcher } from './core/watcher.js';
-import { AbortedError, ConfigError, DaemonError, coerceError } from './errors.js';
-import { openStateBackend, type StateBackend } from './ledger/open-state.js';
-import type { LeaseChange } from './ledger/postgres-lease.js';
+import type { EventSink, LedgerStore, ResultWriter } from './core/ports.js';
+import { DEFAULT_ACCOUNT } from './core/record.js';
+import type { StatusRow } from './core/status-row.js';
+import type { RunResult, Watcher } from './core/watcher.js';
+import { ConfigError, DaemonError, coerceError } from './errors.js';
+import { accountStateDir } from './ledger/open-state.js';
 import { startHousekeeping, watchConfigFile, type ConfigFileWatch, type CronScheduler, type Housekeeping } from './ops/housekeeping.js';
 import { resolveOpsAuth, startOpsServer, type OpsServer } from './ops/http-server.js';
 import type { Logger } from './ops/logger.js';
@@ -30,10 +34,12 @@ import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createEmitterSink, type EmitterSink } from './sinks/emitter.js';
 import { createEventsFileSink, type EventsFileSink } from './sinks/events-file.js';
 import { createLogSink } from './sinks/log-sink.js';
-import { Outbox } from './sinks/outbox.js';
 import { createResultWriter } from './sinks/result-writer.js';
 import { createWebhookSink } from './sinks/webhook.js';
 import { SECRET_ENV_CODES, readEnvSecret } from './secret-env.js';
+
+/** Something given per account: one value for every account, or a function of the account's name. */
+export type PerAccount<T> = T | ((account: string) => T);
 
 export interface DaemonOptions {
   config: CompiledConfig;
@@ -42,12 +48,12 @@ export interface DaemonOptions {
   env: Readonly<Record<string, string | undefined>>;
   clock?: Clock;
   random?: Random;
-  /** @default from `config.alibaba.credentials`: env variables or the official chain */
-  credentials?: CredentialsProvider;
-  /** @default a file ledger in `config.state.dir` */
-  ledger?: LedgerStore;
+  /** @default per account: its env variables or the official chain (`alibaba.credentials` without `accounts`) */
+  credentials?: PerAccount<CredentialsProvider>;
+  /** @default per account: a file ledger in its state directory, or its PostgreSQL rows */
+  ledger?: PerAccount<LedgerStore>;
   /** @default result files in `config.output.resultsDir` */
-  results?: ResultWriter;
+  results?: PerAccount<ResultWriter>;
   /** Re-reads the configuration for hot reload (SIGHUP, file change, cron). @default none: reload is a no-op */
   loadConfig?: () => Promise<CompiledConfig>;
   /** Start the ops HTTP server when `config.http.listen` is set. @default true */
@@ -62,6 +68,10 @@ export interface DaemonOptions {
   shutdownGraceMs?: number;
   /** How long stop() waits for the sinks to drain. @default 3000 */
   sinkFlushMs?: number;
+  /** How long a reload that removes an account waits for its cancelled batches to settle. @default 30000 */
+  removeAccountDrainMs?: number;
+  /** Who may own which account (several replicas, issue #16). @default every account, at any time */
+  claims?: AccountClaims;
   /** Extra API client options (tests: short retry delays). */
   rpc?: { retryBaseDelayMs?: number; retryMaxDelayMs?: number; maxAttempts?: number; connectTimeoutMs?: number };
   /** Sink retry delays. */
@@ -76,8 +86,35 @@ export interface StopResult extends RunResult {
   flushError: DaemonError | null;
 }
 
-/** The one account of a configuration without `accounts` (DESIGN.md §11). */
-const DEFAULT_ACCOUNT = 'default';
+/** The fields of an account whose change restarts its runtime (everything but where it is written in the file). */
+function accountFingerprint(a: AccountConfig): string {
+  const { source: _source, ...rest } = a;
+  return JSON.stringify(rest);
+}
+
+/** The one account of a configuration without `accounts` (hand-built configurations may leave `accounts` out). */
+function implicitAccount(config: CompiledConfig): AccountConfig {
+  const found = (config.accounts as AccountConfig[] | undefined)?.find((a) => a.name === DEFAULT_ACCOUNT) ?? config.accounts?.[0];
+  if (found) return found;
+  const { alibaba, rateLimit } = config;
+  return {
+    name: DEFAULT_ACCOUNT,
+    regionId: alibaba.regionId,
+    endpoint: alibaba.endpoint,
+    iotInstanceId: alibaba.iotInstanceId,
+    signatureVersion: alibaba.signatureVersion,
+    requestTimeoutMs: alibaba.requestTimeoutMs,
+    credentials: { mode: 'chain' },
+    rateLimit: { ...rateLimit, submitQps: 5 },
+    quota: { statusQps: rateLimit.statusQps, pageQps: rateLimit.pageQps, submitQps: 5 },
+    reserve: 0,
+    source: null,
+  };
+}
+
+function perAccount<T>(value: PerAccount<T> | undefined, account: string): T | undefined {
+  return typeof value === 'function' ? (value as (account: string) => T)(account) : value;
+}
 
 export class Daemon {
   readonly emitter: EmitterSink;
@@ -88,31 +125,21 @@ export class Daemon {
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #log: Logger;
-  #watcher: Watcher | null = null;
-  #store: StateStore | null = null;
-  #outbox: Outbox | null = null;
+  /** One runtime per account, in file order. */
+  readonly #runtimes = new Map<string, AccountRuntime>();
   #sinks: EventSink[] = [];
   #eventsFile: EventsFileSink | null = null;
-  #rpcs: RpcClient[] = [];
-  /** Stops the action-health timer (one warn line per failing API action, one per recovery). */
-  readonly #healthStop = new AbortController();
-  #budget: ApiBudget | null = null;
   #http: OpsServer | null = null;
   #housekeeping: Housekeeping | null = null;
   #fileWatch: ConfigFileWatch | null = null;
   #reloading: Promise<string> | null = null;
-  /** Waiting for another replica's lease on the account (postgres backend). */
-  #standby = false;
-  /** A standby that cannot reach the database: not ready to take over (/readyz 503). */
-  #standbyUnreachable = false;
-  /** The postgres ledger once this replica owns the account (null on the file backend). */
-  #owner: StateBackend['postgres'] = null;
-  /** Aborted by stop() during start() (a standby waiting for the lease). */
-  readonly #startAbort = new AbortController();
   #starting: Promise<void> | null = null;
   /** The problems of the last rejected reload (logged once). */
   #lastRejected: string | null = null;
   #stopping: Promise<StopResult> | null = null;
+  /** Resolves done(): a runtime ended on its own (fatal, not parked), or stop() finished. */
+  #resolveDone: ((result: RunResult) => void) | null = null;
+  readonly #done: Promise<RunResult>;
 
   constructor(options: DaemonOptions) {
     this.#o = options;
@@ -123,8 +150,11 @@ export class Daemon {
     this.emitter = createEmitterSink({
       onListenerError: (err, event) => this.#log.warn({ err: coerceError(err), eventId: event.id }, 'event listener threw'),
     });
-    // With `accounts` (one per process in this build) every series is labelled with the account.
-    this.metrics = createMetrics(options.config.output.resultsLayout === 'account' ? { account: options.config.accounts[0]!.name } : {});
+    // With `accounts` every per-account series is labelled with its account; without, no label (as before accounts).
+    this.metrics = createMetrics(this.#labelled(options.config) ? { accounts: options.config.accounts.map((a) => a.name) } : {});
+    this.#done = new Promise((resolve) => {
+      this.#resolveDone = resolve;
+    });
   }
 
   get state(): DaemonState {
@@ -135,10 +165,24 @@ export class Daemon {
     return this.#config;
   }
 
-  /** The watcher (after start). */
+  /** The runtimes, one per account, in file order. */
+  get runtimes(): readonly AccountRuntime[] {
+    return [...this.#runtimes.values()];
+  }
+
+  /** The runtime of one account, if the daemon serves it. */
+  runtime(account: string): AccountRuntime | undefined {
+    return this.#runtimes.get(account);
+  }
+
+  /**
+   * The watcher of the first account (the only one without `accounts`), once it runs. With several accounts use
+   * {@link Daemon.list}, {@link Daemon.record} or {@link Daemon.runtime}.
+   */
   get watcher(): Watcher {
-    if (!this.#watcher) throw new Error('daemon not started');
-    return this.#watcher;
+    const watcher = this.runtimes[0]?.watcher;
+    if (!watcher) throw new Error('daemon not started');
+    return watcher;
   }
 
   /** The ops server's URL, when it runs. */
@@ -147,38 +191,82 @@ export class Daemon {
   }
 
   isReady(): boolean {
-    // A connected standby is ready too: ready to take over (DESIGN.md §12).
-    if (this.#state === 'starting' && this.#standby) return !this.#standbyUnreachable;
-    // An owner that cannot confirm its lease makes no API calls (the budget's gate): not ready either.
-    return this.#state === 'running' && (this.#store?.healthy ?? false) && (this.#owner?.leaseTrusted() ?? true);
+    if (this.#state !== 'running' && this.#state !== 'starting') return false;
+    const runtimes = this.runtimes;
+    if (runtimes.length === 0) return false;
+    // A connected standby is ready too: ready to take over (DESIGN.md §12). While starting, only standbys and
+    // accounts already running count; a parked account is not ready (it serves status, not its batches).
+    return runtimes.every((r) => (r.state === 'running' || r.state === 'standby') && r.isReady());
+  }
+
+  /** Rows of every account for `status` and `/v1/batches`, sorted by account, productKey, applyId. */
+  list(): StatusRow[] {
+    const runtimes = [...this.#runtimes.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return runtimes.flatMap((r) => r.list());
+  }
+
+  /** Batch records per state, summed over the accounts. */
+  counts(): Record<string, number> {
+    return sumCounts(this.runtimes.map((r) => r.counts()));
+  }
+
+  /** Outcome counts of settled batches, summed over the accounts. */
+  outcomes(): Record<string, number> {
+    return sumCounts(this.runtimes.map((r) => r.outcomes()));
+  }
+
+  /** One batch record by key (any account). */
+  record(key: string): ReturnType<AccountRuntime['record']> {
+    for (const r of this.#runtimes.values()) {
+      const rec = r.record(key);
+      if (rec) return rec;
+    }
+    return undefined;
+  }
+
+  /** The configuration has `accounts` (results per account, labelled metrics, one runtime per account). */
+  #labelled(config: CompiledConfig): boolean {
+    return config.output.resultsLayout === 'account';
   }
 
   /**
-   * The credentials of the configuration's account. With an `accounts` section every account's variables are
-   * checked first, so a missing one is reported at its account's line before anything starts (DESIGN.md §11).
+   * With an `accounts` section every account's variables are checked first, so a missing one is reported at its
+   * account's line before anything starts (DESIGN.md §11).
    */
-  #accountCredentials(config: CompiledConfig): CredentialsProvider {
-    if (config.output.resultsLayout !== 'account') {
-      return config.alibaba.credentials === 'chain' ? createChainCredentials() : createEnvCredentials(this.#o.env);
-    }
-    const issues = config.accounts.flatMap((account, index) => accountCredentialIssues(account, index, this.#o.env));
+  #checkCredentials(config: CompiledConfig, accounts: readonly AccountConfig[]): void {
+    if (!this.#labelled(config) || this.#o.credentials) return;
+    const issues = accounts.flatMap((account) => accountCredentialIssues(account, config.accounts.indexOf(account), this.#o.env));
     if (issues.length > 0) throw new ConfigError(issues);
-    if (config.accounts.length > 1) {
-      // NOTE: one client and one budget serve the whole process until the per-account runtime lands (issue #15);
-      // running several accounts through one of them would mix their quotas, so refuse instead.
-      throw new DaemonError(
-        `this build runs one account per process; the file declares ${config.accounts.length} (${config.accounts.map((a) => a.name).join(', ')})`,
-        { kind: 'config', scope: 'process', code: 'AccountsUnsupported' },
-      );
-    }
-    const account = config.accounts[0]!;
-    const c = account.credentials;
-    return c.mode === 'chain'
-      ? createChainCredentials()
-      : createEnvCredentials(this.#o.env, {
-          names: { accessKeyId: c.accessKeyIdEnv, accessKeySecret: c.accessKeySecretEnv, securityToken: c.securityTokenEnv },
-          account: account.name,
-        });
+  }
+
+  /** The runtime of one account over the process's sinks and metrics. */
+  #createRuntime(account: AccountConfig, config: CompiledConfig): AccountRuntime {
+    const o = this.#o;
+    const credentials = perAccount(o.credentials, account.name);
+    const ledger = perAccount(o.ledger, account.name);
+    const results = perAccount(o.results, account.name);
+    const options: AccountRuntimeOptions = {
+      account,
+      config,
+      logger: this.#log,
+      env: o.env,
+      clock: this.#clock,
+      random: this.#random,
+      sinks: this.#sinks,
+      metrics: this.metrics,
+      // With several accounts (now: a reload may add or remove some) one account's fatal error parks it only.
+      parkOnFatal: () => this.#labelled(this.#config) && this.#config.accounts.length > 1,
+      ...(credentials ? { credentials } : {}),
+      ...(ledger ? { ledger } : {}),
+      ...(results ? { results } : {}),
+      ...(o.claims ? { claims: o.claims } : {}),
+      onEnded: (result) => this.#resolveDone?.(result),
+      ...(o.shutdownGraceMs !== undefined ? { shutdownGraceMs: o.shutdownGraceMs } : {}),
+      ...(o.sinkFlushMs !== undefined ? { sinkFlushMs: o.sinkFlushMs } : {}),
+      ...(o.rpc ? { rpc: o.rpc } : {}),
+      ...(o.outbox ? { outbox: o.outbox } : {}),
+    };
+    return new AccountRuntime(options);
   }
 
   start(): Promise<void> {
@@ -192,7 +280,8 @@ export class Daemon {
     const config = this.#config;
     const log = this.#log;
     try {
-      const credentials = this.#o.credentials ?? this.#accountCredentials(config);
+      const accounts = this.#labelled(config) ? config.accounts : [implicitAccount(config)];
+      this.#checkCredentials(config, accounts);
       const webhookSecret = config.output.webhook ? readEnvSecret(this.#o.env, config.output.webhook.secretEnv, { codes: SECRET_ENV_CODES.webhook }) : undefined;
       if (config.output.webhook && !webhookSecret) {
         const name = config.output.webhook.secretEnv;
@@ -202,104 +291,59 @@ export class Daemon {
           code: 'WebhookSecretMissing',
         });
       }
-      // /healthz answers while the ledger loads; /readyz stays 503 until everything is up.
+      // /healthz answers while the ledgers load; /readyz stays 503 until everything is up.
       if (this.#o.http !== false && config.http.listen) {
         this.#http = await startOpsServer({
           host: config.http.listen.host,
           port: config.http.listen.port,
           metrics: this.#liveMetrics(),
           isReady: () => this.isReady(),
-          listBatches: () => this.#watcher?.list() ?? [],
+          listBatches: () => this.list(),
           logger: log.child({ component: 'http' }),
           auth: resolveOpsAuth(config.http.auth, this.#o.env),
         });
         log.info({ url: this.#http.url }, 'ops endpoints listening');
       }
-
-      // NOTE: on the postgres backend no call runs while this replica cannot confirm it owns the account (its lease
-      // was last renewed too long ago): it must not act on ownership another replica may take over (DESIGN.md §12).
-      let owner: StateBackend['postgres'] = null;
-      const gate = (): DaemonError | null =>
-        owner && !owner.leaseTrusted()
-          ? new DaemonError('the account lease could not be confirmed (PostgreSQL unreachable?); no API calls until it is', {
-              kind: 'store',
-              scope: 'attempt',
-              code: 'LeaseUnconfirmed',
-            })
-          : null;
-      // The one account's budget: `rateLimit` without `accounts`; with it, the account's own (after `reserve`).
-      const rateLimit = config.output.resultsLayout === 'account' ? config.accounts[0]!.rateLimit : config.rateLimit;
-      const budget = createApiBudget(rateLimit, { clock: this.#clock, log: log.child({ component: 'budget' }), gate });
-      this.#budget = budget;
-      const { statusApi, api } = this.#createApis(credentials, budget);
-
-      // The state backend (DESIGN.md §12): the file ledger in state.dir, or PostgreSQL (pg is loaded only then).
-      const backend = this.#o.ledger ? null : await this.#openBackend();
-      owner = backend?.postgres ?? null;
-      this.#owner = owner;
-      const ledger = this.#o.ledger ?? backend!.ledger;
-      const store = new StateStore({
-        ledger,
-        log,
-        now: () => this.#clock.now(),
-        clock: this.#clock,
-        onHealth: (healthy, source, error) => {
-          if (healthy) log.info({}, 'state and results writable again; ready');
-          else if (source === 'results') log.error({ err: error ?? undefined, dir: config.output.resultsDir }, 'cannot write result files; not ready until it recovers');
-          else log.error({ err: error ?? undefined, dir: config.state.dir }, 'cannot write the state directory; not ready until it recovers');
-        },
-      });
-      this.#store = store;
-      const writerOptions = {
-        resultsDir: config.output.resultsDir,
-        includeSecrets: config.devices.includeSecrets,
-        layout: config.output.resultsLayout ?? 'product',
-      };
-      const results = this.#o.results ?? backend?.results ?? createResultWriter(writerOptions);
       // A bad resultsDir or events file is reported at start, not at the first settle.
-      if (!this.#o.results) await createResultWriter(writerOptions).prepare();
-
-      const sinks = this.#createSinks(webhookSecret);
-      this.#sinks = sinks;
+      if (!this.#o.results) {
+        await createResultWriter({ resultsDir: config.output.resultsDir, includeSecrets: config.devices.includeSecrets, layout: config.output.resultsLayout ?? 'product' }).prepare();
+      }
+      this.#sinks = this.#createSinks(webhookSecret);
       await this.#eventsFile?.prepare();
-      const outbox = new Outbox({
-        sinks,
-        ledger: store,
-        clock: this.#clock,
-        random: this.#random,
-        logger: log,
-        onDelivery: (info) => this.metrics.recordSinkDelivery(info.sink, info.outcome),
-        ...(this.#o.outbox ?? {}),
-      });
-      this.#outbox = outbox;
-      store.publishTo(outbox);
-      const watcher = new Watcher({
-        config,
-        store,
-        budget,
-        statusApi,
-        api,
-        results,
-        clock: this.#clock,
-        random: this.#random,
-        log: log,
-        shutdownGraceMs: this.#o.shutdownGraceMs ?? 5000,
-        hooks: {
-          onSettled: (rec) => {
-            if (rec.outcome && rec.settledAt !== null) this.metrics.recordSettled(rec.outcome, Math.max(0, rec.settledAt - rec.firstSeenAt) / 1000);
-          },
-        },
-      });
-      this.#watcher = watcher;
-      // NOTE: every request in flight listens on this one signal; more than 10 is normal, not a leak.
-      setMaxListeners(config.rateLimit.concurrency * 4 + 16, watcher.requestSignal);
-      await watcher.start();
-      outbox.start();
 
-      if (this.#o.housekeeping !== false) this.#startHousekeeping(watcher);
+      for (const account of accounts) this.#runtimes.set(account.name, this.#createRuntime(account, config));
+      await this.#startRuntimes(this.runtimes);
+
+      if (this.#o.housekeeping !== false) this.#startHousekeeping();
       this.#state = 'running';
+      this.#logRunning();
+    } catch (err) {
+      this.#state = 'stopping';
+      await Promise.allSettled(this.runtimes.map((r) => r.stop()));
+      await this.#closeAll();
+      this.#state = 'stopped';
+      throw err;
+    }
+  }
+
+  /** Starts runtimes together; the first failure stops the others (ending any standby's wait) and is thrown. */
+  async #startRuntimes(runtimes: readonly AccountRuntime[]): Promise<void> {
+    const starts = runtimes.map((r) => r.start());
+    try {
+      await Promise.all(starts);
+    } catch (err) {
+      await Promise.allSettled(runtimes.map((r) => r.stop()));
+      await Promise.allSettled(starts);
+      throw err;
+    }
+  }
+
+  /** The start line: exactly as before accounts without them; one line per account, then the process's, with. */
+  #logRunning(): void {
+    const config = this.#config;
+    if (!this.#labelled(config)) {
       const { statusQps, pageQps, concurrency } = config.rateLimit;
-      log.info(
+      this.#log.info(
         {
           account: DEFAULT_ACCOUNT,
           regionId: config.alibaba.regionId,
@@ -309,100 +353,36 @@ export class Daemon {
           stateDir: config.state.dir,
           resultsDir: config.output.resultsDir,
           batches: config.batches.length,
-          ...watcher.counts(),
+          ...this.counts(),
         },
         'iot-batch-watcher running',
       );
-    } catch (err) {
-      this.#state = 'stopping';
-      await this.#closeAll();
-      this.#state = 'stopped';
-      throw err;
+      return;
     }
+    for (const r of this.runtimes) this.#logAccount(r, 'account running');
+    this.#log.info(
+      { accounts: this.runtimes.map((r) => r.name), stateDir: config.state.dir, resultsDir: config.output.resultsDir, batches: config.batches.length, ...this.counts() },
+      'iot-batch-watcher running',
+    );
   }
 
-  /**
-   * Opens the state backend. On PostgreSQL, while another replica owns the account this one stands by (ready, see
-   * isReady) and tries again every third of the lease, until the owner's lease lapses or it leaves (SIGTERM
-   * releases it at once), or until stop().
-   */
-  async #openBackend(): Promise<StateBackend> {
-    const config = this.#config;
-    const log = this.#log;
-    const deps = {
-      env: this.#o.env,
-      logger: log.child({ component: 'ledger' }),
-      clock: this.#clock,
-      // Another process took the ledger over (the file lock, or the account's lease on PostgreSQL): it writes nothing
-      // more, so stop as a fatal error (exit 1); a restarted replica stands by.
-      onLeaseLost: (error: DaemonError) => this.#watcher?.fail(error),
-      onLeaseChange: (change: LeaseChange) => this.metrics.recordLeaseChange(change),
-    };
-    // A standby whose database goes away keeps standing by (one line when it goes, one when it is back): only the
-    // first open fails on an unreachable database.
-    let unreachable = false;
-    for (;;) {
-      try {
-        const backend = await openStateBackend(config, deps);
-        if (unreachable) log.info({}, 'PostgreSQL reachable again');
-        this.#standbyUnreachable = false;
-        if (this.#standby) log.info({}, 'took over the account: this replica owns it now');
-        this.#standby = false;
-        return backend;
-      } catch (err) {
-        const locked = config.state.backend === 'postgres' && err instanceof DaemonError && err.code === 'LedgerLocked';
-        const down = this.#standby && err instanceof DaemonError && err.kind === 'store' && err.scope === 'attempt';
-        if (!locked && !down) throw err;
-        if (down && !unreachable) log.error({ err }, 'standing by, but PostgreSQL cannot be reached; retrying');
-        if (!down && unreachable) log.info({}, 'PostgreSQL reachable again');
-        unreachable = down;
-        this.#standbyUnreachable = down;
-        if (locked && !this.#standby) log.info({ reason: err.message }, 'standing by: another replica owns the account');
-        this.#standby = true;
-        await this.#clock.sleep(Math.max(100, Math.floor((config.state.postgres?.leaseMs ?? 15_000) / 3)), this.#startAbort.signal);
-      }
-    }
-  }
-
-  /**
-   * The two API clients. Status polls: one attempt each; the watcher takes the token from the budget right before
-   * each poll and the batch's backoff does the retrying. Paging and registration: retries inside, each attempt
-   * takes its token in `beforeAttempt`. Every attempt's outcome feeds the budget (throttling slows it down).
-   */
-  #createApis(credentials: CredentialsProvider, budget: ApiBudget): { statusApi: IotApi; api: IotApi } {
-    const config = this.#config;
-    const health = new ActionHealth({ failureWarnAfterMs: config.alibaba.failureWarnAfterMs ?? 60_000, clock: this.#clock, log: this.#log.child({ component: 'api' }) });
-    void health.run(this.#healthStop.signal);
-    const onAttempt = (info: AttemptInfo): void => {
-      health.record(info);
-      this.metrics.recordApiAttempt({ action: info.action, outcome: info.outcome, durationMs: info.durationMs });
-      if (info.outcome === 'throttled') this.metrics.recordThrottle(info.action);
-      budget.feedback(info.action, info.outcome);
-    };
-    const common = {
-      endpoint: config.alibaba.endpoint,
-      credentials,
-      signatureVersion: config.alibaba.signatureVersion,
-      requestTimeoutMs: config.alibaba.requestTimeoutMs,
-      clock: this.#clock,
-      random: this.#random,
-      logger: this.#log.child({ component: 'api' }),
-      onAttempt,
-      ...(this.#o.rpc?.connectTimeoutMs !== undefined ? { connectTimeoutMs: this.#o.rpc.connectTimeoutMs } : {}),
-      ...(this.#o.rpc?.retryBaseDelayMs !== undefined ? { retryBaseDelayMs: this.#o.rpc.retryBaseDelayMs } : {}),
-      ...(this.#o.rpc?.retryMaxDelayMs !== undefined ? { retryMaxDelayMs: this.#o.rpc.retryMaxDelayMs } : {}),
-    };
-    const statusRpc = createRpcClient({ ...common, maxAttempts: 1 });
-    const retryRpc = createRpcClient({
-      ...common,
-      maxAttempts: this.#o.rpc?.maxAttempts ?? 4,
-      beforeAttempt: (action, signal) => budget.acquire(action, signal),
-    });
-    this.#rpcs = [statusRpc, retryRpc];
-    return {
-      statusApi: createIotApi({ rpc: statusRpc, defaultIotInstanceId: config.alibaba.iotInstanceId }),
-      api: createIotApi({ rpc: retryRpc, defaultIotInstanceId: config.alibaba.iotInstanceId }),
-    };
+  #logAccount(r: AccountRuntime, message: string): void {
+    const a = r.account;
+    const { statusQps, pageQps, concurrency } = a.rateLimit;
+    this.#log.info(
+      {
+        account: a.name,
+        state: r.state,
+        regionId: a.regionId,
+        endpoint: a.endpoint,
+        signatureVersion: a.signatureVersion,
+        budget: { statusQps, pageQps, concurrency },
+        ...((this.#config.state.backend ?? 'file') === 'file' ? { stateDir: accountStateDir(this.#config.state.dir, a.name) } : {}),
+        batches: this.#config.batches.filter((b) => b.account === a.name).length,
+        ...r.counts(),
+      },
+      message,
+    );
   }
 
   /** Log and emitter always; the events file and the webhook when configured. */
@@ -431,7 +411,7 @@ export class Daemon {
   }
 
   /** node-cron housekeeping (reload, summary, prune) and the config file watch. */
-  #startHousekeeping(watcher: Watcher): void {
+  #startHousekeeping(): void {
     const config = this.#config;
     const log = this.#log;
     this.#housekeeping = startHousekeeping({
@@ -446,7 +426,8 @@ export class Daemon {
         },
         summary: () => this.logSummary(),
         prune: async () => {
-          const pruned = await watcher.prune();
+          let pruned = 0;
+          for (const r of this.runtimes) pruned += await r.prune();
           log.info({ pruned }, 'ledger pruned by retention');
         },
       },
@@ -471,8 +452,7 @@ export class Daemon {
   #liveMetrics(): Metrics {
     const base = this.metrics;
     const refresh = (): void => {
-      if (this.#watcher) base.setBatchCounts(this.#watcher.counts());
-      for (const { action, qps } of this.#budget?.rates() ?? []) base.setRateLimit(action, qps);
+      for (const r of this.#runtimes.values()) r.refreshMetrics();
     };
     return Object.assign(Object.create(base) as Metrics, {
       render: async () => {
@@ -482,11 +462,13 @@ export class Daemon {
     });
   }
 
-  /** One info line with counts per state and outcome. */
+  /** One info line with counts per state and outcome (and, with several accounts, which are parked). */
   logSummary(): void {
-    if (!this.#watcher) return;
+    if (this.runtimes.length === 0) return;
+    const pendingDeliveries = this.runtimes.reduce((n, r) => n + r.pendingDeliveries(), 0);
+    const parked = this.runtimes.filter((r) => r.state === 'parked').map((r) => r.name);
     this.#log.info(
-      { counts: this.#watcher.counts(), outcomes: this.#watcher.outcomes(), pendingDeliveries: this.#outbox?.pending() ?? 0 },
+      { counts: this.counts(), outcomes: this.outcomes(), pendingDeliveries, ...(parked.length > 0 ? { parkedAccounts: parked } : {}) },
       'summary',
     );
   }
@@ -505,26 +487,13 @@ export class Daemon {
 
   async #reload(reason: string): Promise<string> {
     const loader = this.#o.loadConfig;
-    if (!loader || this.#state !== 'running' || !this.#watcher) return 'skipped';
+    if (!loader || this.#state !== 'running' || this.#runtimes.size === 0) return 'skipped';
     let next: CompiledConfig;
     try {
       next = await loader();
       this.#lastRejected = null;
     } catch (err) {
-      if (err instanceof ConfigError) {
-        // NOTE: a bad edit reaches us more than once (the file change, then SIGHUP or the schedule): its problems
-        // are logged the first time only, until the file changes again.
-        const problems = JSON.stringify(err.issues);
-        this.metrics.recordConfigReload('invalid');
-        if (problems === this.#lastRejected) {
-          this.#log.debug({ reason }, 'configuration still invalid (the same problems as the last reload)');
-          return 'invalid';
-        }
-        this.#lastRejected = problems;
-        for (const issue of err.issues) this.#log.warn({ issue }, `config reload rejected: ${issue.file}:${issue.line}:${issue.col}: ${issue.path}: ${issue.message}`);
-        this.#log.error({ reason, problems: err.issues.length }, 'new configuration is invalid; keeping the running one');
-        return 'invalid';
-      }
+      if (err instanceof ConfigError) return this.#rejected(err, reason);
       this.#log.error({ err: coerceError(err), reason }, 'config reload failed; keeping the running one');
       this.metrics.recordConfigReload('error');
       return 'error';
@@ -535,26 +504,23 @@ export class Daemon {
       this.metrics.recordConfigReload('ok');
       return 'unchanged';
     }
+    const live = this.#labelled(this.#config) && this.#labelled(next);
     try {
+      if (live) this.#checkCredentials(next, this.#accountChanges(next).startNew);
+    } catch (err) {
+      if (err instanceof ConfigError) return this.#rejected(err, reason);
+      throw err;
+    }
+    try {
+      // With `accounts` before and after, accounts (and the `alibaba`/`rateLimit` defaults they inherit) apply now.
+      const liveSections = live ? ['alibaba', 'accounts', 'rateLimit'] : [];
       const restartOnly = (['alibaba', 'accounts', 'rateLimit', 'state', 'output', 'http', 'housekeeping', 'devices'] as const).filter(
-        (k) => JSON.stringify(next[k]) !== JSON.stringify(this.#config[k]),
+        (k) => !liveSections.includes(k) && JSON.stringify(next[k]) !== JSON.stringify(this.#config[k]),
       );
       if (restartOnly.length > 0) {
         this.#log.warn({ sections: restartOnly }, 'changes to these sections take effect after a restart; batches and polling apply now');
       }
-      // NOTE: accounts apply after a restart (their clients and budgets are built at start); a batch of an account
-      // the running process does not have waits for that restart instead of going out with another account's key.
-      const running = new Set(this.#config.accounts.map((a) => a.name));
-      // NOTE: the same array when nothing waits: the config source hands it back while the file is unchanged.
-      const filtered = next.batches.filter((b) => running.has(b.account));
-      const batches = filtered.length === next.batches.length ? next.batches : filtered;
-      if (batches !== next.batches) {
-        const waiting = [...new Set(next.batches.filter((b) => !running.has(b.account)).map((b) => b.account))];
-        this.#log.warn({ accounts: waiting, batches: next.batches.length - batches.length }, 'batches of accounts added to the file start after a restart');
-      }
-      const applied = { ...this.#config, polling: next.polling, batches };
-      const stats = await this.#watcher.reload(applied);
-      this.#config = applied;
+      const stats = live ? await this.#applyAccounts(next, reason) : await this.#applyBatchesOnly(next);
       this.metrics.recordConfigReload('ok');
       if (stats.added + stats.cancelled + stats.rearmed > 0 || reason !== 'cron') {
         this.#log.info({ reason, ...stats, batches: next.batches.length }, 'configuration reloaded');
@@ -567,24 +533,137 @@ export class Daemon {
     }
   }
 
-  /** Resolves when the watcher loop ends on its own (a process-fatal error) or after stop(). */
-  done(): Promise<RunResult> {
-    return this.watcher.done();
+  /** A reload rejected for config problems: logged once per distinct set of problems. */
+  #rejected(err: ConfigError, reason: string): string {
+    // NOTE: a bad edit reaches us more than once (the file change, then SIGHUP or the schedule): its problems
+    // are logged the first time only, until the file changes again.
+    const problems = JSON.stringify(err.issues);
+    this.metrics.recordConfigReload('invalid');
+    if (problems === this.#lastRejected) {
+      this.#log.debug({ reason }, 'configuration still invalid (the same problems as the last reload)');
+      return 'invalid';
+    }
+    this.#lastRejected = problems;
+    for (const issue of err.issues) this.#log.warn({ issue }, `config reload rejected: ${issue.file}:${issue.line}:${issue.col}: ${issue.path}: ${issue.message}`);
+    this.#log.error({ reason, problems: err.issues.length }, 'new configuration is invalid; keeping the running one');
+    return 'invalid';
   }
 
-  /** Whether every configured batch has settled. */
-  whenAllSettled(): Promise<void> {
-    return this.watcher.whenAllSettled();
+  /**
+   * Without `accounts` on both sides (or when the section is added or removed, which needs a restart: the result
+   * layout changes): batches and polling apply; a batch of an account the process does not run waits for a restart
+   * instead of going out with another account's key.
+   */
+  async #applyBatchesOnly(next: CompiledConfig): Promise<Stats> {
+    const running = new Set(this.#runtimes.keys());
+    const filtered = next.batches.filter((b) => running.has(this.#labelled(this.#config) ? b.account : DEFAULT_ACCOUNT));
+    // NOTE: the same array when nothing waits: the config source hands it back while the file is unchanged.
+    const batches = filtered.length === next.batches.length ? next.batches : filtered;
+    if (batches !== next.batches) {
+      const waiting = [...new Set(next.batches.filter((b) => !filtered.includes(b)).map((b) => b.account))];
+      this.#log.warn({ accounts: waiting, batches: next.batches.length - batches.length }, 'batches of accounts added to the file start after a restart');
+    }
+    const applied = { ...this.#config, polling: next.polling, batches };
+    const stats = zeroStats();
+    for (const r of this.runtimes) addStats(stats, await r.reload(applied));
+    this.#config = applied;
+    return stats;
+  }
+
+  /** Which accounts a new configuration removes, adds and changes. */
+  #accountChanges(next: CompiledConfig): { removed: string[]; added: AccountConfig[]; changed: AccountConfig[]; startNew: AccountConfig[] } {
+    const current = new Map(this.#config.accounts.map((a) => [a.name, a] as const));
+    const names = new Set(next.accounts.map((a) => a.name));
+    const removed = [...current.keys()].filter((n) => !names.has(n) && this.#runtimes.has(n));
+    const added = next.accounts.filter((a) => !this.#runtimes.has(a.name));
+    const changed = next.accounts.filter((a) => this.#runtimes.has(a.name) && accountFingerprint(a) !== accountFingerprint(this.#runtimes.get(a.name)!.account));
+    return { removed, added, changed, startNew: [...added, ...changed] };
+  }
+
+  /**
+   * With `accounts` on both sides: a removed account cancels its pending batches (its runtime reconciles with
+   * none, then stops); a changed one (credentials, endpoint, budget, ...) restarts (stop, then start with the new
+   * settings: re-arming batches its error had parked); an added one starts; every other runtime gets its batches.
+   */
+  async #applyAccounts(next: CompiledConfig, reason: string): Promise<Stats> {
+    const { removed, added, changed } = this.#accountChanges(next);
+    const applied: CompiledConfig = { ...this.#config, polling: next.polling, batches: next.batches, accounts: next.accounts, alibaba: next.alibaba, rateLimit: next.rateLimit };
+    const stats = zeroStats();
+    const fresh = new Set([...added, ...changed].map((a) => a.name));
+    for (const r of this.runtimes) {
+      if (removed.includes(r.name) || fresh.has(r.name)) continue;
+      addStats(stats, await r.reload(applied));
+    }
+    for (const name of removed) {
+      const r = this.#runtimes.get(name)!;
+      const s = await r.reload(applied);
+      addStats(stats, s);
+      const drained = await r.whenDrained(this.#o.removeAccountDrainMs ?? 30_000);
+      const result = await r.stop();
+      this.#runtimes.delete(name);
+      this.metrics.removeAccount(name);
+      this.#log.info(
+        { account: name, reason, cancelled: s.cancelled, drained, flushError: result.flushError?.message ?? null },
+        drained ? 'account removed from the configuration: its pending batches were cancelled; stopped' : 'account removed from the configuration; stopped before every cancelled batch settled (they settle at its next start)',
+      );
+    }
+    const starting: AccountRuntime[] = [];
+    for (const account of changed) {
+      const old = this.#runtimes.get(account.name)!;
+      const wasParked = old.state === 'parked';
+      this.#log.info({ account: account.name, reason, parked: wasParked }, 'account changed (credentials, endpoint, budget or settings): restarting it');
+      await old.stop();
+      const r = this.#createRuntime(account, applied);
+      this.#runtimes.set(account.name, r);
+      starting.push(r);
+    }
+    for (const account of added) {
+      this.metrics.addAccount(account.name);
+      const r = this.#createRuntime(account, applied);
+      this.#runtimes.set(account.name, r);
+      this.#log.info({ account: account.name, reason }, 'account added to the configuration: starting it');
+      starting.push(r);
+    }
+    // Keep file order, like at start.
+    const order = new Map(next.accounts.map((a, i) => [a.name, i] as const));
+    const sorted = [...this.#runtimes.entries()].sort((a, b) => (order.get(a[0]) ?? 0) - (order.get(b[0]) ?? 0));
+    this.#runtimes.clear();
+    for (const [name, r] of sorted) this.#runtimes.set(name, r);
+    this.#config = applied;
+    for (const r of starting) {
+      const started = r.start().then(
+        () => this.#logAccount(r, 'account running'),
+        (err: unknown) => {
+          if (this.#runtimes.get(r.name) === r && this.#state === 'running') {
+            this.#log.error({ account: r.name, err: coerceError(err) }, 'could not start the account; its batches wait for the next reload or restart');
+          }
+        },
+      );
+      // NOTE: a postgres account may stand by for another replica for a long time: the reload does not wait for it.
+      if (next.state.backend !== 'postgres') await started;
+    }
+    return stats;
+  }
+
+  /** Resolves when the daemon ends on its own (a process-fatal error of an account it does not park) or after stop(). */
+  done(): Promise<RunResult> {
+    return this.#done;
+  }
+
+  /** Whether every configured batch of every account has settled (or is parked). */
+  async whenAllSettled(): Promise<void> {
+    await Promise.all(this.runtimes.map((r) => r.whenAllSettled()));
   }
 
   /** Waits until every event so far reached every sink (or the timeout passed). */
   async flushSinks(timeoutMs: number): Promise<boolean> {
-    return this.#outbox ? this.#outbox.flush(timeoutMs) : true;
+    const results = await Promise.all(this.runtimes.map((r) => r.flushSinks(timeoutMs)));
+    return results.every(Boolean);
   }
 
   /**
    * Graceful stop: readiness off, scheduling stops, requests in flight finish (≤ grace), sinks drain
-   * (≤ sinkFlushMs; undelivered events stay in the ledger for the next start), ledger flushed and closed.
+   * (≤ sinkFlushMs; undelivered events stay in the ledger for the next start), ledgers flushed and closed.
    */
   stop(): Promise<StopResult> {
     this.#stopping ??= this.#stop();
@@ -594,43 +673,42 @@ export class Daemon {
   async #stop(): Promise<StopResult> {
     if (this.#state === 'created') {
       this.#state = 'stopped';
-      return { reason: 'stopped', error: null, flushError: null };
+      const result = { reason: 'stopped' as const, error: null, flushError: null };
+      this.#resolveDone?.(result);
+      return result;
     }
     if (this.#state === 'starting') {
-      // A standby waiting for the account, or a start in progress: end it; start() closes what it opened.
-      this.#startAbort.abort(new AbortedError('stopped during start'));
+      // A standby waiting for its account, or a start in progress: end it; start() closes what it opened.
+      await Promise.allSettled(this.runtimes.map((r) => r.stop()));
       await this.#starting?.catch(() => undefined);
-      if ((this.#state as DaemonState) === 'stopped') return { reason: 'stopped', error: null, flushError: null };
+      if ((this.#state as DaemonState) === 'stopped') {
+        const result = { reason: 'stopped' as const, error: null, flushError: null };
+        this.#resolveDone?.(result);
+        return result;
+      }
     }
     this.#state = 'stopping';
     this.#fileWatch?.close();
     await this.#housekeeping?.stop().catch(() => undefined);
-    const result = this.#watcher ? await this.#watcher.stop() : { reason: 'stopped' as const, error: null };
-    if (this.#outbox) {
-      const drained = await this.#outbox.flush(this.#o.sinkFlushMs ?? 3000);
-      if (!drained) this.#log.warn({ pending: this.#outbox.pending() }, 'some deliveries are still pending; they resume at the next start');
-    }
-    const flushError = await this.#closeAll();
+    await this.#reloading?.catch(() => undefined);
+    const results = await Promise.all(this.runtimes.map((r) => r.stop()));
+    const ended = results.find((r) => r.reason === 'fatal');
+    const result: StopResult = {
+      reason: ended ? 'fatal' : 'stopped',
+      error: ended?.error ?? null,
+      flushError: results.find((r) => r.flushError)?.flushError ?? null,
+    };
+    await this.#closeAll();
     this.#state = 'stopped';
-    return { ...result, flushError };
+    this.#resolveDone?.(result);
+    return result;
   }
 
-  /** Closes everything in order; resolves with the error when the state could not be flushed (else null). */
-  async #closeAll(): Promise<DaemonError | null> {
-    this.#healthStop.abort();
-    let flushError: DaemonError | null = null;
+  /** Closes what is process-wide: the sinks, then the ops server. */
+  async #closeAll(): Promise<void> {
     const steps: [string, () => Promise<unknown>][] = [
-      ['outbox', async () => this.#outbox?.stop()],
       ['sinks', async () => Promise.all(this.#sinks.map((s) => s.close()))],
-      ['budget', () => Promise.resolve(this.#budget?.close())],
-      [
-        'state',
-        async () => {
-          flushError = (await this.#store?.close()) ?? null;
-        },
-      ],
       ['http', async () => this.#http?.close()],
-      ['api', async () => Promise.all(this.#rpcs.map((r) => r.close()))],
     ];
     for (const [name, step] of steps) {
       try {
@@ -639,6 +717,27 @@ export class Daemon {
         this.#log.warn({ err: coerceError(err), step: name }, 'error while shutting down');
       }
     }
-    return flushError;
   }
+}
+
+interface Stats {
+  added: number;
+  cancelled: number;
+  rearmed: number;
+}
+
+function zeroStats(): Stats {
+  return { added: 0, cancelled: 0, rearmed: 0 };
+}
+
+function addStats(into: Stats, s: Stats): void {
+  into.added += s.added;
+  into.cancelled += s.cancelled;
+  into.rearmed += s.rearmed;
+}
+
+function sumCounts(all: readonly Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const counts of all) for (const [k, v] of Object.entries(counts)) out[k] = (out[k] ?? 0) + v;
+  return out;
 }

@@ -4,6 +4,8 @@
  * nothing here does I/O or reads the clock.
  *
  * For each batch of the file:
+ * - a record parked by its account (src/core/account-parking.ts) → back where it was, as an open record due now
+ *   (spread like the overdue ones at start): the account runs again;
  * - no record yet → a new record (`batch.added`), due at once;
  * - a record that may start again ({@link isRearmable}) → a new record keeping the event sequence, due at once,
  *   and its stale result file withdrawn;
@@ -11,11 +13,12 @@
  *   position, backoff and deadlines, is kept);
  * - an open record not scheduled yet → scheduled at its recorded due time (overdue ones spread at start).
  * For each record no longer in the file: pending → cancelled (`batch.cancelled`, then its result and
- * `batch.settled`); fetching → it still settles.
+ * `batch.settled`); fetching → it still settles; parked by its account → the same, from the state it was parked from.
  * Batches in flight are left alone; their task's end re-plans the one key ({@link entryStep}).
  */
 import type { BatchConfig, CompiledConfig } from '../config/types.js';
 import type { Random } from './clock.js';
+import { isAccountParked, unparkForAccount } from './account-parking.js';
 import { type BatchRecord, accountOf } from './record.js';
 import { type Step, added, cancel, createRecord, overdueWindowMs, resumeAt } from './transitions.js';
 
@@ -56,22 +59,33 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
   const { batches, records, now } = input;
   const steps: PlannedStep[] = [];
   const resume: BatchRecord[] = [];
+  const unparked: BatchRecord[] = [];
   for (const batch of batches.values()) {
     if (input.busy(batch.key)) continue;
     const rec = records.get(batch.key);
+    if (rec && isAccountParked(rec)) {
+      unparked.push(rec);
+      continue;
+    }
     const planned = entryStep(batch, rec, now);
     if (planned) steps.push(planned);
     if (rec && isOpen(rec) && !input.scheduled(batch.key) && planned?.kind !== 'rearmed') resume.push(rec);
   }
-  const overdue = input.atStart ? resume.filter((rec) => rec.nextDueAt <= now).length : 0;
+  const overdue = (input.atStart ? resume.filter((rec) => rec.nextDueAt <= now).length : 0) + unparked.length;
   const windowMs = overdueWindowMs(overdue, input.statusQps);
   const schedule = resume.map((rec) => ({
     key: rec.key,
     dueAt: input.atStart ? resumeAt(rec, now, windowMs, input.random) : rec.nextDueAt,
   }));
-  for (const rec of records.values()) {
-    if (batches.has(rec.key) || input.busy(rec.key)) continue;
+  // NOTE: the whole account stopped at once, so all of its batches are due again at once: spread like a restart.
+  for (const rec of unparked) {
+    steps.push({ step: unparkForAccount(rec, resumeAt({ ...rec, nextDueAt: now }, now, windowMs, input.random)), kind: 'rearmed', withdrawResult: false });
+  }
+  for (const rec0 of records.values()) {
+    if (batches.has(rec0.key) || input.busy(rec0.key)) continue;
+    const rec = isAccountParked(rec0) ? unparkForAccount(rec0, now).rec : rec0;
     if (rec.state === 'pending') steps.push({ step: cancel(rec, now), kind: 'cancelled', withdrawResult: false });
+    else if (rec !== rec0) steps.push({ step: { rec, effects: [] }, kind: 'rearmed', withdrawResult: false });
     else if (rec.state === 'fetching' && !input.scheduled(rec.key)) schedule.push({ key: rec.key, dueAt: rec.nextDueAt });
   }
   return { steps, schedule };
@@ -79,6 +93,7 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
 
 /** The step one configured batch needs given its record, or null (see the module comment). */
 export function entryStep(batch: BatchConfig, rec: BatchRecord | undefined, now: number): PlannedStep | null {
+  if (rec && isAccountParked(rec)) return { step: unparkForAccount(rec, now), kind: 'rearmed', withdrawResult: false };
   if (!rec) return { step: added(createRecord(batch, now)), kind: 'added', withdrawResult: false };
   if (isRearmable(rec, batch)) {
     const fresh = added(createRecord(batch, now));

@@ -10,6 +10,8 @@ import type { Outcome, WatcherEvent } from '../events.js';
  *   pending ──(final status / timeout)──► fetching ──(devices fetched or not needed, result written)──► settled
  *      │                                     │
  *      ├──(batch-fatal API error)──► parked (outcome rejected; re-armed → pending when its YAML entry changes)
+ *      ├──(its account's process-fatal error, several accounts; fetching too)──► parked (no outcome, `parkedFrom`;
+ *      │     re-armed to where it was at the account's next start: src/core/account-parking.ts)
  *      └──(removed from YAML)──► settled (outcome cancelled)
  *
  * `fetching` covers the time between knowing the outcome and having written the result file (device paging
@@ -70,6 +72,11 @@ export interface BatchRecord {
   fetchAttempts: number;
   /** Number of events emitted for this batch so far; makes event ids stable and unique. */
   eventSeq: number;
+  /**
+   * Set only while the batch is parked by its account's process-fatal error (src/core/account-parking.ts): the
+   * state it is re-armed to at the account's next start. Absent in every other record.
+   */
+  parkedFrom?: 'pending' | 'fetching';
 }
 
 /** A pending delivery of one event to the sinks; removed once every sink acknowledged it. */

@@ -1,7 +1,15 @@
 /**
- * Opens the configured state backend (DESIGN.md §5/§12): the file ledger in `state.dir`, or the PostgreSQL
- * ledger, each with its result store. The postgres modules import `pg` only when this chooses them.
+ * Opens the configured state backend (DESIGN.md §5/§12) of one account: the file ledger in its directory
+ * ({@link accountStateDir}), or the PostgreSQL ledger holding that account's rows and lease, each with its result
+ * store. The postgres modules import `pg` only when this chooses them.
+ *
+ * File layout with accounts (DESIGN.md §11): the account named `default` keeps `state.dir` itself (so a state
+ * directory from before accounts, or a file that adds `accounts` with a first account `default`, keeps its state);
+ * every other account has `<state.dir>/accounts/<name>/`. The ledger of `state.dir` reads only its own journal and
+ * snapshot files and locks only its own `LOCK`, so the `accounts/` subdirectory never confuses it.
  */
+import { join } from 'node:path';
+
 import type { Logger } from 'pino';
 
 import type { CompiledConfig } from '../config/types.js';
@@ -19,6 +27,17 @@ import { createPostgresResultStore } from './postgres-results.js';
 
 /** `state.postgres` with its defaults, for hand-built configs that leave it out. */
 export const DEFAULT_STATE_POSTGRES = { urlEnv: 'IBW_DATABASE_URL', schema: 'iot_batch_watcher', leaseMs: 15_000 } as const;
+
+/** The subdirectory of `state.dir` that holds the ledgers of accounts other than `default`. */
+export const ACCOUNTS_SUBDIR = 'accounts';
+
+/** The account whose file ledger is `state.dir` itself. */
+const DIR_ACCOUNT = 'default';
+
+/** The file ledger directory of `account`: `state.dir` for `default`, `<state.dir>/accounts/<account>` else. */
+export function accountStateDir(stateDir: string, account: string): string {
+  return account === DIR_ACCOUNT ? stateDir : join(stateDir, ACCOUNTS_SUBDIR, account);
+}
 
 /** An open state backend. */
 export interface StateBackend {
@@ -41,6 +60,11 @@ export interface OpenStateDeps {
   onLeaseLost?: (error: DaemonError) => void;
   /** Every change of account ownership (postgres backend; metrics). */
   onLeaseChange?: (change: LeaseChange) => void;
+  /**
+   * The account to open: its file ledger directory ({@link accountStateDir}) or its PostgreSQL rows and lease.
+   * @default without `accounts`, `default` in `state.dir`; with `accounts`, the first account
+   */
+  account?: string;
 }
 
 /**
@@ -96,9 +120,10 @@ export async function openStateBackend(config: CompiledConfig, deps: OpenStateDe
         includeSecrets: config.devices.includeSecrets,
         layout: config.output.resultsLayout ?? 'product',
       });
+  const account = deps.account ?? (config.output.resultsLayout === 'account' ? config.accounts[0]!.name : null);
   if ((config.state.backend ?? 'file') === 'file') {
     const ledger = await openFileLedger({
-      dir: config.state.dir,
+      dir: account === null ? config.state.dir : accountStateDir(config.state.dir, account),
       ...(deps.logger ? { logger: deps.logger } : {}),
       ...(deps.onLeaseLost ? { onLeaseLost: deps.onLeaseLost } : {}),
     });
@@ -109,9 +134,9 @@ export async function openStateBackend(config: CompiledConfig, deps: OpenStateDe
     ...(await postgresConnectSettings(config, deps.env, deps.logger)),
     schema: pgConfig.schema,
     leaseMs: pgConfig.leaseMs,
-    // With `accounts` (one per process in this build) the process owns that account's rows and lease, so processes
-    // of different accounts share one schema; without it, `default` as before.
-    ...(config.output.resultsLayout === 'account' ? { account: config.accounts[0]!.name } : {}),
+    // One ledger per account: it owns that account's rows and lease, so several accounts (in one process or in
+    // several) share one schema; without `accounts`, `default` as before.
+    ...(account === null ? {} : { account }),
     env: deps.env,
     ...(deps.logger ? { logger: deps.logger } : {}),
     ...(deps.clock ? { clock: deps.clock } : {}),

@@ -13,6 +13,10 @@
  *   ibw_account_owned{account}                    gauge      1 while this replica owns the account and can confirm it (postgres backend)
  *   ibw_lease_changes_total{reason}               counter    acquired | released | lost | renew_failed | renew_recovered
  *
+ * With an `accounts` section (DESIGN.md §11) every per-account series (all but `ibw_config_reloads_total` and the
+ * process metrics) carries an `account` label: each recorder takes the account its runtime serves. Without
+ * `accounts` no series has the label, as before accounts.
+ *
  * plus prom-client's default process metrics (`ibw_process_cpu_seconds_total`, `ibw_nodejs_eventloop_lag_seconds`, ...).
  * Label combinations known up front (sinks and delivery outcomes included) are initialised at 0 so dashboards,
  * `rate()` and `increase()` see them before the first event.
@@ -73,11 +77,15 @@ export interface MetricsOptions {
    */
   collectDefault?: boolean;
   /**
-   * The account this process serves (DESIGN.md §11): every series gets an `account` label with this value. Set when
-   * the configuration has `accounts` (one per process in this build); absent, series have no `account` label, as
-   * before accounts.
+   * A process serving one named account: per-account series get an `account` label, and this value when a
+   * recorder is called without an account. Same as `accounts: [account]`.
    */
   account?: string;
+  /**
+   * The accounts of a configuration with `accounts` (DESIGN.md §11): per-account series carry an `account` label
+   * and start at zero for each of these. Absent (and no `account`): no `account` label anywhere, as before accounts.
+   */
+  accounts?: readonly string[];
 }
 
 /** What one API attempt looked like, for {@link Metrics.recordApiAttempt}. */
@@ -88,24 +96,38 @@ export interface ApiAttemptInfo {
   outcome: string;
   /** Wall time of the attempt in milliseconds. */
   durationMs: number;
+  /** The account whose client made the attempt (ignored without account labels). */
+  account?: string;
 }
 
 /** The daemon's metrics: typed recorders over one private registry. */
 export interface Metrics {
   /** The registry holding every series (private unless one was passed in). */
   readonly registry: Registry;
+  /** Whether per-account series carry an `account` label (the configuration has `accounts`). */
+  readonly labelled: boolean;
+  /**
+   * Starts an account's series at zero (an account added by a reload). Does nothing without account labels or
+   * for an account already known.
+   */
+  addAccount(account: string): void;
+  /** Drops the gauges of an account removed from the configuration (its counters stay, as counters do). */
+  removeAccount(account: string): void;
   /** Counts one API attempt and observes its duration. */
   recordApiAttempt(info: ApiAttemptInfo): void;
-  /** Sets `ibw_batches{state}`; states missing from `counts` that were reported before drop to 0. */
-  setBatchCounts(counts: Record<string, number>): void;
+  /**
+   * Sets `ibw_batches{state}` (of `account`); states missing from `counts` that were reported before drop to 0.
+   * `account` is ignored without account labels, here and in every recorder below.
+   */
+  setBatchCounts(counts: Record<string, number>, account?: string): void;
   /** Sets the current adaptive rate of an action. */
-  setRateLimit(action: string, qps: number): void;
+  setRateLimit(action: string, qps: number, account?: string): void;
   /** Counts one throttling answer. */
-  recordThrottle(action: string): void;
+  recordThrottle(action: string, account?: string): void;
   /** Counts one delivery attempt to a sink (`outcome`: ok, retry, dead_letter, ...). */
-  recordSinkDelivery(sink: string, outcome: string): void;
+  recordSinkDelivery(sink: string, outcome: string, account?: string): void;
   /** Observes the time from first sight to settlement of one batch. */
-  recordSettled(outcome: string, seconds: number): void;
+  recordSettled(outcome: string, seconds: number, account?: string): void;
   /** Counts one configuration reload. */
   recordConfigReload(outcome: ConfigReloadOutcome): void;
   /** A change of account ownership (postgres backend): sets `ibw_account_owned`, counts `ibw_lease_changes_total`. */
@@ -119,50 +141,57 @@ export interface Metrics {
 /** Creates the daemon's metrics in a private registry (or the one given). */
 export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = options.registry ?? new Registry();
-  if (options.account !== undefined) registry.setDefaultLabels({ account: options.account });
   const registers = [registry];
+  const initial = [...new Set([...(options.account !== undefined ? [options.account] : []), ...(options.accounts ?? [])])];
+  const labelled = options.account !== undefined || options.accounts !== undefined;
+  const fallback = options.account ?? initial[0] ?? 'default';
+  // NOTE: with account labels the label is part of every per-account series' label set; without, it is absent
+  // altogether (not an empty value), so dashboards of a file without accounts see the series they always saw.
+  const acc = labelled ? (['account'] as const) : ([] as const);
+  const withAccount = <L extends Record<string, string>>(labels: L, account: string | undefined): L =>
+    labelled ? { ...labels, account: account ?? fallback } : labels;
 
   const apiRequests = new Counter({
     name: METRIC_NAMES.apiRequestsTotal,
     help: 'API attempts by action and outcome.',
-    labelNames: ['action', 'outcome'] as const,
+    labelNames: ['action', 'outcome', ...acc],
     registers,
   });
   const apiDuration = new Histogram({
     name: METRIC_NAMES.apiRequestDurationSeconds,
     help: 'Duration of API attempts in seconds.',
-    labelNames: ['action'] as const,
+    labelNames: ['action', ...acc],
     buckets: API_DURATION_BUCKETS,
     registers,
   });
   const batches = new Gauge({
     name: METRIC_NAMES.batches,
     help: 'Batches by ledger state.',
-    labelNames: ['state'] as const,
+    labelNames: ['state', ...acc],
     registers,
   });
   const throttled = new Counter({
     name: METRIC_NAMES.throttledTotal,
     help: 'Throttling answers from the API, by action.',
-    labelNames: ['action'] as const,
+    labelNames: ['action', ...acc],
     registers,
   });
   const rateLimit = new Gauge({
     name: METRIC_NAMES.rateLimitQps,
     help: 'Current adaptive request rate per action (requests per second).',
-    labelNames: ['action'] as const,
+    labelNames: ['action', ...acc],
     registers,
   });
   const sinkDeliveries = new Counter({
     name: METRIC_NAMES.sinkDeliveriesTotal,
     help: 'Event delivery attempts by sink and outcome.',
-    labelNames: ['sink', 'outcome'] as const,
+    labelNames: ['sink', 'outcome', ...acc],
     registers,
   });
   const settleSeconds = new Histogram({
     name: METRIC_NAMES.batchSettleSeconds,
     help: 'Time from first sight of a batch to its settlement, in seconds.',
-    labelNames: ['outcome'] as const,
+    labelNames: [...acc, 'outcome'],
     buckets: SETTLE_BUCKETS,
     registers,
   });
@@ -173,7 +202,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
 
-  // Ownership of accounts (DESIGN.md §12). The gauge's own `account` label wins over the registry's default one.
+  // Ownership of accounts (DESIGN.md §12): the gauge always carries the account, even without `accounts` (`default`).
   const accountOwned = new Gauge({
     name: METRIC_NAMES.accountOwned,
     help: 'Whether this replica owns the account and can confirm its lease (1) or not (0).',
@@ -189,12 +218,21 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   for (const reason of LEASE_CHANGE_REASONS) leaseChanges.inc({ reason }, 0);
 
   for (const outcome of CONFIG_RELOAD_OUTCOMES) configReloads.inc({ outcome }, 0);
-  for (const state of BATCH_STATES) batches.set({ state }, 0);
-  for (const action of BUDGETED_ACTIONS) throttled.inc({ action }, 0);
-  for (const outcome of OUTCOMES) settleSeconds.zero({ outcome });
-  // NOTE: a counter that first appears at 1 has no increase() in Prometheus, so the first dead letter (or the first
-  // retry of a sink that never failed before) would be invisible to the alerts without these zeros.
-  for (const sink of SINK_NAMES) for (const outcome of DELIVERY_OUTCOMES) sinkDeliveries.inc({ sink, outcome }, 0);
+  /** Reported states per account (the key is '' without account labels). */
+  const reportedStates = new Map<string, Set<string>>();
+  const zero = (account: string | undefined): void => {
+    const key = labelled ? (account ?? fallback) : '';
+    if (reportedStates.has(key)) return;
+    reportedStates.set(key, new Set<string>(BATCH_STATES));
+    for (const state of BATCH_STATES) batches.set(withAccount({ state }, account), 0);
+    for (const action of BUDGETED_ACTIONS) throttled.inc(withAccount({ action }, account), 0);
+    for (const outcome of OUTCOMES) settleSeconds.zero(labelled ? { account: account ?? fallback, outcome } : { outcome });
+    // NOTE: a counter that first appears at 1 has no increase() in Prometheus, so the first dead letter (or the first
+    // retry of a sink that never failed before) would be invisible to the alerts without these zeros.
+    for (const sink of SINK_NAMES) for (const outcome of DELIVERY_OUTCOMES) sinkDeliveries.inc(withAccount({ sink, outcome }, account), 0);
+  };
+  if (labelled) for (const account of initial) zero(account);
+  else zero(undefined);
 
   if (options.collectDefault ?? true) {
     // NOTE: prom-client samples event-loop delay with a 10 ms timer by default: 100 wake-ups a second, the whole
@@ -202,34 +240,45 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   }
 
-  const reportedStates = new Set<string>(BATCH_STATES);
-
   return {
     registry,
-    recordApiAttempt({ action, outcome, durationMs }) {
-      apiRequests.inc({ action, outcome });
-      if (Number.isFinite(durationMs) && durationMs >= 0) apiDuration.observe({ action }, durationMs / 1000);
+    labelled,
+    addAccount(account) {
+      if (labelled) zero(account);
     },
-    setBatchCounts(counts) {
-      for (const state of reportedStates) {
-        if (!Object.hasOwn(counts, state)) batches.set({ state }, 0);
+    removeAccount(account) {
+      if (!labelled) return;
+      for (const state of reportedStates.get(account) ?? []) batches.remove({ state, account });
+      reportedStates.delete(account);
+      for (const action of BUDGETED_ACTIONS) rateLimit.remove({ action, account });
+      accountOwned.remove({ account });
+    },
+    recordApiAttempt({ action, outcome, durationMs, account }) {
+      apiRequests.inc(withAccount({ action, outcome }, account));
+      if (Number.isFinite(durationMs) && durationMs >= 0) apiDuration.observe(withAccount({ action }, account), durationMs / 1000);
+    },
+    setBatchCounts(counts, account) {
+      zero(account);
+      const reported = reportedStates.get(labelled ? (account ?? fallback) : '')!;
+      for (const state of reported) {
+        if (!Object.hasOwn(counts, state)) batches.set(withAccount({ state }, account), 0);
       }
       for (const [state, count] of Object.entries(counts)) {
-        reportedStates.add(state);
-        batches.set({ state }, count);
+        reported.add(state);
+        batches.set(withAccount({ state }, account), count);
       }
     },
-    setRateLimit(action, qps) {
-      rateLimit.set({ action }, qps);
+    setRateLimit(action, qps, account) {
+      rateLimit.set(withAccount({ action }, account), qps);
     },
-    recordThrottle(action) {
-      throttled.inc({ action });
+    recordThrottle(action, account) {
+      throttled.inc(withAccount({ action }, account));
     },
-    recordSinkDelivery(sink, outcome) {
-      sinkDeliveries.inc({ sink, outcome });
+    recordSinkDelivery(sink, outcome, account) {
+      sinkDeliveries.inc(withAccount({ sink, outcome }, account));
     },
-    recordSettled(outcome, seconds) {
-      if (Number.isFinite(seconds) && seconds >= 0) settleSeconds.observe({ outcome }, seconds);
+    recordSettled(outcome, seconds, account) {
+      if (Number.isFinite(seconds) && seconds >= 0) settleSeconds.observe(labelled ? { account: account ?? fallback, outcome } : { outcome }, seconds);
     },
     recordConfigReload(outcome) {
       configReloads.inc({ outcome });

@@ -1,7 +1,7 @@
 /**
  * A file with an `accounts` section (DESIGN.md §11, issue #15) run by the daemon: the account's own credential
  * variables, its endpoint and budget; batches keyed, evented and written per account. Start refuses missing
- * variables per account, and (until the per-account runtime) a file with more than one account.
+ * variables per account. Several accounts: test/integration/watcher/two-accounts.test.ts.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { compileConfigObject } from '../../../src/config/compile.js';
 import { Daemon } from '../../../src/daemon.js';
-import { ConfigError, DaemonError } from '../../../src/errors.js';
+import { ConfigError } from '../../../src/errors.js';
 import type { WatcherEvent } from '../../../src/events.js';
 import { createLogger } from '../../../src/ops/logger.js';
 import { type SimulatorHandle, startSimulator } from '../../../src/simulator/server.js';
@@ -102,25 +102,25 @@ describe('one account of accounts, end to end', () => {
     ]);
   });
 
-  it('refuses a file with two accounts (one client and budget per process in this build)', async () => {
+  it('starts a file with two accounts, one runtime each (no longer refused)', async () => {
     const d = new Daemon({
-      config: configFor([fleetA(), { ...fleetA(), name: 'fleet-b' }]),
+      config: { ...configFor([fleetA(), { ...fleetA(), name: 'fleet-b' }]), batches: [] },
       logger: createLogger({ level: 'silent' }),
       env: ENV,
       housekeeping: false,
     });
-    const err = await d.start().then(
-      () => null,
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(DaemonError);
-    expect((err as DaemonError).code).toBe('AccountsUnsupported');
+    await d.start();
+    expect(d.runtimes.map((r) => [r.name, r.state])).toEqual([
+      ['fleet-a', 'running'],
+      ['fleet-b', 'running'],
+    ]);
+    await d.stop();
   });
 
-  it('a reload that adds an account leaves its batches for a restart (never sent with another account\'s key)', async () => {
+  it('a reload that adds an account starts its runtime: its batches go out with its own key', async () => {
     const lines: string[] = [];
     const logger = createLogger({
-      level: 'warn',
+      level: 'info',
       destination: new Writable({
         write(chunk: Buffer, _enc, cb) {
           lines.push(...chunk.toString().split('\n').filter(Boolean));
@@ -135,8 +135,9 @@ describe('one account of accounts, end to end', () => {
     const d = new Daemon({ config: base, logger, env: ENV, housekeeping: false, loadConfig: () => Promise.resolve(next) });
     await d.start();
     await d.reload('test');
-    expect(d.watcher.list()).toEqual([]);
+    await d.whenAllSettled();
+    expect(d.list().map((r) => [r.account, r.applyId, r.outcome])).toEqual([['fleet-b', '8100002', 'created']]);
     await d.stop();
-    expect(lines.some((l) => l.includes('batches of accounts added to the file start after a restart') && l.includes('fleet-b'))).toBe(true);
+    expect(lines.some((l) => l.includes('account added to the configuration: starting it') && l.includes('fleet-b'))).toBe(true);
   });
 });

@@ -28,9 +28,11 @@ describe('metrics: account ownership', () => {
     expect(text).toContain('ibw_lease_changes_total{reason="released"} 0\n');
   });
 
-  it("the gauge's own account wins over the process's account label", async () => {
+  it('the gauge carries its own account with account labels too, and goes when the account is removed', async () => {
     const metrics = createMetrics({ collectDefault: false, account: 'fleet-a' });
     metrics.recordLeaseChange({ account: 'fleet-b', reason: 'acquired', owned: true });
     expect(await metrics.render()).toContain('ibw_account_owned{account="fleet-b"} 1\n');
+    metrics.removeAccount('fleet-b');
+    expect(await metrics.render()).not.toContain('ibw_account_owned{account="fleet-b"}');
   });
 });
