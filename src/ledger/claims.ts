@@ -125,13 +125,13 @@ export class FairClaims {
     if (this.owned.has(account)) return true;
     // Before the first heartbeat this replica does not know who else is alive: it would take every account.
     if (this.leaving || this.view === null || !this.accounts.includes(account)) return false;
-    const owner = this.view?.owners.get(account);
-    if (owner !== undefined && owner !== this.self) return false; // held by a live lease: the lease row says no anyway
+    // An account another replica holds is not refused here: the lease row refuses it (and the standby says whose
+    // it is), and a replica below its share should be the one to take it when that owner goes.
     const loads = this.loads();
     const mine = this.owned.size;
     if (mine >= fairShare(this.accounts.length, loads.size)) return false;
     const least = Math.min(...loads.values());
-    if (mine <= least) return true;
+    if (mine <= least || this.view.owners.has(account)) return true;
     const since = this.freeSince.get(account);
     return since !== undefined && this.now() - since >= this.freeGraceMs;
   }

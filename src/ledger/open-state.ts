@@ -58,8 +58,10 @@ export interface OpenStateDeps {
    * lock; postgres: the account's lease (a renewal or a fenced write found another epoch).
    */
   onLeaseLost?: (error: DaemonError) => void;
-  /** Every change of account ownership (postgres backend; metrics). */
+  /** Every change of account ownership (postgres backend; metrics, the fair-share policy). */
   onLeaseChange?: (change: LeaseChange) => void;
+  /** This replica's id as the lease owner (postgres; one per process, so the fair share counts processes). */
+  owner?: string;
   /**
    * The account to open: its file ledger directory ({@link accountStateDir}) or its PostgreSQL rows and lease.
    * @default without `accounts`, `default` in `state.dir`; with `accounts`, the first account
@@ -141,6 +143,7 @@ export async function openStateBackend(config: CompiledConfig, deps: OpenStateDe
     ...(deps.logger ? { logger: deps.logger } : {}),
     ...(deps.clock ? { clock: deps.clock } : {}),
     ...(deps.onLeaseChange ? { onLeaseChange: deps.onLeaseChange } : {}),
+    ...(deps.owner ? { owner: deps.owner } : {}),
     ...(deps.onLeaseLost ? { onLeaseLost: deps.onLeaseLost } : {}),
   });
   const results = createPostgresResultStore(ledger.handle, { includeSecrets: config.devices.includeSecrets, files });

@@ -12,15 +12,18 @@
  * The row expires `ttlMs` after the last beat (default two thirds of the lease): a killed replica drops out of
  * the count before its leases lapse, so the survivors are ready to take its accounts when the leases do.
  */
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 
 import type pg from 'pg';
 import type { Logger } from 'pino';
 
+import type { CompiledConfig } from '../config/types.js';
 import type { Clock } from '../core/clock.js';
 import { FairClaims, type ReplicaView } from './claims.js';
 import { createPool, databaseError, quoteSchema, redactor, secretsOf } from './postgres-connection.js';
 import { migrate } from './postgres-migrations.js';
+import { DEFAULT_STATE_POSTGRES, postgresConnectSettings } from './open-state.js';
 
 /** Options of {@link ReplicaHeartbeat}. */
 export interface ReplicaHeartbeatOptions {
@@ -100,9 +103,16 @@ export class ReplicaHeartbeat {
    * Beats at once and then every `everyMs` until `signal` aborts, handing each view to `onView`. A database that
    * cannot be reached logs one error line when beats start failing and one info line when they work again.
    */
-  async run(signal: AbortSignal, onView: (view: ReplicaView) => void | Promise<void>): Promise<void> {
+  async run(signal: AbortSignal, onView: (view: ReplicaView) => void | Promise<void>, options: { sleepFirst?: boolean } = {}): Promise<void> {
     const { logger } = this.o;
     let beats = 0;
+    if (options.sleepFirst) {
+      try {
+        await this.o.clock.sleep(this.everyMs, signal);
+      } catch {
+        return;
+      }
+    }
     while (!signal.aborted) {
       let view: ReplicaView | null = null;
       try {
@@ -155,6 +165,8 @@ export interface StartReplicasOptions {
 
 /** The running heartbeat and policy of one process. */
 export interface Replicas {
+  /** This replica's id (the owner id of its leases). */
+  readonly id: string;
   readonly claims: FairClaims;
   readonly heartbeat: ReplicaHeartbeat;
   /** The last view, or null before the first beat. */
@@ -206,6 +218,14 @@ export async function startReplicas(options: StartReplicasOptions): Promise<Repl
     now: () => options.clock.now(),
   });
   let last: ReplicaView | null = null;
+  // The first view before anything claims: without it a replica does not know who else is alive.
+  try {
+    last = await heartbeat.beat();
+    claims.update(last);
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw databaseError('register the replica', err, redact);
+  }
   const abort = new AbortController();
   const loop = heartbeat.run(abort.signal, async (view) => {
     last = view;
@@ -215,9 +235,10 @@ export async function startReplicas(options: StartReplicasOptions): Promise<Repl
       options.logger?.info({ account, replica: options.id, share: claims.share() }, 'handing an account over: this replica owns more than its fair share');
       await options.onRelease(account);
     }
-  });
+  }, { sleepFirst: true });
   let stopping: Promise<void> | null = null;
   return {
+    id: options.id,
     claims,
     heartbeat,
     view: () => last,
@@ -234,4 +255,38 @@ export async function startReplicas(options: StartReplicasOptions): Promise<Repl
       return stopping;
     },
   };
+}
+
+/** A replica id for this process: `<hostname>:<pid>:<random>`, the owner id of all its account leases. */
+export function processReplicaId(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+}
+
+/** Dependencies of {@link startProcessReplicas}. */
+export interface ProcessReplicasDeps {
+  env: Readonly<Record<string, string | undefined>>;
+  clock: Clock;
+  logger?: Logger;
+  /** The accounts of the configuration. */
+  accounts: readonly string[];
+  onRelease: (account: string) => void | Promise<void>;
+}
+
+/**
+ * The daemon's heartbeat and claims policy for `state.backend: postgres` (one per process): connects with the
+ * configuration's `state.postgres` settings (the same URL, TLS and schema as the ledgers).
+ */
+export async function startProcessReplicas(config: CompiledConfig, deps: ProcessReplicasDeps): Promise<Replicas> {
+  const pgConfig = config.state.postgres ?? DEFAULT_STATE_POSTGRES;
+  return startReplicas({
+    ...(await postgresConnectSettings(config, deps.env, deps.logger)),
+    schema: pgConfig.schema,
+    id: processReplicaId(),
+    leaseMs: pgConfig.leaseMs,
+    accounts: deps.accounts,
+    clock: deps.clock,
+    env: deps.env,
+    ...(deps.logger ? { logger: deps.logger } : {}),
+    onRelease: deps.onRelease,
+  });
 }

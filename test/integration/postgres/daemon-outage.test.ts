@@ -4,7 +4,8 @@
  * lease it makes no API call (the simulator's request log stops growing), `/readyz` answers 503, nothing crashes,
  * and the log has one error line when it goes and one line when it comes back (not one per retry). When nobody
  * took the account meanwhile it carries on without a restart; when the other replica took it, the old owner's
- * lease is lost and it stops (exit 1 in the CLI: a restarted replica stands by) without another API call.
+ * lease is lost: it stops working on the account without another API call and stands by, and takes it back when
+ * the other replica leaves, all without a restart.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -154,7 +155,7 @@ describe('postgres backend: the database goes away under a running owner', () =>
     expect(JSON.stringify(lines)).not.toContain(new URL(testDatabaseUrl()).password);
   });
 
-  it('another replica takes over meanwhile: the old owner makes no call, finds its lease lost and stops; the other polls', async () => {
+  it('another replica takes over meanwhile: the old owner makes no call, finds its lease lost, stands by, and takes the account back later', async () => {
     const schema = uniqueSchema('ibw_outage');
     schemas.push(schema);
     const linesA: LogLine[] = [];
@@ -165,7 +166,6 @@ describe('postgres backend: the database goes away under a running owner', () =>
     const b = daemon(schema, 'b', testDatabaseUrl(), linesB);
     const bStarted = b.start();
     await until(() => b.isReady(), 10_000, 'standby ready');
-    const aDone = a.done();
 
     proxy.cut();
     const cutAt = Date.now();
@@ -178,15 +178,26 @@ describe('postgres backend: the database goes away under a running owner', () =>
     const frozen = requests();
 
     proxy.restore();
-    const result = await aDone;
-    expect(result.reason).toBe('fatal');
-    expect(result.error).toMatchObject({ code: 'LeaseLost' });
+    // a learns it lost the account (its renewal finds b's epoch) and stands by again, without a restart.
+    await until(() => a.runtime('default')?.state === 'standby', 10_000, 'a standing by');
+    expect(a.state).toBe('running');
+    await until(async () => (await readyz(a)) === 200, 5000, 'a ready as a standby');
     await sleep(500);
     expect(requests()).toBe(frozen);
     const msgsA = linesA.map((l) => l.msg);
     expect(msgsA.filter((m) => m === 'cannot renew the account lease')).toHaveLength(1);
     expect(msgsA.filter((m) => m === 'lost the account lease to another replica')).toHaveLength(1);
-    expect((await (await fetch(`${b.httpUrl!}/metrics`)).text())).toContain('ibw_account_owned{account="default"} 1');
+    expect(msgsA.filter((m) => m === 'another replica owns the account now: stopping work on it and standing by')).toHaveLength(1);
+    expect(await (await fetch(`${b.httpUrl!}/metrics`)).text()).toContain('ibw_account_owned{account="default"} 1');
+    const metricsA = await (await fetch(`${a.httpUrl!}/metrics`)).text();
+    expect(metricsA).toContain('ibw_account_owned{account="default"} 0');
+    expect(metricsA).toContain('ibw_lease_changes_total{reason="lost"} 1');
+
+    // b leaves (SIGTERM releases at once): a, still the same process, takes the account back and polls again.
+    await b.stop();
+    await until(() => a.runtime('default')?.state === 'running', LEASE_MS + 5000, 'a owns the account again');
+    await until(() => requests() > frozen, 10_000, 'a polls again');
+    expect(await (await fetch(`${a.httpUrl!}/metrics`)).text()).toContain('ibw_lease_changes_total{reason="acquired"} 2');
   });
 
   it('a standby whose database goes away keeps standing by (503, no crash, one line each way) and still takes over', async () => {

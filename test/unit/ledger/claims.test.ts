@@ -161,14 +161,18 @@ describe('FairClaims', () => {
     expect(r1.mayClaim('a')).toBe(true); // its own: keep renewing it
   });
 
-  it('an account held by another live lease is not claimable; after leave() nothing is', () => {
+  it('an account another replica holds may be tried below the share (its lease row refuses); after leave() nothing is', () => {
     const r1 = new FairClaims({ self: 'r1', accounts: ['a', 'b'], freeGraceMs: 0, now: () => 0 });
     r1.update({ live: ['r1', 'r2'], owners: new Map([['a', 'r2']]), at: 0 });
-    expect(r1.mayClaim('a')).toBe(false);
+    expect(r1.mayClaim('a')).toBe(true);
     expect(r1.mayClaim('b')).toBe(true);
+    r1.noteOwned('b', true);
+    expect(r1.mayClaim('a')).toBe(false); // at its share (1 of 2 accounts over 2 replicas)
     expect(r1.mayClaim('unknown')).toBe(false);
+    r1.noteOwned('b', false);
+    expect(r1.mayClaim('a')).toBe(true);
     r1.leave();
-    expect(r1.mayClaim('b')).toBe(false);
+    expect(r1.mayClaim('a')).toBe(false);
   });
 });
 
