@@ -154,6 +154,10 @@ export class AccountRuntime {
   /** The start, or the taking back after a release, in progress. */
   #claiming: Promise<void> | null = null;
   #clientsClosed = false;
+  /** The parking being recorded (the state turns `parked` once it is durable). */
+  #parking: Promise<void> | null = null;
+  /** Resolves once the current watcher ended and its end was handled (parked, or reported to onEnded). */
+  #watchEnd: Promise<void> | null = null;
   /** Who is waiting for the open batches to settle (removal of the account). */
   #drainWaiters: (() => void)[] = [];
 
@@ -332,7 +336,10 @@ export class AccountRuntime {
   /** Resolves once every configured batch of this account has settled (or is parked), or its watching ended. */
   async whenAllSettled(): Promise<void> {
     const watcher = this.#owned?.watcher;
-    if (watcher) await watcher.whenAllSettled();
+    if (!watcher) return;
+    await watcher.whenAllSettled();
+    // A watcher that ended for the account's fatal error: its batches count as settled once parked durably.
+    if (watcher.state === 'stopped') await this.#watchEnd;
   }
 
   /** Rows for `status` and `/v1/batches`. */
@@ -393,6 +400,7 @@ export class AccountRuntime {
     await this.#releasing?.catch(() => undefined);
     // A start (or a taking back) in progress ends first: aborted while standing by, or it finishes opening.
     await this.#claiming?.catch(() => undefined);
+    await this.#parking;
     const owned = this.#owned;
     let result: RunResult = this.#ended ?? { reason: 'stopped', error: null };
     if (owned) {
@@ -556,7 +564,7 @@ export class AccountRuntime {
     await watcher.start();
     outbox.start();
     this.#state = 'running';
-    void watcher.done().then((result) => this.#onWatcherEnd(watcher, result));
+    this.#watchEnd = watcher.done().then((result) => this.#onWatcherEnd(watcher, result));
   }
 
   /** The watcher ended: on its own (a fatal error) it parks the account or ends the runtime. */
@@ -567,7 +575,8 @@ export class AccountRuntime {
     // NOTE: a ledger another process took over cannot record a parking, and is not the account's fault: end.
     const park = typeof this.#o.parkOnFatal === 'function' ? this.#o.parkOnFatal() : (this.#o.parkOnFatal ?? false);
     if (park && result.error.kind !== 'store') {
-      await this.#park(result.error);
+      this.#parking = this.#park(result.error);
+      await this.#parking;
       return;
     }
     this.#ended = result;
@@ -577,7 +586,6 @@ export class AccountRuntime {
   /** Parks every open batch of the account with the reason, durably (see the module comment). */
   async #park(error: DaemonError): Promise<void> {
     const owned = this.#owned!;
-    this.#state = 'parked';
     this.#parkError = error;
     const now = this.#o.clock.now();
     const steps = [...owned.store.records()].filter(isParkable).map((rec) => parkForAccount(rec, error, now));
@@ -591,6 +599,7 @@ export class AccountRuntime {
         break;
       }
     }
+    this.#state = 'parked';
   }
 
   #openCount(): number {

@@ -290,6 +290,14 @@ export class Daemon {
     const log = this.#log;
     try {
       const accounts = this.#labelled(config) ? config.accounts : [implicitAccount(config)];
+      if (accounts.length > 1 && this.#o.ledger !== undefined && typeof this.#o.ledger !== 'function') {
+        // NOTE: one ledger holds one account's state; sharing it would mix the accounts' records and leases.
+        throw new DaemonError('DaemonOptions.ledger is one ledger but the configuration has several accounts: pass a function of the account', {
+          kind: 'internal',
+          scope: 'process',
+          code: 'InvalidOption',
+        });
+      }
       this.#checkCredentials(config, accounts);
       const webhookSecret = config.output.webhook ? readEnvSecret(this.#o.env, config.output.webhook.secretEnv, { codes: SECRET_ENV_CODES.webhook }) : undefined;
       if (config.output.webhook && !webhookSecret) {
@@ -618,6 +626,15 @@ export class Daemon {
     }
     for (const name of removed) {
       const r = this.#runtimes.get(name)!;
+      if (r.state !== 'running') {
+        // Parked (or standing by for another replica): nothing to cancel here; its ledger keeps its batches.
+        const state = r.state;
+        await r.stop();
+        this.#runtimes.delete(name);
+        this.metrics.removeAccount(name);
+        this.#log.info({ account: name, reason, state }, 'account removed from the configuration; stopped (it was not running: its batches stay as recorded)');
+        continue;
+      }
       const s = await r.reload(applied);
       addStats(stats, s);
       const drained = await r.whenDrained(this.#o.removeAccountDrainMs ?? 30_000);

@@ -72,7 +72,7 @@ export function createWatcher(config: CompiledConfig | Record<string, unknown>, 
     on: ((type: EventType | '*', listener: (event: WatcherEvent) => void) => emitter.on(type as '*', listener)),
     start: () => daemon.start(),
     whenAllSettled: () => daemon.whenAllSettled(),
-    list: () => daemon.watcher.list(),
+    list: () => daemon.list(),
     done: () => daemon.done(),
     close: () => daemon.stop(),
   };

@@ -468,11 +468,7 @@ async function demoCommand(args: string[], io: Io): Promise<number> {
 }
 
 function rowsOf(daemon: Daemon): StatusRow[] {
-  try {
-    return daemon.watcher.list();
-  } catch {
-    return [];
-  }
+  return daemon.list();
 }
 
 /** The real process as an Io. */

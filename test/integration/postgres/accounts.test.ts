@@ -1,6 +1,7 @@
 /**
- * With `accounts` (one per process in this build) the PostgreSQL backend owns that account's rows and lease, so the
- * processes of two accounts share one schema (DESIGN.md §11, §12); without `accounts`, the account is `default`.
+ * With `accounts` the PostgreSQL backend of each account owns that account's rows and lease, so accounts share one
+ * schema (DESIGN.md §11, §12), in several processes or in one (one AccountRuntime per account); without `accounts`,
+ * the account is `default`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { compileConfigObject } from '../../../src/config/compile.js';
+import { Daemon } from '../../../src/daemon.js';
 import { openStateBackend } from '../../../src/ledger/open-state.js';
+import { createLogger } from '../../../src/ops/logger.js';
 import { dropSchema, sql, testDatabaseUrl, uniqueSchema } from '../../helpers/postgres.js';
 import { batchRec, makeBatch } from '../../unit/ledger/helpers.js';
 
@@ -53,4 +56,30 @@ describe('openStateBackend with accounts', () => {
       await d.ledger.close();
     }
   });
+
+  it('one daemon with two accounts holds both leases; a second one stands by for both and takes them over', async () => {
+    const env = { IBW_DATABASE_URL: testDatabaseUrl() };
+    const config = { ...configOf(['fleet-x', 'fleet-y']), http: { listen: null } };
+    const credentials = { get: () => Promise.resolve({ accessKeyId: 'id', accessKeySecret: 'secret', securityToken: null }) };
+    const quiet = createLogger({ level: 'silent' });
+    const first = new Daemon({ config, logger: quiet, env, credentials, housekeeping: false });
+    await first.start();
+    const second = new Daemon({ config, logger: quiet, env, credentials, housekeeping: false });
+    try {
+      const owners = await sql<{ account: string; owner: string | null }>(`SELECT account, owner FROM "${schema}".leases WHERE account IN ('fleet-x', 'fleet-y') ORDER BY account`);
+      expect(owners.map((r) => r.account)).toEqual(['fleet-x', 'fleet-y']);
+      expect(owners.every((r) => r.owner !== null)).toBe(true);
+      const started = second.start();
+      const deadline = Date.now() + 10_000;
+      while (!second.isReady() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(second.runtimes.map((r) => r.state)).toEqual(['standby', 'standby']);
+      expect(second.isReady()).toBe(true);
+      await first.stop();
+      await started;
+      expect(second.runtimes.map((r) => r.state)).toEqual(['running', 'running']);
+    } finally {
+      await first.stop();
+      await second.stop();
+    }
+  }, 30_000);
 });

@@ -121,4 +121,65 @@ describe('AccountRuntime: claims, release and standby', () => {
     expect(runtime.state).toBe('stopped');
     expect(existsSync(join(dir, 'state', 'LOCK'))).toBe(false);
   });
+
+  it('routes a reload to its batches with an injected clock: added ones start, removed pending ones are cancelled and drained', async () => {
+    const base = {
+      alibaba: { regionId: 'cn-shanghai', endpoint: 'http://127.0.0.1:1' },
+      // Nobody listens on port 1: every poll fails transiently, so the batches stay pending until cancelled.
+      polling: { initialDelay: '10s', maxDelay: '60s' },
+      state: { dir: join(dir, 'state') },
+      output: { resultsDir: join(dir, 'results') },
+      http: { listen: 'off' },
+    };
+    const config = (ids: string[]) =>
+      compileConfigObject({ ...base, batches: ids.map((applyId) => ({ applyId, productKey: 'a1SimProduct1' })) }, { cwd: dir });
+    const clock = createManualClock(5_000_000);
+    const first = config(['1', '2']);
+    const runtime = new AccountRuntime({
+      account: first.accounts[0]!,
+      config: first,
+      logger: createLogger({ level: 'silent' }),
+      env: {},
+      clock,
+      random: createSeededRandom(3),
+      sinks: [],
+      metrics: createMetrics({ collectDefault: false }),
+      credentials,
+      rpc: { connectTimeoutMs: 200 },
+    });
+    /** Moves the clock a second at a time (the budget refills, due work runs) until `p` settles. */
+    const drive = async <T>(p: Promise<T>): Promise<T> => {
+      let done = false;
+      void p.finally(() => {
+        done = true;
+      });
+      for (let i = 0; i < 700 && !done; i += 1) {
+        await clock.advance(1000);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      return p;
+    };
+    await runtime.start();
+    expect(runtime.list().map((r) => [r.applyId, r.state])).toEqual([
+      ['1', 'pending'],
+      ['2', 'pending'],
+    ]);
+    const stats = await runtime.reload(config(['2', '3']));
+    // A batch whose poll is in flight is cancelled when that poll ends instead of by the reload itself.
+    expect(stats.added).toBe(1);
+    expect(stats.cancelled).toBeLessThanOrEqual(1);
+    expect(await drive(runtime.whenDrained(30_000))).toBe(false); // 2 and 3 stay pending
+    expect(runtime.record('a1SimProduct1/1')?.outcome).toBe('cancelled');
+    expect(runtime.list().map((r) => [r.applyId, r.state, r.outcome])).toEqual([
+      ['1', 'settled', 'cancelled'],
+      ['2', 'pending', null],
+      ['3', 'pending', null],
+    ]);
+    // Removing every batch (as for an account removed from the file): all drained.
+    await runtime.reload(config([]));
+    expect(await drive(runtime.whenDrained(600_000))).toBe(true);
+    expect(runtime.counts()).toMatchObject({ pending: 0, fetching: 0, settled: 3 });
+    expect(existsSync(join(dir, 'results', 'a1SimProduct1', '3.json'))).toBe(true);
+    await runtime.stop();
+  });
 });

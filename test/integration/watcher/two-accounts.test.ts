@@ -265,4 +265,27 @@ describe('two accounts in one process', () => {
     const cancelled = JSON.parse(await readFile(join(dir, 'results', 'fleet-b', 'a1SimProduct2', '8400000.json'), 'utf8')) as Record<string, unknown>;
     expect(cancelled).toMatchObject({ account: 'fleet-b', outcome: 'cancelled' });
   }, 90_000);
+
+  it('a reload that fixes a parked account restarts it: its parked batches resume and settle', async () => {
+    await sims();
+    const lines: Record<string, unknown>[] = [];
+    const a = account('fleet-a', simA, 'A_ID', 'A_SECRET');
+    let next = config([a, account('fleet-b', simB, 'B_ID', 'B_BAD')], [...batchesA(), ...batchesB()]);
+    const d = daemon(next, { ...ENV, B_BAD: 'not-the-secret' }, lines, () => Promise.resolve(next));
+    await d.start();
+    await until(() => d.runtime('fleet-b')?.state === 'parked');
+    const parkedRuntime = d.runtime('fleet-b');
+    expect(d.list().filter((r) => r.account === 'fleet-b').every((r) => r.state === 'parked')).toBe(true);
+
+    // The operator points the account at the right variable: the account changed, so it restarts.
+    next = config([a, account('fleet-b', simB, 'B_ID', 'B_SECRET')], [...batchesA(), ...batchesB()]);
+    expect(await d.reload('test')).toBe('ok');
+    expect(lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('account changed') && l.account === 'fleet-b' && l.parked === true)).toBe(true);
+    expect(d.runtime('fleet-b')).not.toBe(parkedRuntime);
+    expect(parkedRuntime!.state).toBe('stopped');
+    await d.whenAllSettled();
+    expect(d.runtime('fleet-b')!.state).toBe('running');
+    expect(d.list().filter((r) => r.account === 'fleet-b' && r.outcome === 'created')).toHaveLength(PER_ACCOUNT);
+    expect(d.isReady()).toBe(true);
+  }, 90_000);
 });
