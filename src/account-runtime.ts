@@ -151,6 +151,10 @@ export class AccountRuntime {
   #releasing: Promise<void> | null = null;
   /** The account was owned once (a later open that cannot reach the database stands by instead of failing). */
   #everOwned = false;
+  /** Resolves the first time the runtime runs or stands by (see {@link AccountRuntime.whenPlaced}). */
+  readonly #placed = deferred();
+  /** Resolves the first time the runtime runs. */
+  readonly #running = deferred();
   /** The start, or the taking back after a release, in progress. */
   #claiming: Promise<void> | null = null;
   #clientsClosed = false;
@@ -247,6 +251,20 @@ export class AccountRuntime {
       this.#state = 'stopped';
       throw err;
     }
+  }
+
+  /**
+   * Resolves the first time the runtime owns its account and runs, or stands by for it (another replica owns it, or
+   * the claim policy leaves it to one): the daemon's start waits for every account to be placed, not for every one
+   * to be owned here (with several replicas some never are). Never rejects: a failed start rejects `start()`.
+   */
+  whenPlaced(): Promise<void> {
+    return this.#placed.promise;
+  }
+
+  /** Resolves the first time the runtime owns its account and runs. Never rejects. */
+  whenRunning(): Promise<void> {
+    return this.#running.promise;
   }
 
   /**
@@ -480,6 +498,7 @@ export class AccountRuntime {
       if (this.#o.claims && !this.#o.claims.mayClaim(this.name)) {
         if (!this.#waiting) log.info({}, 'standing by: the claim policy leaves the account to another replica');
         this.#waiting = true;
+        this.#placed.resolve();
         await this.#o.clock.sleep(waitMs, this.#stopAbort.signal);
         continue;
       }
@@ -505,6 +524,7 @@ export class AccountRuntime {
         this.#unreachable = down;
         if (locked && !this.#waiting) log.info({ reason: err.message }, 'standing by: another replica owns the account');
         this.#waiting = true;
+        this.#placed.resolve();
         await this.#o.clock.sleep(waitMs, this.#stopAbort.signal);
       }
     }
@@ -564,6 +584,8 @@ export class AccountRuntime {
     await watcher.start();
     outbox.start();
     this.#state = 'running';
+    this.#placed.resolve();
+    this.#running.resolve();
     this.#watchEnd = watcher.done().then((result) => this.#onWatcherEnd(watcher, result));
   }
 
@@ -715,4 +737,12 @@ function coerceDaemonError(err: unknown): DaemonError {
   if (err instanceof DaemonError) return err;
   const e = coerceError(err);
   return new DaemonError(e.message, { kind: 'internal', scope: 'process', code: 'Internal', cause: e });
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
 }

@@ -359,12 +359,25 @@ export class Daemon {
   /** Starts runtimes together; the first failure stops the others (ending any standby's wait) and is thrown. */
   async #startRuntimes(runtimes: readonly AccountRuntime[]): Promise<void> {
     const starts = runtimes.map((r) => r.start());
+    const all = Promise.all(starts);
     try {
-      await Promise.all(starts);
+      // NOTE: with several replicas (§12) some accounts stand by here for good: the start waits until every account
+      // runs or stands by, and at least one runs (a replica that owns nothing stays a starting standby, as before).
+      await Promise.all(runtimes.map((r, i) => Promise.race([r.whenPlaced(), starts[i]])));
+      await Promise.race([all, ...runtimes.map((r) => r.whenRunning())]);
     } catch (err) {
       await Promise.allSettled(runtimes.map((r) => r.stop()));
       await Promise.allSettled(starts);
       throw err;
+    }
+    // An account that stood by at start and fails when it takes over later ends the daemon (exit 1), as at start.
+    for (const [i, started] of starts.entries()) {
+      started.catch((err: unknown) => {
+        if (this.#state !== 'running' || this.#runtimes.get(runtimes[i]!.name) !== runtimes[i]) return;
+        const error = err instanceof DaemonError ? err : new DaemonError(coerceError(err).message, { kind: 'internal', scope: 'process', code: 'Internal' });
+        this.#log.error({ account: runtimes[i]!.name, err: error }, 'could not take the account over');
+        this.#resolveDone?.({ reason: 'fatal', error });
+      });
     }
   }
 
@@ -389,7 +402,7 @@ export class Daemon {
       );
       return;
     }
-    for (const r of this.runtimes) this.#logAccount(r, 'account running');
+    for (const r of this.runtimes) this.#logAccount(r, r.state === 'standby' ? 'account standing by: another replica owns it' : 'account running');
     this.#log.info(
       { accounts: this.runtimes.map((r) => r.name), stateDir: config.state.dir, resultsDir: config.output.resultsDir, batches: config.batches.length, ...this.counts() },
       'iot-batch-watcher running',

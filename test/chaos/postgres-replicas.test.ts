@@ -478,6 +478,9 @@ describe('chaos on PostgreSQL: two accounts over three replicas', () => {
     const settled = await spread();
     expect(settled).toEqual([0, 1, 1]);
 
+    // Each owner finished its start (housekeeping, reload) although its other account stands by for good.
+    for (const c of new Set((await owners()).values())) expect(c.stdout.some((l) => l.includes('iot-batch-watcher running'))).toBe(true);
+
     // kill -9 one owner: its account moves to the replica that had none; the other owner keeps its own.
     const before = await owners();
     const [moved, victim] = [...before][0]!;
