@@ -38,6 +38,7 @@ import { type RunResult, Watcher } from './core/watcher.js';
 import { AbortedError, DaemonError, coerceError } from './errors.js';
 import { accountStateDir, openStateBackend, type StateBackend } from './ledger/open-state.js';
 import { CachedStatusRows, readPostgresStatusRows } from './ledger/postgres-status.js';
+import type { LeaseChange } from './ledger/postgres-lease.js';
 import type { Logger } from './ops/logger.js';
 import type { Metrics } from './ops/metrics.js';
 import type { DaemonProvisioner } from './provision/daemon-provisioner.js';
@@ -93,6 +94,10 @@ export interface AccountRuntimeOptions {
   results?: ResultWriter;
   /** @default every account may be claimed at any time */
   claims?: AccountClaims;
+  /** This replica's id as the owner of the account's lease (postgres; one per process). @default one per ledger */
+  owner?: string;
+  /** Every change of the account's ownership (postgres), after the metrics heard it: the fair-share policy. */
+  onLeaseChange?(change: LeaseChange): void;
   /**
    * The watcher ended on its own with an error this runtime does not park (one account's process-fatal error, or a
    * file ledger taken over by another process). The daemon ends (exit 1).
@@ -151,12 +156,20 @@ export class AccountRuntime {
   #owner: StateBackend['postgres'] = null;
   /** Waiting for the account (another replica holds it, or the claim policy said no). */
   #waiting = false;
+  /** A standby that cannot reach the database: not ready to take over. */
+  #unreachable = false;
   /** Why the account is parked, while it is. */
   #parkError: DaemonError | null = null;
   /** The watcher ended on its own (a fatal error not parked). */
   #ended: RunResult | null = null;
   #stopping: Promise<AccountStopResult> | null = null;
   #releasing: Promise<void> | null = null;
+  /** The account was owned once (a later open that cannot reach the database stands by instead of failing). */
+  #everOwned = false;
+  /** Resolves the first time the runtime runs or stands by (see {@link AccountRuntime.whenPlaced}). */
+  readonly #placed = deferred();
+  /** Resolves the first time the runtime runs. */
+  readonly #running = deferred();
   /** The start, or the taking back after a release, in progress. */
   #claiming: Promise<void> | null = null;
   #clientsClosed = false;
@@ -233,9 +246,10 @@ export class AccountRuntime {
 
   /** Running with a writable state, or waiting as a standby (ready to take over). */
   isReady(): boolean {
-    if (this.#state === 'standby') return this.#waiting;
+    if (this.#state === 'standby') return this.#waiting && !this.#unreachable;
     if (this.#state === 'parked') return true;
-    return this.#state === 'running' && (this.#owned?.store.healthy ?? false);
+    // An owner that cannot confirm its lease makes no API calls (the budget's gate): not ready either (§12).
+    return this.#state === 'running' && (this.#owned?.store.healthy ?? false) && (this.#owner?.leaseTrusted() ?? true);
   }
 
   /**
@@ -258,6 +272,20 @@ export class AccountRuntime {
   }
 
   /**
+   * Resolves the first time the runtime owns its account and runs, or stands by for it (another replica owns it, or
+   * the claim policy leaves it to one): the daemon's start waits for every account to be placed, not for every one
+   * to be owned here (with several replicas some never are). Never rejects: a failed start rejects `start()`.
+   */
+  whenPlaced(): Promise<void> {
+    return this.#placed.promise;
+  }
+
+  /** Resolves the first time the runtime owns its account and runs. Never rejects. */
+  whenRunning(): Promise<void> {
+    return this.#running.promise;
+  }
+
+  /**
    * Gives the account up and goes back to standby (the claim policy moves it to another replica): stops the
    * watcher (requests in flight finish within the grace), drains the outbox (≤ sinkFlushMs; the rest stays in
    * the ledger), closes the ledger (releasing the lease), then waits to acquire it again. Resolves once released.
@@ -271,16 +299,22 @@ export class AccountRuntime {
   }
 
   async #release(): Promise<void> {
+    await this.#standBy(true);
+  }
+
+  /** Stops the owned account's work, closes its state (releasing a held lease), then waits to acquire it again. */
+  async #standBy(drain: boolean): Promise<void> {
     this.#state = 'standby';
     this.#parkError = null;
     const owned = this.#owned;
     if (owned) {
       await this.#stopProvisioning(owned);
       await owned.watcher.stop();
-      await this.#drainOutbox(owned.outbox);
+      if (drain) await this.#drainOutbox(owned.outbox);
     }
     const flushError = await this.#closeOwned();
-    if (flushError) this.#log.warn({ err: flushError }, 'released the account, but its state could not be flushed');
+    if (!drain) this.#log.info({}, 'stopped work on the account: standing by');
+    else if (flushError) this.#log.warn({ err: flushError }, 'released the account, but its state could not be flushed');
     else this.#log.info({}, 'released the account: standing by');
     this.#claiming = this.#claimAndRun();
     void this.#claiming.catch(async (err: unknown) => {
@@ -291,6 +325,22 @@ export class AccountRuntime {
       this.#ended = { reason: 'fatal', error };
       this.#o.onEnded?.(this.#ended);
     });
+  }
+
+  /**
+   * Another replica took the account over while this one owned it (its lease was lost: a renewal or a fenced write
+   * found the new epoch). Stops acting at once, without a drain (the new owner delivers what is left: the outbox
+   * is in the database) and without releasing (the lease is not ours), then stands by again. Resolves once stopped.
+   */
+  #lost(error: DaemonError): Promise<void> {
+    if (this.#state !== 'running' && this.#state !== 'parked') return this.#releasing ?? Promise.resolve();
+    this.#releasing ??= (async () => {
+      this.#log.warn({ code: error.code }, 'another replica owns the account now: stopping work on it and standing by');
+      await this.#standBy(false);
+    })().finally(() => {
+      this.#releasing = null;
+    });
+    return this.#releasing;
   }
 
   /**
@@ -495,14 +545,27 @@ export class AccountRuntime {
       logger: log.child({ component: 'ledger' }),
       clock: this.#o.clock,
       account: this.name,
-      // Another process took the file ledger over: it writes nothing more, so stop as a fatal error (exit 1).
-      onLeaseLost: (error: DaemonError) => this.#owned?.watcher.fail(error),
+      ...(this.#o.owner ? { owner: this.#o.owner } : {}),
+      onLeaseChange: (change: LeaseChange) => {
+        this.#o.metrics.recordLeaseChange(change);
+        this.#o.onLeaseChange?.(change);
+      },
+      // Another process took the ledger over. File: it writes nothing more, so stop as a fatal error (exit 1).
+      // PostgreSQL: another replica owns the account now; stop acting for it and stand by again (§12).
+      onLeaseLost: (error: DaemonError) => {
+        if (config.state.backend === 'postgres') void this.#lost(error);
+        else this.#owned?.watcher.fail(error);
+      },
     };
+    // NOTE: a standby whose database goes away keeps standing by (one line when it goes, one when it is back); only
+    // the first open of the runtime fails on an unreachable database.
+    let opened = this.#state === 'standby' && this.#everOwned;
     for (;;) {
       this.#stopAbort.signal.throwIfAborted();
       if (this.#o.claims && !this.#o.claims.mayClaim(this.name)) {
         if (!this.#waiting) log.info({}, 'standing by: the claim policy leaves the account to another replica');
         this.#waiting = true;
+        this.#placed.resolve();
         await this.#o.clock.sleep(waitMs, this.#stopAbort.signal);
         continue;
       }
@@ -512,14 +575,23 @@ export class AccountRuntime {
       }
       try {
         const backend = await openStateBackend(config, deps);
+        if (this.#unreachable) log.info({}, 'PostgreSQL reachable again');
+        this.#unreachable = false;
         if (this.#waiting) log.info({}, 'took over the account: this replica owns it now');
         this.#waiting = false;
+        this.#everOwned = true;
         return backend;
       } catch (err) {
-        const standby = config.state.backend === 'postgres' && err instanceof DaemonError && err.code === 'LedgerLocked';
-        if (!standby) throw err;
-        if (!this.#waiting) log.info({ reason: err.message }, 'standing by: another replica owns the account');
+        const locked = config.state.backend === 'postgres' && err instanceof DaemonError && err.code === 'LedgerLocked';
+        const down = config.state.backend === 'postgres' && (opened || this.#waiting) && err instanceof DaemonError && err.kind === 'store' && err.scope === 'attempt';
+        if (!locked && !down) throw err;
+        opened = true;
+        if (down && !this.#unreachable) log.error({ err }, 'standing by, but PostgreSQL cannot be reached; retrying');
+        if (!down && this.#unreachable) log.info({}, 'PostgreSQL reachable again');
+        this.#unreachable = down;
+        if (locked && !this.#waiting) log.info({ reason: err.message }, 'standing by: another replica owns the account');
         this.#waiting = true;
+        this.#placed.resolve();
         await this.#o.clock.sleep(waitMs, this.#stopAbort.signal);
       }
     }
@@ -604,6 +676,8 @@ export class AccountRuntime {
     outbox.start();
     this.#state = 'running';
     provisioner?.start();
+    this.#placed.resolve();
+    this.#running.resolve();
     this.#watchEnd = watcher.done().then((result) => this.#onWatcherEnd(watcher, result));
   }
 
@@ -758,4 +832,12 @@ function coerceDaemonError(err: unknown): DaemonError {
   if (err instanceof DaemonError) return err;
   const e = coerceError(err);
   return new DaemonError(e.message, { kind: 'internal', scope: 'process', code: 'Internal', cause: e });
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
 }

@@ -28,6 +28,7 @@ import type { StatusRow } from './core/status-row.js';
 import type { RunResult, Watcher } from './core/watcher.js';
 import { ConfigError, DaemonError, coerceError } from './errors.js';
 import { accountStateDir } from './ledger/open-state.js';
+import { type Replicas, startProcessReplicas } from './ledger/replicas.js';
 import { startHousekeeping, watchConfigFile, type ConfigFileWatch, type CronScheduler, type Housekeeping } from './ops/housekeeping.js';
 import { resolveOpsAuth, startOpsServer, type OpsServer } from './ops/http-server.js';
 import type { Logger } from './ops/logger.js';
@@ -136,6 +137,8 @@ export class Daemon {
   readonly #log: Logger;
   /** One runtime per account, in file order. */
   readonly #runtimes = new Map<string, AccountRuntime>();
+  /** PostgreSQL: this process's heartbeat and fair-share claims, shared by every runtime (§12). */
+  #replicas: Replicas | null = null;
   #sinks: EventSink[] = [];
   #eventsFile: EventsFileSink | null = null;
   #http: OpsServer | null = null;
@@ -269,6 +272,7 @@ export class Daemon {
       ...(ledger ? { ledger } : {}),
       ...(results ? { results } : {}),
       ...(o.claims ? { claims: o.claims } : {}),
+      ...(this.#replicas && !o.claims ? this.#replicaOptions(this.#replicas) : {}),
       onEnded: (result) => this.#resolveDone?.(result),
       ...(o.shutdownGraceMs !== undefined ? { shutdownGraceMs: o.shutdownGraceMs } : {}),
       ...(o.sinkFlushMs !== undefined ? { sinkFlushMs: o.sinkFlushMs } : {}),
@@ -277,6 +281,11 @@ export class Daemon {
       ...(o.provision === false ? { provision: false } : {}),
     };
     return new AccountRuntime(options);
+  }
+
+  /** What every runtime gets of the process's replica policy: the claims, the lease owner id, the lease changes. */
+  #replicaOptions(replicas: Replicas): Pick<AccountRuntimeOptions, 'claims' | 'owner' | 'onLeaseChange'> {
+    return { claims: replicas.claims, owner: replicas.id, onLeaseChange: (change) => replicas.claims.noteLeaseChange(change) };
   }
 
   start(): Promise<void> {
@@ -332,6 +341,17 @@ export class Daemon {
       this.#sinks = this.#createSinks(webhookSecret);
       await this.#eventsFile?.prepare();
 
+      // Several replicas on PostgreSQL: one heartbeat and claims policy per process spreads the accounts (§12); an
+      // account the policy hands over is released (the next replica takes it at once).
+      if (config.state.backend === 'postgres' && !this.#o.ledger && !this.#o.claims) {
+        this.#replicas = await startProcessReplicas(config, {
+          env: this.#o.env,
+          clock: this.#clock,
+          logger: log.child({ component: 'replicas' }),
+          accounts: accounts.map((a) => a.name),
+          onRelease: (account) => this.#runtimes.get(account)?.release(),
+        });
+      }
       for (const account of accounts) this.#runtimes.set(account.name, this.#createRuntime(account, config));
       await this.#startRuntimes(this.runtimes);
 
@@ -340,7 +360,9 @@ export class Daemon {
       this.#logRunning();
     } catch (err) {
       this.#state = 'stopping';
+      this.#replicas?.claims.leave();
       await Promise.allSettled(this.runtimes.map((r) => r.stop()));
+      await this.#replicas?.stop();
       await this.#closeAll();
       this.#state = 'stopped';
       throw err;
@@ -350,12 +372,25 @@ export class Daemon {
   /** Starts runtimes together; the first failure stops the others (ending any standby's wait) and is thrown. */
   async #startRuntimes(runtimes: readonly AccountRuntime[]): Promise<void> {
     const starts = runtimes.map((r) => r.start());
+    const all = Promise.all(starts);
     try {
-      await Promise.all(starts);
+      // NOTE: with several replicas (§12) some accounts stand by here for good: the start waits until every account
+      // runs or stands by, and at least one runs (a replica that owns nothing stays a starting standby, as before).
+      await Promise.all(runtimes.map((r, i) => Promise.race([r.whenPlaced(), starts[i]])));
+      await Promise.race([all, ...runtimes.map((r) => r.whenRunning())]);
     } catch (err) {
       await Promise.allSettled(runtimes.map((r) => r.stop()));
       await Promise.allSettled(starts);
       throw err;
+    }
+    // An account that stood by at start and fails when it takes over later ends the daemon (exit 1), as at start.
+    for (const [i, started] of starts.entries()) {
+      started.catch((err: unknown) => {
+        if (this.#state !== 'running' || this.#runtimes.get(runtimes[i]!.name) !== runtimes[i]) return;
+        const error = err instanceof DaemonError ? err : new DaemonError(coerceError(err).message, { kind: 'internal', scope: 'process', code: 'Internal' });
+        this.#log.error({ account: runtimes[i]!.name, err: error }, 'could not take the account over');
+        this.#resolveDone?.({ reason: 'fatal', error });
+      });
     }
   }
 
@@ -380,7 +415,7 @@ export class Daemon {
       );
       return;
     }
-    for (const r of this.runtimes) this.#logAccount(r, 'account running');
+    for (const r of this.runtimes) this.#logAccount(r, r.state === 'standby' ? 'account standing by: another replica owns it' : 'account running');
     this.#log.info(
       { accounts: this.runtimes.map((r) => r.name), stateDir: config.state.dir, resultsDir: config.output.resultsDir, batches: config.batches.length, ...this.counts() },
       'iot-batch-watcher running',
@@ -659,6 +694,7 @@ export class Daemon {
       starting.push(r);
     }
     // Keep file order, like at start.
+    this.#replicas?.claims.setAccounts(next.accounts.map((a) => a.name));
     const order = new Map(next.accounts.map((a, i) => [a.name, i] as const));
     const sorted = [...this.#runtimes.entries()].sort((a, b) => (order.get(a[0]) ?? 0) - (order.get(b[0]) ?? 0));
     this.#runtimes.clear();
@@ -711,6 +747,8 @@ export class Daemon {
       this.#resolveDone?.(result);
       return result;
     }
+    // Leaving (SIGTERM): claim nothing more; each runtime's stop releases its lease at once.
+    this.#replicas?.claims.leave();
     if (this.#state === 'starting') {
       // A standby waiting for its account, or a start in progress: end it; start() closes what it opened.
       await Promise.allSettled(this.runtimes.map((r) => r.stop()));
@@ -726,6 +764,7 @@ export class Daemon {
     await this.#housekeeping?.stop().catch(() => undefined);
     await this.#reloading?.catch(() => undefined);
     const results = await Promise.all(this.runtimes.map((r) => r.stop()));
+    await this.#replicas?.stop();
     const ended = results.find((r) => r.reason === 'fatal');
     const result: StopResult = {
       reason: ended ? 'fatal' : 'stopped',

@@ -284,7 +284,11 @@ export class ApiBudget {
         if (wait === 0) {
           const waiter = lane.waiters.shift() as Waiter;
           if (waiter.onAbort) waiter.signal?.removeEventListener('abort', waiter.onAbort);
-          waiter.resolve(this.#clock.now());
+          // The gate again at the grant: a waiter queued while the account was confirmed must not go out after its
+          // lease stopped being trusted (a process paused while it waited, the database gone meanwhile).
+          const refused = this.#gate?.();
+          if (refused) waiter.reject(refused);
+          else waiter.resolve(this.#clock.now());
           continue;
         }
         await this.#clock.sleep(wait, this.#closed.signal);

@@ -128,11 +128,13 @@ export class StateStore {
       for (const event of own) records.push({ t: 'event', entry: { event, acked: [] } });
       events.push(...own);
     }
+    const failingBefore = this.#failing.has('ledger');
     try {
       await this.append(records);
     } catch (err) {
       const e = asStoreError(err, 'LedgerWrite', 'ledger write failed');
-      this.#o.log.error({ err: e, batches: steps.map((st) => st.rec.applyId).slice(0, 10) }, 'could not record a transition; will retry');
+      // One error line when the ledger starts failing (onHealth says when it recovers), not one per retry.
+      this.#o.log[failingBefore ? 'debug' : 'error']({ err: e, batches: steps.map((st) => st.rec.applyId).slice(0, 10) }, 'could not record a transition; will retry');
       return false;
     }
     for (const step of steps) {
@@ -177,10 +179,11 @@ export class StateStore {
     const recs = [...this.#deferred.values()];
     this.#deferred.clear();
     this.#touched.clear();
+    const failingBefore = this.#failing.has('ledger');
     try {
       await this.append(recs.map((rec): JournalRecord => ({ t: 'batch', rec })));
     } catch (err) {
-      this.#o.log.error({ err: coerceError(err), records: recs.length }, 'could not record deferred polls; will retry');
+      this.#o.log[failingBefore ? 'debug' : 'error']({ err: coerceError(err), records: recs.length }, 'could not record deferred polls; will retry');
       for (const rec of recs) if (!this.#deferred.has(rec.key) && !this.#touched.has(rec.key)) this.#deferred.set(rec.key, rec);
       if (this.#o.clock && !this.#closed) this.#armTimer(this.#o.clock);
     }

@@ -20,6 +20,7 @@ import { createResultWriter } from '../sinks/result-writer.js';
 import { openFileLedger } from './file-ledger.js';
 import type { PgSsl } from './postgres-connection.js';
 import { connectionStringFromEnv, pgSslOptions, withoutUrlSsl } from './postgres-connection.js';
+import type { LeaseChange } from './postgres-lease.js';
 import type { PostgresLedger } from './postgres-ledger.js';
 import { openPostgresLedger } from './postgres-ledger.js';
 import { createPostgresResultStore } from './postgres-results.js';
@@ -52,8 +53,15 @@ export interface OpenStateDeps {
   env: Readonly<Record<string, string | undefined>>;
   logger?: Logger;
   clock?: Clock;
-  /** The file ledger's lease was taken over by another process: it writes nothing more (file backend). */
+  /**
+   * The ledger's lease was taken over by another process: it writes nothing more. File backend: the directory's
+   * lock; postgres: the account's lease (a renewal or a fenced write found another epoch).
+   */
   onLeaseLost?: (error: DaemonError) => void;
+  /** Every change of account ownership (postgres backend; metrics, the fair-share policy). */
+  onLeaseChange?: (change: LeaseChange) => void;
+  /** This replica's id as the lease owner (postgres; one per process, so the fair share counts processes). */
+  owner?: string;
   /**
    * The account to open: its file ledger directory ({@link accountStateDir}) or its PostgreSQL rows and lease.
    * @default without `accounts`, `default` in `state.dir`; with `accounts`, the first account
@@ -134,6 +142,9 @@ export async function openStateBackend(config: CompiledConfig, deps: OpenStateDe
     env: deps.env,
     ...(deps.logger ? { logger: deps.logger } : {}),
     ...(deps.clock ? { clock: deps.clock } : {}),
+    ...(deps.onLeaseChange ? { onLeaseChange: deps.onLeaseChange } : {}),
+    ...(deps.owner ? { owner: deps.owner } : {}),
+    ...(deps.onLeaseLost ? { onLeaseLost: deps.onLeaseLost } : {}),
   });
   const results = createPostgresResultStore(ledger.handle, { includeSecrets: config.devices.includeSecrets, files });
   return { backend: 'postgres', ledger, results, postgres: ledger };

@@ -14,6 +14,9 @@
  *
  * Every write of the owner carries `owner` and `epoch` and is checked inside its own transaction
  * ({@link fenceSql}); that, not `trusted()`, is what refuses a late write of a paused replica.
+ *
+ * `onChange` hears every change of ownership as this replica sees it ({@link LeaseChangeReason}): the metrics
+ * `ibw_account_owned` / `ibw_lease_changes_total` and the runtime's switch back to standby listen to it.
  */
 import type pg from 'pg';
 
@@ -45,6 +48,31 @@ export function fenceSql(quoted: string): string {
   return `fence AS (SELECT 1 FROM ${quoted}.leases WHERE account = $1 AND owner = $2 AND epoch = $3 FOR SHARE)`;
 }
 
+/**
+ * Why the lease changed, as this replica sees it:
+ * - `acquired`: it took the lease (a new epoch);
+ * - `released`: it gave the lease up (SIGTERM, a fair-share hand-over);
+ * - `lost`: another replica holds it now (a renewal or a fenced write found another epoch);
+ * - `renew_failed`: the first renewal of a failing streak could not reach the database (the lease is still
+ *   ours on the server until it lapses, but it cannot be confirmed);
+ * - `renew_recovered`: a renewal succeeded again after `renew_failed`, with the epoch unchanged.
+ */
+export type LeaseChangeReason = 'acquired' | 'released' | 'lost' | 'renew_failed' | 'renew_recovered';
+
+/** Every {@link LeaseChangeReason}, for metrics that start at 0. */
+export const LEASE_CHANGE_REASONS: readonly LeaseChangeReason[] = ['acquired', 'released', 'lost', 'renew_failed', 'renew_recovered'];
+
+/** One change of ownership of one account. */
+export interface LeaseChange {
+  account: string;
+  owner: string;
+  reason: LeaseChangeReason;
+  /** The epoch acquired, held, released or lost. */
+  epoch: number;
+  /** Whether this replica may act for the account after the change (acquired, renew_recovered). */
+  owned: boolean;
+}
+
 /** Options of {@link AccountLease}. */
 export interface AccountLeaseOptions {
   pool: pg.Pool;
@@ -55,6 +83,8 @@ export interface AccountLeaseOptions {
   /** @default two thirds of leaseMs */
   trustMs?: number;
   clock: Clock;
+  /** Hears every change of ownership; must not throw (a throw is ignored). */
+  onChange?: (change: LeaseChange) => void;
 }
 
 /** The lease of one account as seen by one owner. */
@@ -66,8 +96,11 @@ export class AccountLease {
   private readonly pool: pg.Pool;
   private readonly quoted: string;
   private readonly clock: Clock;
+  private readonly onChange: ((change: LeaseChange) => void) | undefined;
   private heldEpoch: number | null = null;
   private trustedUntil = Number.NEGATIVE_INFINITY;
+  /** A renewal failed (database unreachable) and none succeeded since. */
+  private renewFailing = false;
 
   constructor(options: AccountLeaseOptions) {
     this.pool = options.pool;
@@ -77,6 +110,7 @@ export class AccountLease {
     this.leaseMs = options.leaseMs;
     this.trustMs = options.trustMs ?? Math.floor((options.leaseMs * 2) / 3);
     this.clock = options.clock;
+    this.onChange = options.onChange;
     if (!(this.trustMs > 0 && this.trustMs < this.leaseMs)) {
       throw new RangeError(`trustMs (${this.trustMs}) must be > 0 and shorter than the lease (${this.leaseMs})`);
     }
@@ -120,6 +154,8 @@ export class AccountLease {
     if (row === undefined) return null;
     this.heldEpoch = Number(row.epoch);
     this.trustedUntil = sentAt + this.trustMs;
+    this.renewFailing = false;
+    this.emit('acquired', this.heldEpoch);
     return this.heldEpoch;
   }
 
@@ -128,14 +164,29 @@ export class AccountLease {
     const epoch = this.heldEpoch;
     if (epoch === null) return false;
     const sentAt = this.clock.now();
-    const { rowCount } = await this.pool.query(
-      `UPDATE ${this.quoted}.leases
-          SET expires_at = clock_timestamp() + $4 * interval '1 millisecond', renewed_at = clock_timestamp()
-        WHERE account = $1 AND owner = $2 AND epoch = $3`,
-      [this.account, this.owner, epoch, this.leaseMs],
-    );
+    let rowCount: number | null;
+    try {
+      ({ rowCount } = await this.pool.query(
+        `UPDATE ${this.quoted}.leases
+            SET expires_at = clock_timestamp() + $4 * interval '1 millisecond', renewed_at = clock_timestamp()
+          WHERE account = $1 AND owner = $2 AND epoch = $3`,
+        [this.account, this.owner, epoch, this.leaseMs],
+      ));
+    } catch (err) {
+      if (!this.renewFailing && this.heldEpoch === epoch) {
+        this.renewFailing = true;
+        this.emit('renew_failed', epoch);
+      }
+      throw err;
+    }
     if (rowCount === 1) {
-      if (this.heldEpoch === epoch) this.trustedUntil = sentAt + this.trustMs;
+      if (this.heldEpoch === epoch) {
+        this.trustedUntil = sentAt + this.trustMs;
+        if (this.renewFailing) {
+          this.renewFailing = false;
+          this.emit('renew_recovered', epoch);
+        }
+      }
       return true;
     }
     this.lost();
@@ -144,9 +195,9 @@ export class AccountLease {
 
   /** Gives the lease up (the next acquirer need not wait for the expiry). */
   async release(): Promise<void> {
-    const epoch = this.heldEpoch;
-    this.lost();
+    const epoch = this.forget();
     if (epoch === null) return;
+    this.emit('released', epoch);
     await this.pool.query(
       `UPDATE ${this.quoted}.leases SET owner = NULL, expires_at = clock_timestamp()
         WHERE account = $1 AND owner = $2 AND epoch = $3`,
@@ -154,10 +205,28 @@ export class AccountLease {
     );
   }
 
-  /** Forget the lease locally (a fenced write was refused, or it was released). */
+  /** Forget the lease locally: another owner holds it (a fenced write was refused, a renewal found another epoch). */
   lost(): void {
+    const epoch = this.forget();
+    if (epoch !== null) this.emit('lost', epoch);
+  }
+
+  private forget(): number | null {
+    const epoch = this.heldEpoch;
     this.heldEpoch = null;
     this.trustedUntil = Number.NEGATIVE_INFINITY;
+    this.renewFailing = false;
+    return epoch;
+  }
+
+  private emit(reason: LeaseChangeReason, epoch: number): void {
+    if (!this.onChange) return;
+    const owned = reason === 'acquired' || reason === 'renew_recovered';
+    try {
+      this.onChange({ account: this.account, owner: this.owner, reason, epoch, owned });
+    } catch {
+      // A listener's bug must not break the lease.
+    }
   }
 
   /** The current holder, as the database says (for messages and status). */

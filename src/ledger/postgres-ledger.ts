@@ -31,7 +31,7 @@ import type { FencedLocation } from './postgres-compaction.js';
 import { captureTouched, compactJournal, importLedgerState, isLedgerEmpty } from './postgres-compaction.js';
 import { createPool, databaseError, quoteSchema, redactor, secretsOf } from './postgres-connection.js';
 import { JournalWriter } from './postgres-journal-writer.js';
-import type { Fence } from './postgres-lease.js';
+import type { Fence, LeaseChange } from './postgres-lease.js';
 import { AccountLease, keepRenewing } from './postgres-lease.js';
 import { loadLedgerState, readJournalPosition } from './postgres-load.js';
 import { migrate } from './postgres-migrations.js';
@@ -69,6 +69,14 @@ export interface PostgresLedgerOptions {
   env?: Readonly<Record<string, string | undefined>>;
   logger?: Logger;
   clock?: Clock;
+  /** Hears every change of ownership (metrics `ibw_account_owned`, `ibw_lease_changes_total`). */
+  onLeaseChange?: (change: LeaseChange) => void;
+  /**
+   * Another replica took the account over (a renewal or a fenced write found another epoch): this replica must
+   * stop acting for it. The ledger refuses every write from then on until {@link PostgresLedger.acquireLease}
+   * succeeds again.
+   */
+  onLeaseLost?: (error: DaemonError) => void;
 }
 
 /** Counters of a {@link PostgresLedger}. */
@@ -111,6 +119,11 @@ export interface PostgresLedger extends LedgerStore {
   /** True while the lease can be trusted locally: stop calling the API for the account when false. */
   leaseTrusted(): boolean;
   /**
+   * Gives the lease up and stays open as a standby (a fair-share hand-over): waits for writes in flight, then
+   * releases the row so another replica can take the account at once. `acquireLease()` may take it again.
+   */
+  releaseLease(): Promise<void>;
+  /**
    * Writes `state` as the account's whole compacted state (the migrate command). Refuses (`LedgerNotEmpty`)
    * when the account already has state in the database.
    */
@@ -124,6 +137,15 @@ const DEFAULT_GROUP_COMMIT_MS = 2;
 
 function closedError(): DaemonError {
   return new DaemonError('the ledger is closed', { kind: 'internal', scope: 'process', code: 'LedgerClosed' });
+}
+
+function leaseLostError(account: string, owner: string): DaemonError {
+  return new DaemonError(`replica ${owner} lost the lease of account ${account} to another owner`, {
+    kind: 'store',
+    scope: 'process',
+    code: 'LeaseLost',
+    advice: 'another replica owns the account now; this one stops acting for it (restarted, it stands by)',
+  });
 }
 
 function defaultOwner(): string {
@@ -147,8 +169,14 @@ export async function openPostgresLedger(options: PostgresLedgerOptions): Promis
   }
   const redact = redactor(secretsOf(options.connectionString, options.env ?? process.env));
   const pool = await createPool(options, redact);
-  // An idle connection that breaks must not crash the process; the next query reports it.
-  pool.on('error', (err) => options.logger?.warn({ error: redact(err.message) }, 'PostgreSQL connection lost'));
+  // An idle connection that breaks must not crash the process; the next query reports it. Every pooled connection
+  // breaks at once when the database goes: one line for them all, until the lease is confirmed again.
+  let connectionLossLogged = false;
+  pool.on('error', (err) => {
+    if (connectionLossLogged) return;
+    connectionLossLogged = true;
+    options.logger?.warn({ error: redact(err.message) }, 'PostgreSQL connection lost');
+  });
   const clock = options.clock ?? systemClock;
   const lease = new AccountLease({
     pool,
@@ -158,6 +186,11 @@ export async function openPostgresLedger(options: PostgresLedgerOptions): Promis
     leaseMs: options.leaseMs,
     ...(options.trustMs === undefined ? {} : { trustMs: options.trustMs }),
     clock,
+    onChange: (change) => {
+      if (change.owned) connectionLossLogged = false;
+      options.onLeaseChange?.(change);
+      if (change.reason === 'lost') options.onLeaseLost?.(leaseLostError(account, change.owner));
+    },
   });
   try {
     let applied: number[];
@@ -228,7 +261,8 @@ class PostgresLedgerImpl implements PostgresLedger {
   private state: 'open' | 'closing' | 'closed' = 'open';
   private compacting: Promise<void> = Promise.resolve();
   private compactions = 0;
-  private readonly renewAbort = new AbortController();
+  /** Aborts the running renewal loop (one per holding of the lease). */
+  private renewAbort: AbortController | null = null;
   private renewLoop: Promise<void> = Promise.resolve();
   private closing: Promise<void> = Promise.resolve();
 
@@ -332,15 +366,39 @@ class PostgresLedgerImpl implements PostgresLedger {
 
   // ---- lease ----
 
+  /** Starts the renewal loop unless one runs already (it ends by itself when the lease is lost). */
   startRenewing(): void {
-    if (this.renewEveryMs <= 0) return;
+    if (this.renewEveryMs <= 0 || this.renewAbort !== null) return;
+    const abort = new AbortController();
+    this.renewAbort = abort;
     this.renewLoop = keepRenewing(this.lease, {
       everyMs: this.renewEveryMs,
       clock: this.clock,
-      signal: this.renewAbort.signal,
+      signal: abort.signal,
       describeError: (err) => databaseError('renew the lease', err, this.redact).message,
       ...(this.logger ? { logger: this.logger } : {}),
+    }).finally(() => {
+      if (this.renewAbort === abort) this.renewAbort = null;
     });
+  }
+
+  private async stopRenewing(): Promise<void> {
+    this.renewAbort?.abort();
+    await this.renewLoop;
+  }
+
+  async releaseLease(): Promise<void> {
+    if (this.state !== 'open') return;
+    // Writes in flight commit under the lease first, so the next owner reads them.
+    await this.writer.drained();
+    await this.compacting;
+    await this.stopRenewing();
+    try {
+      await this.lease.release();
+    } catch (err) {
+      // Released locally; on the server the lease lapses by itself.
+      this.logger?.warn({ error: databaseError('release the lease', err, this.redact).message }, 'could not release the lease');
+    }
   }
 
   private requireFence(): Fence {
@@ -358,8 +416,10 @@ class PostgresLedgerImpl implements PostgresLedger {
   }
 
   private fenceRefused(what: string): DaemonError {
+    const held = this.lease.epoch !== null;
     this.lease.lost();
-    this.logger?.warn({ account: this.account, owner: this.lease.owner }, `the fence refused a ${what}: the account lease was lost`);
+    // One line when the lease goes (groups in flight may be refused after it).
+    if (held) this.logger?.warn({ account: this.account, owner: this.lease.owner }, `the fence refused a ${what}: the account lease was lost`);
     return new DaemonError(`${what} refused: this replica lost the lease of account ${this.account} to another owner`, {
       kind: 'store',
       scope: 'process',
@@ -383,8 +443,7 @@ class PostgresLedgerImpl implements PostgresLedger {
     try {
       await this.writer.drained();
       await this.compacting;
-      this.renewAbort.abort();
-      await this.renewLoop;
+      await this.stopRenewing();
       await this.lease.release().catch((err: unknown) => {
         this.logger?.warn({ error: databaseError('release the lease', err, this.redact).message }, 'could not release the lease');
       });

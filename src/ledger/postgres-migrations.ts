@@ -74,6 +74,24 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    name: 'replica heartbeats',
+    statements: (s) => [
+      // One row per running replica (src/ledger/replicas.ts): its heartbeat, expiring on the server's clock. The
+      // fair spread of accounts counts the rows that have not expired. A replica deletes its row when it leaves;
+      // an expired row of a dead one is deleted by the next heartbeat of another after a day (kept meanwhile for
+      // the DBA: who ran, from where, until when).
+      `CREATE TABLE IF NOT EXISTS ${s}.replicas (
+        id text PRIMARY KEY,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        started_at timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -2,7 +2,8 @@
  * Results in PostgreSQL (DESIGN.md §4/§12): the `results` table is the postgres backend's result store. Each
  * row holds the full result JSON (the bytes `toResultJson` gives a result file, device secrets included when
  * `devices.includeSecrets`), keyed by account, productKey and applyId. Writes are upserts (rewriting the same
- * result is idempotent) fenced by the account's lease, like every write of the owner.
+ * result is idempotent) fenced by the account's lease, like every write of the owner. `remove` withdraws the row
+ * of a re-armed batch (and its file), fenced the same way.
  */
 import type pg from 'pg';
 
@@ -52,6 +53,25 @@ export function createPostgresResultStore(handle: PostgresLedgerHandle, options:
       if (rowCount !== 1) throw handle.fenceRefused('result write');
       if (options.files) return options.files.write(result);
       return resultLocation(schema, handle.account, result.productKey, result.applyId);
+    },
+    async remove(productKey, applyId) {
+      const fence = handle.requireFence();
+      let rows: { held: boolean }[];
+      try {
+        // One statement: the fence decides whether the delete runs, and the answer says which of the two held
+        // (no row to delete is fine; a refused fence is not).
+        ({ rows } = await handle.pool.query<{ held: boolean }>(
+          `WITH ${fenceSql(handle.quoted)},
+           gone AS (DELETE FROM ${handle.quoted}.results
+                     WHERE account = $1 AND product_key = $4 AND apply_id = $5 AND EXISTS (SELECT 1 FROM fence))
+           SELECT EXISTS (SELECT 1 FROM fence) AS held`,
+          [handle.account, fence.owner, fence.epoch, productKey, applyId],
+        ));
+      } catch (err) {
+        throw handle.dbError('withdraw the result', err);
+      }
+      if (rows[0]?.held !== true) throw handle.fenceRefused('result withdrawal');
+      await options.files?.remove?.(productKey, applyId);
     },
   };
 }

@@ -10,6 +10,8 @@
  *   ibw_sink_deliveries_total{sink,outcome}       counter    event deliveries per sink
  *   ibw_batch_settle_seconds{outcome}             histogram  first sight → settled
  *   ibw_config_reloads_total{outcome}             counter    ok | invalid | error
+ *   ibw_account_owned{account}                    gauge      1 while this replica owns the account and can confirm it (postgres backend)
+ *   ibw_lease_changes_total{reason}               counter    acquired | released | lost | renew_failed | renew_recovered
  *
  * With an `accounts` section (DESIGN.md §11) every per-account series (all but `ibw_config_reloads_total` and the
  * process metrics) carries an `account` label: each recorder takes the account its runtime serves. Without
@@ -25,6 +27,7 @@ import type { ApiAction } from '../core/ports.js';
 import type { BatchState } from '../core/record.js';
 import { OUTCOMES } from '../events.js';
 import type { DeliveryOutcome } from '../sinks/outbox.js';
+import { LEASE_CHANGE_REASONS, type LeaseChange } from '../ledger/postgres-lease.js';
 
 /** The prefix of every metric name. */
 
@@ -46,6 +49,8 @@ export const METRIC_NAMES = {
   batchSettleSeconds: 'ibw_batch_settle_seconds',
   configReloadsTotal: 'ibw_config_reloads_total',
   provisionDevices: 'ibw_provision_devices',
+  accountOwned: 'ibw_account_owned',
+  leaseChangesTotal: 'ibw_lease_changes_total',
 } as const;
 
 const CONFIG_RELOAD_OUTCOMES: readonly ConfigReloadOutcome[] = ['ok', 'invalid', 'error'];
@@ -128,6 +133,8 @@ export interface Metrics {
   recordConfigReload(outcome: ConfigReloadOutcome): void;
   /** Sets `ibw_provision_devices{job,state}` of one provisioning job (state: requested, created, rejected, pending). */
   setProvisionDevices(job: string, counts: Readonly<Record<string, number>>, account?: string): void;
+  /** A change of account ownership (postgres backend): sets `ibw_account_owned`, counts `ibw_lease_changes_total`. */
+  recordLeaseChange(change: Pick<LeaseChange, 'account' | 'reason' | 'owned'>): void;
   /** The Prometheus text exposition of every series. */
   render(): Promise<string>;
   /** The content type that goes with {@link Metrics.render}'s output. */
@@ -198,6 +205,21 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
 
+  // Ownership of accounts (DESIGN.md §12): the gauge always carries the account, even without `accounts` (`default`).
+  const accountOwned = new Gauge({
+    name: METRIC_NAMES.accountOwned,
+    help: 'Whether this replica owns the account and can confirm its lease (1) or not (0).',
+    labelNames: ['account'] as const,
+    registers,
+  });
+  const leaseChanges = new Counter({
+    name: METRIC_NAMES.leaseChangesTotal,
+    help: 'Changes of account ownership seen by this replica, by reason.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  for (const reason of LEASE_CHANGE_REASONS) leaseChanges.inc({ reason }, 0);
+
   for (const outcome of CONFIG_RELOAD_OUTCOMES) configReloads.inc({ outcome }, 0);
   /** Reported states per account (the key is '' without account labels). */
   const reportedStates = new Map<string, Set<string>>();
@@ -242,6 +264,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       for (const state of reportedStates.get(account) ?? []) batches.remove({ state, account });
       reportedStates.delete(account);
       for (const action of BUDGETED_ACTIONS) rateLimit.remove({ action, account });
+      accountOwned.remove({ account });
     },
     recordApiAttempt({ action, outcome, durationMs, account }) {
       apiRequests.inc(withAccount({ action, outcome }, account));
@@ -272,6 +295,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     recordConfigReload(outcome) {
       configReloads.inc({ outcome });
+    },
+    recordLeaseChange({ account, reason, owned }) {
+      accountOwned.set({ account }, owned ? 1 : 0);
+      leaseChanges.inc({ reason });
     },
     render() {
       return registry.metrics();

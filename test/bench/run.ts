@@ -5,7 +5,7 @@
  *   npm run bench                      full run (about 20 minutes on 2 cores)
  *   npm run bench -- --smoke           small sizes (for CI)
  *   npm run bench -- real-path         one benchmark (or several: `real-path yaml-scale`, or --only=a,b)
- *                                      of: client, policy, scale, quota, postgres, real-path, yaml-scale, two-account
+ *                                      of: client, policy, scale, quota, postgres, failover, real-path, yaml-scale, two-account
  *   npm run bench -- --out=FILE        write the JSON elsewhere
  *
  * Sizes of the real-path benchmarks (defaults in brackets are the full run's):
@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 
 import { benchClients, type ClientBenchResult } from './client-bench.js';
 import { benchPolicies, type PolicyBenchResult } from './policy-bench.js';
+import { benchFailover, printFailover } from './postgres-failover-bench.js';
 import { benchPostgresLedger, printPostgresLedger } from './postgres-ledger-bench.js';
 import { benchQuota, type QuotaBenchResult } from './quota-bench.js';
 import { benchRealPath, type RealPathResult } from './real-path-bench.js';
@@ -34,7 +35,7 @@ import { formatTable } from './table.js';
 import { benchTwoAccounts, type TwoAccountBenchResult } from './two-account-bench.js';
 import { benchYamlScale, type YamlScaleResult } from './yaml-scale-bench.js';
 
-const ALL = ['client', 'policy', 'scale', 'quota', 'postgres', 'real-path', 'yaml-scale', 'two-account'] as const;
+const ALL = ['client', 'policy', 'scale', 'quota', 'postgres', 'failover', 'real-path', 'yaml-scale', 'two-account'] as const;
 type BenchName = (typeof ALL)[number];
 
 const { values, positionals } = parseArgs({
@@ -349,6 +350,7 @@ await step(
 );
 await step('quota', () => (smoke ? benchQuota({ batches: 500, durationMs: 6000 }) : benchQuota({ batches: 5000, durationMs: 30_000 })), printQuota);
 await step('postgres', () => benchPostgresLedger(smoke ? { batches: 5000, appends: 1000 } : { batches: 100_000 }), printPostgresLedger);
+await step('failover', () => benchFailover(smoke ? { batches: 200, rounds: 2 } : { batches: 1000, rounds: 3 }), printFailover);
 await step(
   'real-path',
   () =>

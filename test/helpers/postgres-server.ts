@@ -32,6 +32,13 @@ export interface TestPostgres {
   password: string;
   /** Milliseconds from the first initdb call until the server accepted connections. */
   startMs: number;
+  /**
+   * Stops the server at once (`-m immediate`: connections drop as in a crash) and keeps its data, so
+   * {@link TestPostgres.resume} brings it back on the same port: "the database went away".
+   */
+  halt(): Promise<void>;
+  /** Starts a halted server again (same data, port and password). */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -108,16 +115,16 @@ export async function startTestPostgres(options: { bin?: string; durable?: boole
   };
 
   const port = await freePort();
+  const serverOptions = [
+    '-c listen_addresses=127.0.0.1', `-c port=${port}`, "-c unix_socket_directories=''",
+    ...(options.durable ? [] : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
+    '-c max_connections=200', '-c shared_buffers=32MB',
+  ].join(' ');
   try {
     await exec('initdb', [
       '-D', dataDir, '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions',
       '--auth-local=trust', '--auth-host=scram-sha-256', `--pwfile=${pwFile}`,
     ]);
-    const serverOptions = [
-      '-c listen_addresses=127.0.0.1', `-c port=${port}`, "-c unix_socket_directories=''",
-      ...(options.durable ? [] : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
-      '-c max_connections=200', '-c shared_buffers=32MB',
-    ].join(' ');
     await exec('pg_ctl', ['-D', dataDir, '-l', logFile, '-w', '-t', '30', '-o', serverOptions, 'start']);
   } catch (err) {
     const log = await readFile(logFile, 'utf8').catch(() => '');
@@ -127,16 +134,27 @@ export async function startTestPostgres(options: { bin?: string; durable?: boole
   }
   const startMs = performance.now() - started;
   let stopped = false;
+  let halted = false;
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     port,
     password,
     startMs,
+    async halt() {
+      if (stopped || halted) return;
+      halted = true;
+      await exec('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', 'stop']);
+    },
+    async resume() {
+      if (stopped || !halted) return;
+      await exec('pg_ctl', ['-D', dataDir, '-l', logFile, '-w', '-t', '30', '-o', serverOptions, 'start']);
+      halted = false;
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
       try {
-        await exec('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', 'stop']);
+        if (!halted) await exec('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', 'stop']);
       } finally {
         await rm(base, { recursive: true, force: true });
       }

@@ -7,7 +7,7 @@ import pg from 'pg';
 
 import type { PostgresLedger } from '../../../src/ledger/postgres-ledger.js';
 import { openPostgresLedger } from '../../../src/ledger/postgres-ledger.js';
-import { SCHEMA_VERSION } from '../../../src/ledger/postgres-migrations.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../../src/ledger/postgres-migrations.js';
 import { dropSchema, sql, testDatabaseUrl, uniqueSchema } from '../../helpers/postgres.js';
 import { batchRec, captureLogger, eventRec, makeBatch } from '../../unit/ledger/helpers.js';
 
@@ -104,7 +104,7 @@ describe('PostgreSQL ledger', () => {
     const [a, b] = await Promise.all([open(schema, { acquire: false }), open(schema, { acquire: false })]);
     expect(a.schema).toBe(b.schema);
     const versions = await sql<{ version: number; name: string }>(`SELECT version, name FROM "${schema}".migrations ORDER BY version`);
-    expect(versions.map((v) => v.version)).toEqual([SCHEMA_VERSION]);
+    expect(versions.map((v) => v.version)).toEqual(MIGRATIONS.map((m) => m.version));
     expect(await sql(`SELECT apply_id FROM "${schema}".results`)).toEqual([{ apply_id: '1' }]);
     await sql(`INSERT INTO "${schema}".migrations (version, name) VALUES (${SCHEMA_VERSION + 1}, 'from the future')`);
     await expect(open(schema, { acquire: false })).rejects.toMatchObject({

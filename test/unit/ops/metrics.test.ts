@@ -32,6 +32,8 @@ describe('createMetrics', () => {
       ibw_batch_settle_seconds: 'histogram',
       ibw_config_reloads_total: 'counter',
       ibw_provision_devices: 'gauge',
+      ibw_account_owned: 'gauge',
+      ibw_lease_changes_total: 'counter',
     };
     expect(Object.values(METRIC_NAMES).sort()).toEqual(Object.keys(types).sort());
     for (const [name, type] of Object.entries(types)) {
