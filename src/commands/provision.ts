@@ -206,7 +206,7 @@ export async function provisionCommand(args: string[], io: ProvisionIo): Promise
       ? { name: configured.name, productKey: configured.productKey, account: configured.account, source: configured.source, chunkSize: configured.chunkSize, until: configured.until, labels: configured.labels }
       : specFromFlags();
   if (opts.endpoint !== undefined) {
-    const checked = configSchema.shape.alibaba.shape.endpoint.safeParse(opts.endpoint);
+    const checked = configSchema.shape.alibaba.unwrap().shape.endpoint.safeParse(opts.endpoint);
     if (!checked.success || checked.data === undefined) throw new ProvisionFlagsError([`--endpoint: ${checked.success ? 'invalid' : (checked.error.issues[0]?.message ?? 'invalid')}`]);
     base = { ...base, alibaba: { ...base.alibaba, endpoint: new URL(checked.data).origin } };
   }

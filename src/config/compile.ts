@@ -16,7 +16,7 @@ import { CREDENTIAL_ENV_VARS } from '../alibaba/credentials.js';
 import { batchKey } from '../core/record.js';
 import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
-import { type ConfigPath, type IssueAnchor, type PathIssue, crossCheck, formatPath } from './cross-checks.js';
+import { type ConfigPath, type IssueAnchor, type PathIssue, checkRootSections, crossCheck, formatPath } from './cross-checks.js';
 import { parseDuration } from './duration.js';
 import {
   ACCOUNT_NAME_PATTERN,
@@ -240,7 +240,15 @@ export interface BatchContext {
 
 /** `alibaba` compiled: the defaults every account inherits. */
 function compileAlibaba(data: RawConfig): AlibabaConfig {
-  const a = data.alibaba;
+  // NOTE: without `alibaba` (only beside `accounts`, which the cross-checks ensure) the defaults are the first
+  // account's region with every other key at its default.
+  const a = data.alibaba ?? {
+    regionId: data.accounts?.[0]?.regionId ?? '',
+    signatureVersion: RAW_DEFAULTS.alibaba.signatureVersion,
+    requestTimeout: RAW_DEFAULTS.alibaba.requestTimeout,
+    credentials: RAW_DEFAULTS.alibaba.credentials,
+    failureWarnAfter: RAW_DEFAULTS.alibaba.failureWarnAfter,
+  };
   return {
     regionId: a.regionId,
     endpoint: a.endpoint === undefined ? defaultEndpoint(a.regionId) : new URL(a.endpoint).origin,
@@ -504,6 +512,7 @@ export function validateAndCompile(
   const issues = [
     ...(parsed.success ? [] : nameAccounts(fromZodIssues(parsed.error.issues), raw)),
     ...crossCheck(raw, (p) => source.describe(p)),
+    ...checkRootSections(raw),
   ];
   if (issues.length > 0 || earlierIssues.length > 0 || !parsed.success) {
     throw new ConfigError(sortIssues([...earlierIssues, ...toConfigIssues(issues, source)]));
@@ -522,7 +531,7 @@ export function validateAndCompile(
 function compileStreaming(raw: Record<string, unknown>, rawBatches: readonly unknown[], source: SourceMap, cwd: string): CompiledConfig | null {
   const top = configSchema.safeParse({ ...raw, batches: [] });
   if (!top.success) return null;
-  if (crossCheck(raw, (p) => source.describe(p)).length > 0) return null;
+  if (crossCheck(raw, (p) => source.describe(p)).length > 0 || checkRootSections(raw).length > 0) return null;
   const prepared = prepare(top.data, source);
   const batches: BatchConfig[] = new Array<BatchConfig>(rawBatches.length);
   for (let i = 0; i < rawBatches.length; i += 1) {
@@ -553,7 +562,7 @@ export function startEntryCompiler(head: Record<string, unknown>, source: Source
   const sections = { ...head, batches: [] };
   const top = configSchema.safeParse(sections);
   if (!top.success) return null;
-  if (crossCheck(sections, (p) => source.describe(p)).length > 0) return null;
+  if (crossCheck(sections, (p) => source.describe(p)).length > 0 || checkRootSections(sections).length > 0) return null;
   const prepared = prepare(top.data, source);
   // NOTE: the per-entry rules need the sections they inherit from (polling delays, account names) only.
   const context: Record<string, unknown> = {};

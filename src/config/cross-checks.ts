@@ -185,6 +185,32 @@ function checkAccounts(raw: unknown, where: DescribeLocation, issues: PathIssue[
 }
 
 /**
+ * The rules of a whole file's sections (not of an entry checked on its own): without `accounts`, `alibaba` is the
+ * one account and required; beside `accounts` it is optional, and then every account names its own region.
+ */
+export function checkRootSections(raw: unknown): PathIssue[] {
+  const issues: PathIssue[] = [];
+  if (!isRecord(raw)) return issues;
+  const accounts = field(raw, 'accounts');
+  if (field(raw, 'alibaba') !== undefined) return issues;
+  if (accounts === undefined) {
+    issues.push({ path: ['alibaba'], anchor: 'parent', message: expectedGot('a mapping', undefined) });
+  } else if (Array.isArray(accounts)) {
+    accounts.forEach((entry: unknown, index) => {
+      if (!isRecord(entry) || field(entry, 'regionId') !== undefined) return;
+      const name = field(entry, 'name');
+      const label = typeof name === 'string' ? `account "${name}"` : `accounts[${index}]`;
+      issues.push({
+        path: ['accounts', index, 'regionId'],
+        anchor: 'parent',
+        message: `${expectedGot('a region such as cn-shanghai', undefined)}: ${label} has no alibaba section to inherit one from`,
+      });
+    });
+  }
+  return issues;
+}
+
+/**
  * Runs every cross-key rule on the raw configuration.
  *
  * @param raw - the configuration as parsed from YAML (or given by a library user), not yet validated.

@@ -11,7 +11,9 @@ import { configSchema } from './schema.js';
 /** The schema's `$id`-less JSON document, as an object. */
 export function buildJsonSchema(): Record<string, unknown> {
   const schema = z.toJSONSchema(configSchema, { io: 'input', target: 'draft-07' });
-  return { ...schema, title: 'iot-batch-watcher configuration' };
+  // NOTE: `alibaba` is the one account without `accounts` and optional beside it (checkRootSections in
+  // cross-checks.ts); zod cannot say "one of the two", so it is added here.
+  return { ...schema, title: 'iot-batch-watcher configuration', anyOf: [{ required: ['alibaba'] }, { required: ['accounts'] }] };
 }
 
 /** The exact text of `config/watcher.schema.json`. */

@@ -606,8 +606,9 @@ export type RawProvision = z.output<typeof provisionSchema>;
 export const configSchema = z
   .strictObject(
     {
-      // NOTE: required beside `accounts` too: it holds the defaults every account inherits (at least regionId).
-      alibaba: alibabaSchema,
+      // NOTE: required without `accounts` (it is the one account); beside `accounts` it is optional, the defaults every
+      // account inherits, and then each account needs its own regionId (both rules in cross-checks.ts).
+      alibaba: alibabaSchema.optional(),
       accounts: z
         .array(accountSchema, expect('a list of accounts'))
         .min(1, expect('a list of at least one account'))

@@ -58,7 +58,7 @@ export function compileWaitConfig(flags: WaitFlags, base: CompiledConfig | null,
 
   let endpoint: string | undefined;
   if (flags.endpoint !== undefined) {
-    const checked = configSchema.shape.alibaba.shape.endpoint.safeParse(flags.endpoint);
+    const checked = configSchema.shape.alibaba.unwrap().shape.endpoint.safeParse(flags.endpoint);
     if (checked.success && checked.data !== undefined) endpoint = new URL(checked.data).origin;
     else if (!checked.success) problems.push(`--endpoint: ${checked.error.issues[0]?.message ?? 'invalid'}`);
   }

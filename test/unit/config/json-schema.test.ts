@@ -28,7 +28,9 @@ describe('config/watcher.schema.json', () => {
     expect(schema.additionalProperties).toBe(false);
     expect(schema.properties.batches.items.additionalProperties).toBe(false);
     expect(schema.properties.batches.items.required).toEqual(['applyId', 'productKey']);
-    expect(schema.required).toEqual(['alibaba']);
+    // alibaba is required without accounts, optional beside them.
+    expect(schema.required).toBeUndefined();
+    expect(schema.anyOf).toEqual([{ required: ['alibaba'] }, { required: ['accounts'] }]);
   });
 });
 

@@ -295,6 +295,33 @@ describe('positions', () => {
     ]);
   });
 
+  it('accepts accounts without an alibaba section when every account names its region, and says which does not', () => {
+    const text = [
+      'accounts:',
+      '  - name: fleet-a',
+      '    regionId: cn-shanghai',
+      '  - name: fleet-b',
+      '    regionId: ap-southeast-1',
+      '    signatureVersion: v1',
+      'batches:',
+      '  - { applyId: "1", productKey: a1B }',
+      '  - { account: fleet-b, applyId: "2", productKey: a1B }',
+      '',
+    ].join('\n');
+    const c = compile(text);
+    expect(c.accounts.map((a) => [a.name, a.regionId, a.endpoint, a.signatureVersion])).toEqual([
+      ['fleet-a', 'cn-shanghai', 'https://iot.cn-shanghai.aliyuncs.com', 'v3'],
+      ['fleet-b', 'ap-southeast-1', 'https://iot.ap-southeast-1.aliyuncs.com', 'v1'],
+    ]);
+    expect(c.batches.map((b) => [b.account, b.regionId])).toEqual([
+      ['fleet-a', 'cn-shanghai'],
+      ['fleet-b', 'ap-southeast-1'],
+    ]);
+    expect(issuesOf(() => compile('accounts:\n  - name: fleet-a\n  - name: fleet-b\n    regionId: cn-beijing\n'))).toEqual([
+      'watcher.yaml:2:5: accounts[0].regionId: expected a region such as cn-shanghai, but the key is missing: account "fleet-a" has no alibaba section to inherit one from',
+    ]);
+  });
+
   it('reports YAML problems with their position and does not crash on aliases', () => {
     expect(issuesOf(() => compile('alibaba: *nope\n'))).toEqual([
       'watcher.yaml:1:10: : YAML problem: Unresolved alias (the anchor must be set before the alias): nope',
