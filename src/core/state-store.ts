@@ -34,7 +34,7 @@ import { type Step, buildEvent } from './transitions.js';
 export const COMPACT_RECORDS_PER_BATCH = 2;
 
 // NOTE: frozen, so code that would change one in place fails loudly instead of changing every record.
-const EMPTY_LABELS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const EMPTY_LABELS: Record<string, string> = Object.freeze({});
 const EMPTY_LIST: never[] = Object.freeze([]) as never[];
 
 /**
