@@ -33,6 +33,23 @@ import { type Step, buildEvent } from './transitions.js';
 /** Journal records per batch of the image that may accumulate before a compaction (see `compactEvery`). */
 export const COMPACT_RECORDS_PER_BATCH = 2;
 
+// NOTE: frozen, so code that would change one in place fails loudly instead of changing every record.
+const EMPTY_LABELS: Record<string, string> = Object.freeze({});
+const EMPTY_LIST: never[] = Object.freeze([]) as never[];
+
+/**
+ * Points the empty labels and lists of a record at one frozen empty object each, in place (the contents stay the
+ * same). Records are replaced, never changed, by the transitions; at 100,000 pending batches the four empty lists
+ * and the `{}` of labels each record carries were about 18 MB of the image (heap snapshot, issue #14).
+ */
+function shareEmpties(rec: BatchRecord): void {
+  if (rec.labels !== EMPTY_LABELS && Object.keys(rec.labels).length === 0) rec.labels = EMPTY_LABELS;
+  if (rec.history.length === 0) rec.history = EMPTY_LIST;
+  if (rec.validNames.length === 0) rec.validNames = EMPTY_LIST;
+  if (rec.invalidNames.length === 0) rec.invalidNames = EMPTY_LIST;
+  if (rec.invalidDetails.length === 0) rec.invalidDetails = EMPTY_LIST;
+}
+
 /** Where a health change came from. */
 export type HealthSource = 'ledger' | 'results';
 
@@ -86,7 +103,10 @@ export class StateStore {
   async load(): Promise<void> {
     if (this.#loaded) return;
     const snapshot = await this.#o.ledger.load();
-    for (const [k, v] of snapshot.batches) this.#image.batches.set(k, v);
+    for (const [k, v] of snapshot.batches) {
+      shareEmpties(v);
+      this.#image.batches.set(k, v);
+    }
     for (const [k, v] of snapshot.outbox) this.#image.outbox.set(k, v);
     this.#loaded = true;
     this.#publisher?.restore?.(this.#image.outbox.values());
@@ -199,7 +219,10 @@ export class StateStore {
       throw err;
     }
     this.#setHealth('ledger', true, null);
-    for (const r of records) applyJournalRecord(this.#image, r);
+    for (const r of records) {
+      if (r.t === 'batch') shareEmpties(r.rec);
+      applyJournalRecord(this.#image, r);
+    }
     this.#sinceCompact += records.length;
     const threshold = Math.max(this.#o.compactEvery ?? 50_000, COMPACT_RECORDS_PER_BATCH * this.#image.batches.size);
     if (this.#sinceCompact >= threshold && !this.#compacting && !this.#closed) {

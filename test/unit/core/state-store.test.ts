@@ -37,6 +37,30 @@ describe('StateStore', () => {
     expect([...replayed.outbox.keys()]).toEqual([publisher.events[0]!.id]);
   });
 
+  it('keeps one frozen empty labels object and list for every record that has none (memory at 100,000 batches)', async () => {
+    const ledger = new MemoryStore();
+    const store = storeOver(ledger);
+    await store.load();
+    const a = createRecord(testBatch({ applyId: '11' }), T0);
+    const b = createRecord(testBatch({ applyId: '12', labels: { site: 'sh' } }), T0);
+    expect(a.labels).not.toBe(createRecord(testBatch({ applyId: '13' }), T0).labels);
+    expect(await store.commit([added(a), added(b)])).toBe(true);
+    const ra = store.record(a.key)!;
+    const rb = store.record(b.key)!;
+    expect(Object.isFrozen(ra.labels)).toBe(true);
+    expect(ra.history).toBe(ra.validNames);
+    expect(ra.invalidNames).toBe(ra.invalidDetails);
+    expect(rb.history).toBe(ra.history);
+    expect(rb.labels).toEqual({ site: 'sh' });
+    expect(Object.isFrozen(rb.labels)).toBe(false);
+    // Records loaded from the ledger share them too.
+    const second = storeOver(ledger);
+    await second.load();
+    expect(second.record(a.key)!.labels).toBe(ra.labels);
+    expect(second.record(b.key)!.history).toBe(ra.history);
+    expect(second.record(a.key)).toEqual(ra);
+  });
+
   it('hands the undelivered events of the ledger to the publisher at load', async () => {
     const ledger = new MemoryStore();
     const first = storeOver(ledger);
