@@ -461,6 +461,9 @@ export class AccountRuntime {
     if (this.#owned) this.#o.metrics.setBatchCounts(this.#owned.store.counts(), account);
     for (const { job, counts } of this.#owned?.provisioner?.deviceCounts() ?? []) this.#o.metrics.setProvisionDevices(job, counts, account);
     for (const { action, qps } of this.#budget.rates()) this.#o.metrics.setRateLimit(action, qps, account);
+    // NOTE: on the file backend this process owns the account while it runs it (it holds the state directory's
+    // lock); on PostgreSQL the lease changes set the gauge (recordLeaseChange).
+    if ((this.#config.state.backend ?? 'file') === 'file') this.#o.metrics.setAccountOwned(account, this.#state === 'running');
   }
 
   /**

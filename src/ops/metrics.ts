@@ -135,6 +135,8 @@ export interface Metrics {
   setProvisionDevices(job: string, counts: Readonly<Record<string, number>>, account?: string): void;
   /** A change of account ownership (postgres backend): sets `ibw_account_owned`, counts `ibw_lease_changes_total`. */
   recordLeaseChange(change: Pick<LeaseChange, 'account' | 'reason' | 'owned'>): void;
+  /** Sets `ibw_account_owned` (file backend: 1 while this process runs the account, holding its state directory). */
+  setAccountOwned(account: string, owned: boolean): void;
   /** The Prometheus text exposition of every series. */
   render(): Promise<string>;
   /** The content type that goes with {@link Metrics.render}'s output. */
@@ -208,7 +210,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   // Ownership of accounts (DESIGN.md §12): the gauge always carries the account, even without `accounts` (`default`).
   const accountOwned = new Gauge({
     name: METRIC_NAMES.accountOwned,
-    help: 'Whether this replica owns the account and can confirm its lease (1) or not (0).',
+    help: 'Whether this process owns the account (1) or not (0): it holds the state directory (file backend), or its lease is confirmed (PostgreSQL).',
     labelNames: ['account'] as const,
     registers,
   });
@@ -295,6 +297,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     recordConfigReload(outcome) {
       configReloads.inc({ outcome });
+    },
+    setAccountOwned(account, owned) {
+      accountOwned.set({ account }, owned ? 1 : 0);
     },
     recordLeaseChange({ account, reason, owned }) {
       accountOwned.set({ account }, owned ? 1 : 0);

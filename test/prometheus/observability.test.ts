@@ -74,6 +74,8 @@ function daemonConfig(dir: string, simUrl: string, daemonPort: number, webhookUr
     `state: { dir: ${join(dir, 'state')} }`,
     `output: { resultsDir: ${join(dir, 'results')}, eventsFile: ${join(dir, 'events.jsonl')}, webhook: { url: "${webhookUrl}", timeout: 2s } }`,
     `http: { listen: "127.0.0.1:${daemonPort}", auth: { metrics: true } }`,
+    // One small provisioning job (DESIGN.md §13), for ibw_provision_devices.
+    `provision: [{ name: line-1, productKey: a1SimProduct1, devices: ${join(dir, 'line-1.txt')}, chunkSize: 10 }]`,
     'batches:',
     '  - { applyId: "7300001", productKey: a1SimProduct1, name: created }',
     '  - { applyId: "7300002", productKey: a1SimProduct1, name: check-failed }',
@@ -165,6 +167,7 @@ describe('config/observability on a real Prometheus scraping a running daemon', 
     const simPort = await freePort();
     const simUrl = `http://127.0.0.1:${simPort}`;
     const configFile = join(dir, 'watcher.yaml');
+    await writeFile(join(dir, 'line-1.txt'), 'prov-0001\nprov-0002\n');
     await writeFile(configFile, daemonConfig(dir, simUrl, daemonPort, webhookUrl));
     daemon = runCli(['run', '--config', configFile], { ...SIM_ENV, IBW_WEBHOOK_SECRET: SECRET, IBW_HTTP_TOKEN_FILE: tokenFile });
     await daemon.waitFor(/ops endpoints listening/);

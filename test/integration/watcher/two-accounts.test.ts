@@ -134,6 +134,9 @@ describe('two accounts in one process', () => {
     expect(metrics).toMatch(/ibw_batches\{state="settled",account="fleet-b"\} 12/);
     expect(metrics).toMatch(/ibw_api_requests_total\{action="QueryBatchRegisterDeviceStatus",outcome="success",account="fleet-b"\} [1-9]/);
     expect(metrics).toMatch(/ibw_rate_limit_qps\{action="QueryBatchRegisterDeviceStatus",account="fleet-a"\} 10/);
+    // File backend: the process owns each account it runs (it holds the account's state directory).
+    expect(metrics).toContain('ibw_account_owned{account="fleet-a"} 1\n');
+    expect(metrics).toContain('ibw_account_owned{account="fleet-b"} 1\n');
     // Results per account.
     const result = JSON.parse(await readFile(join(dir, 'results', 'fleet-b', 'a1SimProduct2', `${applyIdB(0)}.json`), 'utf8')) as Record<string, unknown>;
     expect(result).toMatchObject({ account: 'fleet-b', outcome: 'created', deviceCount: 1 });
