@@ -8,7 +8,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
@@ -143,18 +142,7 @@ export function spawnNode(script: string, args: string[], options: SpawnOptions 
   };
 }
 
-/** A free TCP port on 127.0.0.1 (bound and released; another process could take it in between). */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const addr = srv.address();
-  const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
+export { freePort } from '../helpers/wait.js';
 /** A simulator started through the built CLI. */
 export interface SimulatorProcess {
   url: string;

@@ -42,22 +42,7 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Polls `check` until it returns a truthy value; throws with `what` after `timeoutMs`. */
-export async function waitUntil<T>(check: () => Promise<T> | T, timeoutMs: number, what: string, intervalMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `; last error: ${last.message}` : ''}`);
-    await sleep(intervalMs);
-  }
-}
-
+export { waitUntil } from '../helpers/wait.js';
 /** The largest number of `times` (ms) in any half-open window [t, t + windowMs), and where it starts. */
 export function maxPerWindow(times: readonly number[], windowMs = 1000): { max: number; at: number | null } {
   const sorted = [...times].sort((a, b) => a - b);

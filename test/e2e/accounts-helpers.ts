@@ -5,7 +5,6 @@
  * result files the CLI child writes; per-window request counts from a simulator's request log.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 import type { FaultOptions } from '../../src/simulator/options.js';
@@ -93,22 +92,7 @@ export function batchesYaml(account: string | null, batches: readonly ExpectedBa
   return batches.map((b) => `  - { ${account === null ? '' : `account: ${account}, `}applyId: "${b.applyId}", productKey: ${b.productKey} }`);
 }
 
-/** Polls `check` until it returns a truthy value; throws with `what` after `timeoutMs`. */
-export async function waitUntil<T>(check: () => Promise<T> | T, timeoutMs: number, what: string, intervalMs = 200): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `; last error: ${last.message}` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
+export { waitUntil } from '../helpers/wait.js';
 /** One line of the events file. */
 export interface EventLine {
   id: string;
@@ -250,16 +234,7 @@ export async function untilRunning(child: Child, timeoutMs = 20_000): Promise<vo
   ]);
 }
 
-/** A free loopback port (bound and released; another process could take it in between). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
+export { freePort } from '../helpers/wait.js';
 /** The sum of the samples of metric `name` whose labels include every pair of `labels`, from a /metrics text. */
 export function metricSum(text: string, name: string, labels: Record<string, string>): number {
   let sum = 0;

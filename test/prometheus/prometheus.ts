@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 /** Throws when `name` is not on PATH, saying how to install it. */
@@ -17,17 +16,7 @@ export function requireBinary(name: 'prometheus' | 'promtool'): string {
   }
 }
 
-/** A port that was free a moment ago (bound on 127.0.0.1:0, then released). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return address.port;
-}
-
+export { freePort } from '../helpers/wait.js';
 /** One series of a query answer (`matrix` or `vector`), values as Prometheus sends them. */
 export interface Series {
   metric: Record<string, string>;
