@@ -87,7 +87,7 @@ function makePlans(): Plan[] {
 
 /** {@link waitUntil} for a value: the first non-null one. */
 async function need<T>(check: () => Promise<T | null> | T | null, timeoutMs: number, what: string, intervalMs: number): Promise<T> {
-  return (await waitUntil(check, timeoutMs, what, intervalMs)) as T;
+  return waitUntil(check, timeoutMs, what, intervalMs);
 }
 
 interface Replica {
