@@ -32,6 +32,7 @@ import { type ApiBudget, createApiBudget } from './core/api-budget.js';
 import type { Clock, Random } from './core/clock.js';
 import type { EventSink, IotApi, LedgerStore, ResultWriter } from './core/ports.js';
 import type { BatchRecord } from './core/record.js';
+import { DISPATCH_TICK_MS } from './core/scheduler.js';
 import { StateStore } from './core/state-store.js';
 import type { StatusRow } from './core/status-row.js';
 import { type RunResult, Watcher } from './core/watcher.js';
@@ -105,6 +106,11 @@ export interface AccountRuntimeOptions {
   onEnded?(result: RunResult): void;
   /** Grace period for requests in flight on stop. @default 5000 */
   shutdownGraceMs?: number;
+  /**
+   * The watcher's wake-up tick, and its budget's (`SchedulerOptions.wakeTickMs`): polls due within one tick leave in
+   * one wake-up. 0 turns it off (one wake-up per poll). @default {@link DISPATCH_TICK_MS}
+   */
+  dispatchTickMs?: number;
   /** How long stop() and release() wait for the outbox to drain. @default 3000 */
   sinkFlushMs?: number;
   /** Extra API client options (tests: short retry delays). */
@@ -198,7 +204,7 @@ export class AccountRuntime {
             code: 'LeaseUnconfirmed',
           })
         : null;
-    this.#budget = createApiBudget(this.#rates(), { clock: options.clock, log: this.#log.child({ component: 'budget' }), gate });
+    this.#budget = createApiBudget(this.#rates(), { clock: options.clock, log: this.#log.child({ component: 'budget' }), gate, tickMs: this.#tickMs() });
     const { rpcs, apis, submitApi } = this.#createApis(credentials);
     this.#rpcs = rpcs;
     this.#apis = apis;
@@ -513,6 +519,11 @@ export class AccountRuntime {
     };
   }
 
+  /** The wake-up tick of the watcher and its budget. */
+  #tickMs(): number {
+    return this.#o.dispatchTickMs ?? DISPATCH_TICK_MS;
+  }
+
   /** The budget: `rateLimit` without `accounts`; with it, the account's own (after `reserve`). */
   #rates(): RateLimitConfig & { submitQps: number } {
     // NOTE: the implicit account carries the default submitQps; `rateLimit` itself has no submit budget.
@@ -665,6 +676,7 @@ export class AccountRuntime {
       random: o.random,
       log,
       shutdownGraceMs: o.shutdownGraceMs ?? 5000,
+      wakeTickMs: this.#tickMs(),
       hooks: {
         onSettled: (rec) => {
           if (rec.outcome && rec.settledAt !== null) o.metrics.recordSettled(rec.outcome, Math.max(0, rec.settledAt - rec.firstSeenAt) / 1000, this.name);

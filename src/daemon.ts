@@ -68,6 +68,8 @@ export interface DaemonOptions {
   watchDebounceMs?: number;
   /** Grace period for requests in flight on stop. @default 5000 */
   shutdownGraceMs?: number;
+  /** Each account's wake-up tick (`AccountRuntimeOptions.dispatchTickMs`). @default DISPATCH_TICK_MS */
+  dispatchTickMs?: number;
   /** How long stop() waits for the sinks to drain. @default 3000 */
   sinkFlushMs?: number;
   /** How long a reload that removes an account waits for its cancelled batches to settle. @default 30000 */
@@ -275,6 +277,7 @@ export class Daemon {
       ...(this.#replicas && !o.claims ? this.#replicaOptions(this.#replicas) : {}),
       onEnded: (result) => this.#resolveDone?.(result),
       ...(o.shutdownGraceMs !== undefined ? { shutdownGraceMs: o.shutdownGraceMs } : {}),
+      ...(o.dispatchTickMs !== undefined ? { dispatchTickMs: o.dispatchTickMs } : {}),
       ...(o.sinkFlushMs !== undefined ? { sinkFlushMs: o.sinkFlushMs } : {}),
       ...(o.rpc ? { rpc: o.rpc } : {}),
       ...(o.outbox ? { outbox: o.outbox } : {}),

@@ -62,11 +62,15 @@ export interface BudgetRates {
  *   and bunched);
  * - one throttled wave counts as one signal (1 s cooldown), and halves the rate;
  * - recovery is two-speed: back to 90 % of the throttled rate within a second (where the limit evidently is),
- *   then a slow additive probe (1 % of the configured rate per second) above it.
+ *   then a slow additive probe (1 % of the configured rate per second) above it;
+ * - with the scheduler's wake-up tick (`tickMs`; `DISPATCH_TICK_MS` in the daemon), the bucket saves up one
+ *   tick's tokens and one more (`credit`), so the polls of a tick leave together without lowering the rate, and the
+ *   per-window count stays that of `qps`.
  */
-export function budgetOptions(qps: number): AdaptiveRateOptions {
+export function budgetOptions(qps: number, tickMs = 0): AdaptiveRateOptions {
   return {
     ratePerSec: qps,
+    credit: tickMs > 0 ? Math.ceil((qps * tickMs) / 1000) + 1 : 1,
     windowMs: 1040,
     coldStartMargin: true,
     penaltyCooldownMs: 1000,
@@ -84,8 +88,10 @@ export interface ApiBudgetOptions {
   clock: Clock;
   /** Receives one warn line per throttling answer. */
   log?: Log;
-  /** Bucket tuning per configured rate. @default {@link budgetOptions} */
+  /** Bucket tuning per configured rate. @default {@link budgetOptions} with {@link tickMs} */
   tuning?: (qps: number) => AdaptiveRateOptions;
+  /** The wake-up tick of the scheduler that dispatches the budgeted calls ({@link budgetOptions}). @default 0 */
+  tickMs?: number;
   /**
    * Whether calls may run at all: while it returns an error, every acquire (budgeted action or not) is refused with
    * it. The daemon uses it for a replica that cannot confirm it owns the account (DESIGN.md §12). @default none
@@ -141,7 +147,8 @@ export class ApiBudget {
     this.#clock = options.clock;
     this.#log = options.log;
     this.#gate = options.gate;
-    const tuning = options.tuning ?? budgetOptions;
+    const tickMs = options.tickMs ?? 0;
+    const tuning = options.tuning ?? ((qps: number) => budgetOptions(qps, tickMs));
     const now = options.clock.now();
     const submitQps = options.rates.submitQps ?? DEFAULT_SUBMIT_QPS;
     const qps: Record<BudgetName, number> = { status: options.rates.statusQps, page: options.rates.pageQps, check: submitQps, register: submitQps };
@@ -306,8 +313,14 @@ export class ApiBudget {
 }
 
 /** One account's budget from its `rateLimit` section. */
-export function createApiBudget(rates: BudgetRates, deps: { clock: Clock; log?: Log; gate?: () => DaemonError | null }): ApiBudget {
-  return new ApiBudget({ rates, clock: deps.clock, ...(deps.log ? { log: deps.log } : {}), ...(deps.gate ? { gate: deps.gate } : {}) });
+export function createApiBudget(rates: BudgetRates, deps: { clock: Clock; log?: Log; gate?: () => DaemonError | null; tickMs?: number }): ApiBudget {
+  return new ApiBudget({
+    rates,
+    clock: deps.clock,
+    ...(deps.log ? { log: deps.log } : {}),
+    ...(deps.gate ? { gate: deps.gate } : {}),
+    ...(deps.tickMs !== undefined ? { tickMs: deps.tickMs } : {}),
+  });
 }
 
 function abortReason(signal: AbortSignal): Error {

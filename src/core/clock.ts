@@ -113,17 +113,23 @@ export function createManualClock(startMs = 0): ManualClock {
           reject(abortReason(signal));
           return;
         }
-        const entry = { at: now + Math.max(0, ms), seq: (seq += 1), resolve };
-        sleepers.push(entry);
-        signal?.addEventListener(
-          'abort',
-          () => {
-            const idx = sleepers.indexOf(entry);
-            if (idx >= 0) sleepers.splice(idx, 1);
-            reject(abortReason(signal));
+        const onAbort = (): void => {
+          const idx = sleepers.indexOf(entry);
+          if (idx >= 0) sleepers.splice(idx, 1);
+          reject(abortReason(signal));
+        };
+        // NOTE: the listener goes when the sleep ends, as with real timers: a signal reused across sleeps (the
+        // scheduler's wake controller) must not collect one listener per sleep.
+        const entry = {
+          at: now + Math.max(0, ms),
+          seq: (seq += 1),
+          resolve: () => {
+            signal?.removeEventListener('abort', onAbort);
+            resolve();
           },
-          { once: true },
-        );
+        };
+        sleepers.push(entry);
+        signal?.addEventListener('abort', onAbort, { once: true });
       });
     },
     async advance(ms) {

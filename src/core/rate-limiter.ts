@@ -10,7 +10,8 @@
  * pushed out by minutes.
  *
  * How a take is decided (a GCRA-style token bucket plus a sliding-window guard):
- * - Tokens are spaced `1000 / currentRate` ms apart; the bucket holds up to `burst` tokens and starts full.
+ * - Tokens are spaced `1000 / currentRate` ms apart; the bucket holds up to `credit` tokens (`burst` unless
+ *   set) and starts full.
  * - Independently of floating-point drift in that spacing, the last `W = max(1, ⌊ratePerSec⌋) + burst − 1`
  *   take times are kept, and a take is refused while the W-th last one is less than `windowMs` (default 1000)
  *   ago. So in any half-open 1-second window at most W takes succeed; with `burst: 1` that is
@@ -31,6 +32,12 @@ export interface AdaptiveRateOptions {
   ratePerSec: number;
   /** Tokens the bucket can hold, i.e. requests allowed back to back. @default 1 */
   burst?: number;
+  /**
+   * Tokens the bucket may save up without raising the per-window guarantee (unlike `burst`): a caller that wakes
+   * only every few token intervals (the scheduler's wake-up tick) finds the tokens of the whole interval and sends
+   * them together, while any window still holds at most `⌊ratePerSec⌋ + burst − 1` takes. ≥ `burst`. @default `burst`
+   */
+  credit?: number;
   /** Floor of the adaptive rate. @default max(0.2, ratePerSec / 32), never above ratePerSec */
   minRatePerSec?: number;
   /** Additive recovery: rate units regained per second without throttling. @default ratePerSec / 20 */
@@ -76,8 +83,10 @@ export class AdaptiveTokenBucket {
   readonly maxRate: number;
   /** The floor of the adaptive rate. */
   readonly minRate: number;
-  /** Tokens the bucket can hold. */
+  /** Tokens the bucket can hold back to back beyond the rate (raises the per-window allowance). */
   readonly burst: number;
+  /** Tokens the bucket can save up (≥ burst; does not raise the per-window allowance). */
+  readonly credit: number;
   /** Rate units regained per second without throttling. */
   readonly recoveryPerSec: number;
   /** At most this many takes succeed in any half-open window of {@link windowMs} (so of one second too). */
@@ -96,7 +105,7 @@ export class AdaptiveTokenBucket {
   private baseRate: number;
   private baseAt: number;
   private lastPenaltyAt = -Infinity;
-  /** Theoretical arrival time of the next token (GCRA): a take is allowed once now ≥ tat − (burst−1)·interval. */
+  /** Theoretical arrival time of the next token (GCRA): a take is allowed once now ≥ tat − (credit−1)·interval. */
   private tat: number;
   /** Ring of the last `maxPerWindow` take times. */
   private readonly ring: Float64Array;
@@ -111,6 +120,8 @@ export class AdaptiveTokenBucket {
     assertNumber('ratePerSec', rate, rate > 0 && Number.isFinite(rate), 'a finite number > 0');
     const burst = options.burst ?? 1;
     assertNumber('burst', burst, Number.isInteger(burst) && burst >= 1 && burst <= 1_000_000, 'an integer ≥ 1');
+    const credit = options.credit ?? burst;
+    assertNumber('credit', credit, Number.isInteger(credit) && credit >= burst && credit <= 1_000_000, `an integer ≥ burst (${burst})`);
     const minRate = options.minRatePerSec ?? Math.min(rate, Math.max(0.2, rate / 32));
     assertNumber('minRatePerSec', minRate, minRate > 0 && minRate <= rate, `a number > 0 and ≤ ratePerSec (${rate})`);
     const recovery = options.recoveryPerSec ?? rate / 20;
@@ -132,6 +143,7 @@ export class AdaptiveTokenBucket {
     this.maxRate = rate;
     this.minRate = minRate;
     this.burst = burst;
+    this.credit = credit;
     this.recoveryPerSec = recovery;
     this.cooldownMs = cooldown;
     this.windowMs = windowMs;
@@ -177,7 +189,7 @@ export class AdaptiveTokenBucket {
     const interval = SECOND_MS / this.rateAt(now);
     // NOTE: float noise in the schedule (tat 2115.0000000001 for a caller back at 2115) is no wait: a caller that
     // slept exactly the answered wait gets its token. The per-window guard below stays exact.
-    const rawTokenWait = this.tat - (this.burst - 1) * interval - now;
+    const rawTokenWait = this.tat - (this.credit - 1) * interval - now;
     const tokenWait = rawTokenWait > WAIT_EPSILON_MS ? rawTokenWait : 0;
     let windowWait = 0;
     if (this.ringCount === this.maxPerWindow) {
@@ -249,7 +261,7 @@ export class AdaptiveTokenBucket {
     }
     const interval = SECOND_MS / this.rateAt(now);
     // Empty: the next token is one interval away, with no burst credit left.
-    this.tat = Math.max(this.tat, now + this.burst * interval);
+    this.tat = Math.max(this.tat, now + this.credit * interval);
   }
 
   /** The adaptive rate at `now`: the post-penalty rate plus additive recovery since, capped at {@link maxRate}. */

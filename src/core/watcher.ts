@@ -46,6 +46,8 @@ export interface WatcherOptions extends Pick<BatchRunnerOptions, 'store' | 'stat
   shutdownGraceMs?: number;
   /** Longest single sleep of the loop. @default 60000 */
   maxSleepMs?: number;
+  /** The loop's wake-up tick (`SchedulerOptions.wakeTickMs`); give the budget the same (`tickMs`). @default 0 (off) */
+  wakeTickMs?: number;
   /**
    * Lets I/O in between slices of a large reconciliation (start-up, reload).
    * @default a macrotask turn ({@link systemYield})
@@ -101,6 +103,7 @@ export class Watcher {
       log: options.log,
       graceMs: options.shutdownGraceMs ?? 5000,
       ...(options.maxSleepMs !== undefined ? { maxSleepMs: options.maxSleepMs } : {}),
+      ...(options.wakeTickMs !== undefined ? { wakeTickMs: options.wakeTickMs } : {}),
     });
   }
 

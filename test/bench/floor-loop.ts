@@ -24,6 +24,7 @@ type Sign = (input: Record<string, unknown>) => Built;
 const env = process.env;
 const endpoint = new URL(env.FLOOR_ENDPOINT ?? 'http://127.0.0.1:8787');
 const intervalMs = Number(env.FLOOR_INTERVAL_MS ?? '12000');
+const burst = Math.max(1, Number(env.FLOOR_BURST ?? '1'));
 const batches = JSON.parse(env.FLOOR_BATCHES ?? '[]') as { productKey: string; applyId: string }[];
 const dist = env.FLOOR_DIST ?? 'dist';
 const { buildSignedRequest } = (await import(pathToFileURL(`${dist}/alibaba/rpc-client.js`).href)) as { buildSignedRequest: Sign };
@@ -64,7 +65,7 @@ async function watch(b: { productKey: string; applyId: string }, startAfterMs: n
   }
 }
 
-const loops = batches.map((b, i) => watch(b, Math.floor((i * intervalMs) / Math.max(1, batches.length))));
+const loops = batches.map((b, i) => watch(b, Math.floor((Math.floor(i / burst) * burst * intervalMs) / Math.max(1, batches.length))));
 process.stdout.write('floor-loop ready\n');
 process.once('SIGTERM', () => {
   stopping = true;

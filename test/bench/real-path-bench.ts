@@ -58,7 +58,11 @@ export interface RealPathOptions {
   intervalMs?: number;
   /** The daemon's statusQps. @default 30 */
   statusQps?: number;
-  /** Wait after ready before the window. @default max(20 s, batches/statusQps + 8 s) */
+  /**
+   * Wait after ready before the window: every batch's first poll, and the JIT's warm-up (at 29 polls a second the
+   * hot functions are still being optimised for a minute or more, on background threads that count in the CPU).
+   * @default max(90 s, batches/statusQps + 8 s)
+   */
   warmupMs?: number;
   /** Measured window per run. @default 30000 */
   windowMs?: number;
@@ -423,7 +427,7 @@ export async function benchRealPath(options: RealPathOptions = {}): Promise<Real
     batches,
     intervalMs: options.intervalMs ?? 12_000,
     statusQps,
-    warmupMs: options.warmupMs ?? Math.max(20_000, Math.ceil((batches / statusQps) * 1000) + 8000),
+    warmupMs: options.warmupMs ?? Math.max(90_000, Math.ceil((batches / statusQps) * 1000) + 8000),
     windowMs: options.windowMs ?? 30_000,
     rounds: options.rounds ?? 3,
     idleWarmupMs: options.idleWarmupMs ?? 5000,

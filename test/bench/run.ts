@@ -10,6 +10,8 @@
  *
  * Sizes of the real-path benchmarks (defaults in brackets are the full run's):
  *   --rounds=N       real-path rounds [3]          --window-ms=N   real-path measured window [30000]
+ *   --warmup-ms=N    real-path warm-up after ready [max(90000, batches/statusQps + 8 s)]
+ *   --daemon-node-args="--flag …"   real-path: Node options of the daemon child (e.g. V8 flags to compare)
  *   --batches=N      real-path batches [350]       --sizes=A,B     yaml-scale batch counts [100000,20000]
  *   --keep           keep their work directories (configs, logs, state) and print where
  *
@@ -46,6 +48,8 @@ const { values, positionals } = parseArgs({
     out: { type: 'string', default: 'bench-results.json' },
     rounds: { type: 'string' },
     'window-ms': { type: 'string' },
+    'daemon-node-args': { type: 'string' },
+    'warmup-ms': { type: 'string' },
     batches: { type: 'string' },
     sizes: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -71,6 +75,7 @@ const intArg = (flag: string, raw: string | undefined): number | undefined => {
 };
 const rounds = intArg('rounds', values.rounds);
 const windowMs = intArg('window-ms', values['window-ms']);
+const warmupMs = intArg('warmup-ms', values['warmup-ms']);
 const rpBatches = intArg('batches', values.batches);
 const sizes = values.sizes?.split(',').map((x) => intArg('sizes', x.trim()) as number);
 const keep = values.keep ?? false;
@@ -358,7 +363,9 @@ await step(
       ...(smoke ? { batches: 60, intervalMs: 3000, warmupMs: 5000, windowMs: 6000, rounds: 1, idleWarmupMs: 1000, idleWindowMs: 4000 } : {}),
       ...(rounds === undefined ? {} : { rounds }),
       ...(windowMs === undefined ? {} : { windowMs }),
+      ...(warmupMs === undefined ? {} : { warmupMs }),
       ...(rpBatches === undefined ? {} : { batches: rpBatches }),
+      ...(values['daemon-node-args'] === undefined ? {} : { daemonNodeArgs: values['daemon-node-args'].split(' ').filter((a) => a !== '') }),
       keep,
     }),
   printRealPath,
