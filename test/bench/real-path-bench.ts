@@ -70,6 +70,11 @@ export interface RealPathOptions {
   rounds?: number;
   /** Also measure the transport floor (floor-loop.ts) each round. @default true */
   floor?: boolean;
+  /**
+   * The floor's loops start in groups of this many (FLOOR_BURST), so its polls leave that many per wake-up, like the
+   * daemon's on its tick. @default 1 (one wake-up per poll)
+   */
+  floorBurst?: number;
   /** Idle daemon: warm-up and window. @default 5000 / 20000 */
   idleWarmupMs?: number;
   idleWindowMs?: number;
@@ -277,6 +282,7 @@ async function startFloorLoop(ctx: Ctx, name: string): Promise<Started> {
       FLOOR_ENDPOINT: ctx.sim.url,
       FLOOR_BATCHES: JSON.stringify(list),
       FLOOR_INTERVAL_MS: String(ctx.o.intervalMs),
+      FLOOR_BURST: String(ctx.o.floorBurst),
       FLOOR_DIST: resolve(REPO, 'dist'),
       ALIBABA_CLOUD_ACCESS_KEY_ID: SIM_AK,
       ALIBABA_CLOUD_ACCESS_KEY_SECRET: SIM_SECRET,
@@ -434,6 +440,7 @@ export async function benchRealPath(options: RealPathOptions = {}): Promise<Real
     idleWindowMs: options.idleWindowMs ?? 20_000,
     keep: options.keep ?? false,
     floor: options.floor ?? true,
+    floorBurst: options.floorBurst ?? 1,
   };
   const log = options.log ?? ((l: string) => console.log(l));
   builtCli();

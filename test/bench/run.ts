@@ -11,6 +11,7 @@
  * Sizes of the real-path benchmarks (defaults in brackets are the full run's):
  *   --rounds=N       real-path rounds [3]          --window-ms=N   real-path measured window [30000]
  *   --warmup-ms=N    real-path warm-up after ready [max(90000, batches/statusQps + 8 s)]
+ *   --floor-burst=N  real-path: the floor sends its polls N per wake-up [1]
  *   --daemon-node-args="--flag …"   real-path: Node options of the daemon child (e.g. V8 flags to compare)
  *   --batches=N      real-path batches [350]       --sizes=A,B     yaml-scale batch counts [100000,20000]
  *   --keep           keep their work directories (configs, logs, state) and print where
@@ -50,6 +51,7 @@ const { values, positionals } = parseArgs({
     'window-ms': { type: 'string' },
     'daemon-node-args': { type: 'string' },
     'warmup-ms': { type: 'string' },
+    'floor-burst': { type: 'string' },
     batches: { type: 'string' },
     sizes: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -76,6 +78,7 @@ const intArg = (flag: string, raw: string | undefined): number | undefined => {
 const rounds = intArg('rounds', values.rounds);
 const windowMs = intArg('window-ms', values['window-ms']);
 const warmupMs = intArg('warmup-ms', values['warmup-ms']);
+const floorBurst = intArg('floor-burst', values['floor-burst']);
 const rpBatches = intArg('batches', values.batches);
 const sizes = values.sizes?.split(',').map((x) => intArg('sizes', x.trim()) as number);
 const keep = values.keep ?? false;
@@ -364,6 +367,7 @@ await step(
       ...(rounds === undefined ? {} : { rounds }),
       ...(windowMs === undefined ? {} : { windowMs }),
       ...(warmupMs === undefined ? {} : { warmupMs }),
+      ...(floorBurst === undefined ? {} : { floorBurst }),
       ...(rpBatches === undefined ? {} : { batches: rpBatches }),
       ...(values['daemon-node-args'] === undefined ? {} : { daemonNodeArgs: values['daemon-node-args'].split(' ').filter((a) => a !== '') }),
       keep,
