@@ -574,7 +574,7 @@ class FileLedgerImpl implements FileLedger {
     this.tempCounter += 1;
     const temp = join(this.dir, `${SNAPSHOT_TEMP_PREFIX}${process.pid}-${this.tempCounter}`);
     const target = join(this.dir, SNAPSHOT_FILE);
-    let bytes = 0;
+    let bytes: number;
     let handle: FileHandle | null = null;
     try {
       const opened = await this.fs.open(temp, 'w', 0o600);
