@@ -45,17 +45,18 @@ import { systemClock } from '../core/clock.js';
 import type { JournalRecord, LedgerSnapshot, LedgerStore } from '../core/ports.js';
 import { DaemonError } from '../errors.js';
 import { ensureDirectory } from '../safe-fs.js';
+import { ByteChunk } from './byte-chunk.js';
 import type { SnapshotCapture } from './journal-format.js';
 import {
   captureSnapshot,
   checkJournalRecord,
   encodeJournalLine,
-  encodeSnapshotHeader,
   journalFileName,
   parseJournalFileName,
+  putJournalLine,
   SNAPSHOT_FILE,
   SNAPSHOT_TEMP_PREFIX,
-  snapshotBodyChunks,
+  writeSnapshotTo,
 } from './journal-format.js';
 import type { LedgerFs } from './ledger-fs.js';
 import { errnoCode, nodeLedgerFs, storeError } from './ledger-fs.js';
@@ -143,6 +144,12 @@ interface BarrierItem {
 type QueueItem = AppendItem | BarrierItem;
 
 const DEFAULT_GROUP_COMMIT_MS = 5;
+/**
+ * Reused encoding buffers (see byte-chunk.ts): a journal group larger than its buffer is written in several writes
+ * before its one fsync; a snapshot is written one buffer at a time.
+ */
+const JOURNAL_CHUNK_BYTES = 256 * 1024;
+const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 
 /**
  * Opens (creating when needed) the ledger in `options.dir`: takes the lock, reads the snapshot and journals,
@@ -254,6 +261,9 @@ class FileLedgerImpl implements FileLedger {
   private readonly genBytes = new Map<number, number>();
   private readonly genRecords = new Map<number, number>();
   private tempCounter = 0;
+  /** Encoding buffers, allocated on first use: one for the flush loop, one for compactions (each runs one at a time). */
+  private journalChunk: ByteChunk | null = null;
+  private snapshotChunk: ByteChunk | null = null;
   private counters = { appendedRecords: 0, groupWrites: 0, failedWrites: 0, compactions: 0 };
 
   constructor(init: {
@@ -458,25 +468,37 @@ class FileLedgerImpl implements FileLedger {
   }
 
   private async writeGroup(group: AppendItem[]): Promise<void> {
-    let seq = this.lastSeq;
-    let text = '';
-    for (const item of group) {
-      for (const json of item.json) {
-        seq += 1;
-        text += encodeJournalLine(seq, json);
-      }
-    }
-    const records = seq - this.lastSeq;
-    const data = Buffer.from(text, 'utf8');
+    let records = 0;
+    for (const item of group) records += item.json.length;
     const path = this.journalPath(this.gen);
+    // NOTE: the lines are encoded into one reused buffer, written out each time it fills, instead of as one string
+    // of the whole group (issue #14: at start-up a group is megabytes, which went to the old generation).
+    const chunk = (this.journalChunk ??= new ByteChunk(JOURNAL_CHUNK_BYTES));
+    chunk.reset();
+    let bytes = 0;
     let opened = false;
     try {
       await this.checkLease();
       const handle = await this.ensureJournal(path);
       opened = true;
-      await this.fs.write(handle, data);
+      const sink = (data: Buffer): Promise<void> => this.fs.write(handle, data);
+      let seq = this.lastSeq;
+      for (const item of group) {
+        for (const json of item.json) {
+          seq += 1;
+          if (putJournalLine(chunk, seq, json)) continue;
+          bytes += await chunk.drainTo(sink);
+          if (putJournalLine(chunk, seq, json)) continue;
+          // A line larger than the whole buffer: on its own.
+          const data = Buffer.from(encodeJournalLine(seq, json), 'utf8');
+          await sink(data);
+          bytes += data.length;
+        }
+      }
+      bytes += await chunk.drainTo(sink);
       if (this.fsync) await this.fs.sync(handle);
     } catch (err) {
+      chunk.reset();
       const error = storeError('append to', path, err);
       this.counters.failedWrites += 1;
       this.logger?.warn({ err: error, file: path, records }, 'ledger append failed');
@@ -485,9 +507,9 @@ class FileLedgerImpl implements FileLedger {
       for (const item of group) item.reject(error);
       return;
     }
-    this.goodSize += data.length;
-    this.lastSeq = seq;
-    this.genBytes.set(this.gen, (this.genBytes.get(this.gen) ?? 0) + data.length);
+    this.goodSize += bytes;
+    this.lastSeq += records;
+    this.genBytes.set(this.gen, (this.genBytes.get(this.gen) ?? 0) + bytes);
     this.genRecords.set(this.gen, (this.genRecords.get(this.gen) ?? 0) + records);
     this.counters.appendedRecords += records;
     this.counters.groupWrites += 1;
@@ -552,22 +574,14 @@ class FileLedgerImpl implements FileLedger {
     this.tempCounter += 1;
     const temp = join(this.dir, `${SNAPSHOT_TEMP_PREFIX}${process.pid}-${this.tempCounter}`);
     const target = join(this.dir, SNAPSHOT_FILE);
-    let bytes = 0;
+    let bytes: number;
     let handle: FileHandle | null = null;
     try {
-      handle = await this.fs.open(temp, 'w', 0o600);
-      let pending = encodeSnapshotHeader(gen, seq);
-      for (const chunk of snapshotBodyChunks(capture)) {
-        pending += chunk;
-        if (pending.length < 1 << 20) continue;
-        const data = Buffer.from(pending, 'utf8');
-        await this.fs.write(handle, data);
-        bytes += data.length;
-        pending = '';
-      }
-      const data = Buffer.from(pending, 'utf8');
-      await this.fs.write(handle, data);
-      bytes += data.length;
+      const opened = await this.fs.open(temp, 'w', 0o600);
+      handle = opened;
+      // NOTE: record by record through one reused buffer, not as strings of the whole state (issue #14).
+      const chunk = (this.snapshotChunk ??= new ByteChunk(SNAPSHOT_CHUNK_BYTES));
+      bytes = await writeSnapshotTo(chunk, gen, seq, capture, (data) => this.fs.write(opened, data));
       if (this.fsync) await this.fs.sync(handle);
       await handle.close();
       handle = null;

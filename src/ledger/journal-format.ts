@@ -20,6 +20,7 @@ import { crc32 } from 'node:zlib';
 import { DaemonError } from '../errors.js';
 import type { JournalRecord, LedgerSnapshot } from '../core/ports.js';
 import type { BatchRecord, OutboxEntry } from '../core/record.js';
+import type { ByteChunk, ChunkSink } from './byte-chunk.js';
 
 /** Current snapshot format version. */
 export const SNAPSHOT_VERSION = 1;
@@ -53,6 +54,21 @@ function crcHex(text: string): string {
 export function encodeJournalLine(seq: number, recordJson: string): string {
   const prefix = `{"s":${seq},"r":${recordJson}`;
   return `${prefix},"c":"${crcHex(prefix)}"}\n`;
+}
+
+/**
+ * Encodes one journal line (the bytes of {@link encodeJournalLine}) straight into `chunk`, the checksum computed over
+ * the bytes in place, so no line string is built. Returns false, with nothing written, when the line does not fit.
+ */
+export function putJournalLine(chunk: ByteChunk, seq: number, recordJson: string): boolean {
+  const head = `{"s":${seq},"r":`;
+  if (!chunk.fits(recordJson, head.length + CRC_SUFFIX_LENGTH + 1)) return false;
+  const start = chunk.used;
+  chunk.put(head);
+  chunk.put(recordJson);
+  const crc = crc32(chunk.view(start)).toString(16).padStart(8, '0');
+  chunk.put(`,"c":"${crc}"}\n`);
+  return true;
 }
 
 /** Throws when `value` is not a well-formed journal record; returns it typed otherwise. */
@@ -251,28 +267,53 @@ export function captureSnapshot(state: LedgerSnapshot): SnapshotCapture {
 }
 
 /**
- * The state part of a snapshot (everything after the header), in pieces of about `chunkSize` records so a
- * writer can interleave them with I/O instead of blocking the event loop on one huge string.
+ * The state part of a snapshot (everything after the header) in order, one piece per record with its separator, so
+ * a writer can encode it record by record (see {@link writeSnapshotTo}). Joined, the pieces are the whole part.
  */
-export function* snapshotBodyChunks(capture: SnapshotCapture, chunkSize = 1000): Generator<string> {
+export function* snapshotBodyPieces(capture: SnapshotCapture): Generator<string> {
   // NOTE: one record per line (still one JSON document), so a reader can parse it line by line without holding
   // the whole file as one string (see parseSnapshotLines).
   yield '"batches":[\n';
-  for (let i = 0; i < capture.batches.length; i += chunkSize) {
-    const part = capture.batches.slice(i, i + chunkSize).map((rec) => JSON.stringify(rec));
-    yield (i === 0 ? '' : ',\n') + part.join(',\n');
+  let sep = '';
+  for (const rec of capture.batches) {
+    yield sep + JSON.stringify(rec);
+    sep = ',\n';
   }
   yield '\n],"outbox":[\n';
-  for (let i = 0; i < capture.outbox.length; i += chunkSize) {
-    const part = capture.outbox.slice(i, i + chunkSize).map((entry) => JSON.stringify(entry));
-    yield (i === 0 ? '' : ',\n') + part.join(',\n');
+  sep = '';
+  for (const entry of capture.outbox) {
+    yield sep + JSON.stringify(entry);
+    sep = ',\n';
   }
   yield '\n]}\n';
 }
 
+/**
+ * Writes a whole snapshot (header and state part) through `chunk` to `sink`, one record at a time, handing the
+ * chunk to `sink` each time it fills: the file's bytes are those of header + {@link encodeSnapshotBody}, but no
+ * string longer than one record is built. Each `sink` call is an I/O turn, so the event loop runs between chunks.
+ * Returns the bytes written.
+ */
+export async function writeSnapshotTo(
+  chunk: ByteChunk,
+  gen: number,
+  seq: number,
+  capture: SnapshotCapture,
+  sink: ChunkSink,
+): Promise<number> {
+  chunk.reset();
+  let bytes = await chunk.append(encodeSnapshotHeader(gen, seq), sink);
+  for (const piece of snapshotBodyPieces(capture)) {
+    if (chunk.fits(piece)) chunk.put(piece);
+    else bytes += await chunk.append(piece, sink);
+  }
+  bytes += await chunk.drainTo(sink);
+  return bytes;
+}
+
 /** The whole state part of a snapshot as one string. */
 export function encodeSnapshotBody(state: LedgerSnapshot): string {
-  return [...snapshotBodyChunks(captureSnapshot(state))].join('');
+  return [...snapshotBodyPieces(captureSnapshot(state))].join('');
 }
 
 /** The snapshot header that goes before {@link encodeSnapshotBody}. */
@@ -288,7 +329,7 @@ export interface ParsedSnapshot {
 }
 
 /**
- * Parses a snapshot given as its lines (the format {@link snapshotBodyChunks} writes: a header line ending in
+ * Parses a snapshot given as its lines (the format {@link writeSnapshotTo} writes: a header line ending in
  * `"batches":[`, one record per line, `],"outbox":[`, one entry per line, `]}`), one line at a time, so memory
  * holds the records but never the whole file. Returns null when the lines are not in that shape (an older
  * single-line snapshot): the caller then parses the whole text with {@link parseSnapshot}.

@@ -252,6 +252,25 @@ describe('ConfigSource: removals need two stable reads', () => {
     expect(keys(await source.load())).toEqual([...all].sort());
   });
 
+  it('removal check after a matching prefix: an added last entry keeps all, a removed last or middle entry is kept once', async () => {
+    const { clock, file, source } = setup();
+    file.write(yaml(['1', '2', '3']));
+    await clock.advance(SETTLE_MS);
+    await source.load();
+    file.write(yaml(['1', '2', '3', '4'])); // the previous batches are the new file's first ones, in order
+    await clock.advance(SETTLE_MS);
+    expect(keys(await source.load())).toEqual(['1', '2', '3', '4']);
+    expect(source.keptKeys()).toEqual([]);
+    file.write(yaml(['1', '2', '3'])); // the last one removed: the prefix matches up to it
+    await clock.advance(SETTLE_MS);
+    expect(keys(await source.load())).toEqual(['1', '2', '3', '4']);
+    expect(source.keptKeys()).toEqual(['a1SimProduct1/4']);
+    file.write(yaml(['1', '3', '5'])); // 2 removed after a one-entry prefix, 4 still missing, 5 new
+    await clock.advance(SETTLE_MS);
+    expect(keys(await source.load())).toEqual(['1', '2', '3', '5']);
+    expect(source.keptKeys()).toEqual(['a1SimProduct1/2']);
+  });
+
   it('a stable read that has the batch again resets its count', async () => {
     const { clock, file, source } = setup();
     file.write(yaml(['1', '2']));

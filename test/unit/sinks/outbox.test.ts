@@ -163,6 +163,79 @@ describe('Outbox', () => {
     await outbox.stop();
   });
 
+  it('groups the acks of a burst into few appends, in delivery order, each done after both acks (issue #14)', async () => {
+    const ledger = createMemoryLedger();
+    let appends = 0;
+    const counted: MemoryLedger = {
+      ...ledger,
+      append(batch) {
+        if (batch.some((r) => r.t === 'ack' || r.t === 'done')) appends += 1;
+        return ledger.append(batch);
+      },
+    };
+    const a = fakeSink('a');
+    const b = fakeSink('b');
+    const outbox = makeOutbox([a, b], counted);
+    const events = Array.from({ length: 3000 }, (_, i) => makeEvent({ id: `1295006:seq:${i}`, type: 'batch.status_changed', status: 'CREATE', outcome: undefined }));
+    for (const e of events) await emit(ledger, outbox, e);
+    outbox.start();
+    expect(await outbox.flush(1000)).toBe(true);
+    // 6,000 acks and 3,000 dones: one append per delivery before; now about one per turn of the lanes.
+    expect(appends).toBeLessThanOrEqual(Math.ceil(9000 / YIELD_EVERY) + 4);
+    const acks = acksOf(ledger.records);
+    expect(acks).toHaveLength(9000);
+    for (const e of events) {
+      const done = acks.indexOf(`done:${e.id}`);
+      expect(done).toBeGreaterThan(acks.indexOf(`a:${e.id}`));
+      expect(done).toBeGreaterThan(acks.indexOf(`b:${e.id}`));
+    }
+    expect(acks.filter((x) => x.startsWith('a:'))).toEqual(events.map((e) => `a:${e.id}`));
+    expect(ledger.replay()).toEqual([]);
+    await outbox.stop();
+  });
+
+  it('appends the ack of a slow sink in the turn after its delivery, not after a group fills', async () => {
+    const ledger = createMemoryLedger();
+    let release: (() => void) | null = null;
+    const slow: EventSink = {
+      name: 'slow',
+      deliver: (event) =>
+        event.id.endsWith(':0')
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => {
+              release = resolve;
+            }),
+      close: () => Promise.resolve(),
+    };
+    const outbox = makeOutbox([slow], ledger);
+    const events = makeEvents(2);
+    for (const e of events) await emit(ledger, outbox, e);
+    outbox.start();
+    await settle();
+    // The second delivery still hangs; the first one's ack and done are durable already.
+    expect(acksOf(ledger.records)).toEqual([`slow:${events[0]!.id}`, `done:${events[0]!.id}`]);
+    expect(outbox.pending()).toBe(1);
+    (release as (() => void) | null)?.();
+    expect(await outbox.flush(1000)).toBe(true);
+    expect(acksOf(ledger.records)).toEqual([`slow:${events[0]!.id}`, `done:${events[0]!.id}`, `slow:${events[1]!.id}`, `done:${events[1]!.id}`]);
+    await outbox.stop();
+  });
+
+  it('stop() appends the acks of deliveries made just before it', async () => {
+    const ledger = createMemoryLedger();
+    const a = fakeSink('a');
+    const outbox = makeOutbox([a], ledger);
+    outbox.start();
+    const event = makeEvents(1)[0]!;
+    await emit(ledger, outbox, event);
+    // Delivered within the microtasks of this turn; the ack's turn has not come yet.
+    for (let i = 0; i < 10; i += 1) await Promise.resolve();
+    expect(a.delivered).toEqual([event]);
+    await outbox.stop();
+    expect(acksOf(ledger.records)).toEqual([`a:${event.id}`, `done:${event.id}`]);
+    expect(ledger.replay()).toEqual([]);
+  });
+
   it('delivers the same event object to every sink (log line, emitter)', async () => {
     const ledger = createMemoryLedger();
     const { logger, entries } = captureLogger();
