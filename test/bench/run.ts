@@ -49,6 +49,7 @@ const { values, positionals } = parseArgs({
     batches: { type: 'string' },
     sizes: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    'client-code': { type: 'string', default: 'src' },
   },
 });
 const smoke = values.smoke ?? false;
@@ -74,12 +75,17 @@ const windowMs = intArg('window-ms', values['window-ms']);
 const rpBatches = intArg('batches', values.batches);
 const sizes = values.sizes?.split(',').map((x) => intArg('sizes', x.trim()) as number);
 const keep = values.keep ?? false;
+const clientCode = values['client-code'];
+if (clientCode !== 'src' && clientCode !== 'dist') {
+  console.error(`--client-code: expected dist or src, got \`${String(clientCode)}\``);
+  process.exit(2);
+}
 
 const f = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : String(n));
 const ok = (met: boolean): string => (met ? 'met' : 'MISSED');
 
 function printClient(r: ClientBenchResult): void {
-  console.log('\n1. Client throughput: QueryBatchRegisterDeviceStatus against the simulator (separate process, QPS limits off)');
+  console.log(`\n1. Client throughput: QueryBatchRegisterDeviceStatus against the simulator (separate process, QPS limits off); our client from ${r.code === 'dist' ? 'dist/ (built)' : 'src/ through tsx'}`);
   const rows: string[][] = [];
   for (const l of r.levels) {
     for (const [name, x] of [
@@ -335,8 +341,8 @@ await step(
   'client',
   () =>
     smoke
-      ? benchClients({ rounds: 1, warmup: 100, requestsPerRun: () => 300 })
-      : benchClients({ rounds: 5, warmup: 500, requestsPerRun: (c) => (c === 1 ? 2000 : 4000) }),
+      ? benchClients({ rounds: 1, warmup: 100, requestsPerRun: () => 300, code: clientCode })
+      : benchClients({ rounds: 5, warmup: 500, requestsPerRun: (c) => (c === 1 ? 2000 : 4000), code: clientCode }),
   printClient,
 );
 await step('policy', () => benchPolicies(smoke ? { batches: 1000 } : { batches: 10_000 }), printPolicy);
