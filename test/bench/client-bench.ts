@@ -59,7 +59,7 @@ export interface ClientBenchOptions {
   rounds?: number;
   /** Requests of the unmeasured warm-up run of each client. @default 500 */
   warmup?: number;
-  /** Where our client's code comes from: `dist` (built, what users run) or `src` through tsx. @default 'src' */
+  /** Where our client's code comes from: `dist` (built, what users run; needs `npm run build`) or `src` through tsx. @default 'dist' */
   code?: ClientCode;
 }
 
@@ -312,7 +312,7 @@ export async function benchClients(options: ClientBenchOptions = {}): Promise<Cl
   const rounds = options.rounds ?? 3;
   const perRun = options.requestsPerRun ?? ((c: number) => (c === 1 ? 2000 : 4000));
   const warmup = options.warmup ?? 500;
-  const code = options.code ?? 'src';
+  const code = options.code ?? 'dist';
   const modules = await loadOurModules(code);
   const sim = await startSimulatorChild();
   subscribe('net.client.socket', onSocket);

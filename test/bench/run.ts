@@ -12,8 +12,10 @@
  *   --rounds=N       real-path rounds [3]          --window-ms=N   real-path measured window [30000]
  *   --batches=N      real-path batches [350]       --sizes=A,B     yaml-scale batch counts [100000,20000]
  *   --keep           keep their work directories (configs, logs, state) and print where
+ *   --client-code=dist|src   where the client benchmark loads our client from [dist: the build, as users run it;
+ *                    src: the sources through tsx]
  *
- * real-path, yaml-scale and two-account drive the built CLI: run `npm run build` first.
+ * real-path, yaml-scale and two-account drive the built CLI, and client the built client: run `npm run build` first.
  *
  * Exit code 0 when every benchmark ran (whether or not its targets were met: the JSON and the table say
  * which), 1 when one crashed. Not a vitest test.
@@ -49,7 +51,7 @@ const { values, positionals } = parseArgs({
     batches: { type: 'string' },
     sizes: { type: 'string' },
     keep: { type: 'boolean', default: false },
-    'client-code': { type: 'string', default: 'src' },
+    'client-code': { type: 'string', default: 'dist' },
   },
 });
 const smoke = values.smoke ?? false;
