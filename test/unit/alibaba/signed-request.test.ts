@@ -87,7 +87,13 @@ describe('buildSignedRequest V3', () => {
           credentials: fc.record({
             accessKeyId: fc.string({ unit: fc.constantFrom(...'LTAI5tAbc09'.split('')), minLength: 1, maxLength: 24 }),
             accessKeySecret: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 70 }),
-            securityToken: fc.oneof(fc.constant(null), fc.constant(''), fc.string({ unit: fc.constantFrom(...'CAIS+/=abc09'.split('')), minLength: 1, maxLength: 300 })),
+            // NOTE: real STS tokens are 1 to 2 kB; fast-check draws short strings unless told the length.
+            securityToken: fc.oneof(
+              fc.constant(null),
+              fc.constant(''),
+              fc.string({ unit: fc.constantFrom(...'CAIS+/=abc09 '.split('')), minLength: 1, maxLength: 64 }),
+              fc.string({ unit: fc.constantFrom(...'CAIS+/=abc09'.split('')), minLength: 900, maxLength: 2000 }),
+            ),
           }),
           timestamp: fc.date({ min: new Date('2020-01-01T00:00:00Z'), max: new Date('2030-01-01T00:00:00Z'), noInvalidDate: true }).map((d) => d.toISOString().replace(/\.\d{3}Z$/, 'Z')),
           nonce: fc.uuid(),
@@ -119,6 +125,8 @@ describe('buildSignedRequest V3', () => {
       { ...base, nonce: 'fixed-nonce-0002' },
       { ...base, credentials: { ...base.credentials, securityToken: 'CAIS-token-1' } },
       { ...base, credentials: { ...base.credentials, securityToken: 'CAIS-token-2' } },
+      { ...base, credentials: { ...base.credentials, securityToken: `CAIS${'x'.repeat(1500)}` } },
+      { ...base, credentials: { ...base.credentials, securityToken: `CAIS${'x'.repeat(1499)}y` } },
       { ...base, credentials: { ...base.credentials, accessKeySecret: 'testsecret2' } },
       { ...base, credentials: { ...base.credentials, accessKeyId: 'testid2' } },
       { ...base, host: '127.0.0.1:8787' },
