@@ -21,7 +21,7 @@ import type {
 } from '../core/ports.js';
 import { DaemonError } from '../errors.js';
 import { ApiError } from './errors.js';
-import type { RpcClient, RpcResponse } from './rpc-client.js';
+import type { RpcCallOptions, RpcClient, RpcResponse } from './rpc-client.js';
 
 /** Page size used by `listAllDevicesByApplyId` (the API maximum). */
 export const DEVICE_PAGE_SIZE = 50;
@@ -74,13 +74,16 @@ export function createIotApi(options: IotApiOptions): AlibabaIotApi {
     if (id !== null && id !== '') params.IotInstanceId = id;
     return params;
   };
-  const rpcOpts = (o: CallOptions | undefined, idempotent = true): Parameters<RpcClient['call']>[2] => ({
-    ...(o?.signal === undefined ? {} : { signal: o.signal }),
-    ...(o?.endpoint === undefined ? {} : { endpoint: o.endpoint }),
-    ...(o?.beforeSend === undefined ? {} : { beforeSend: o.beforeSend }),
-    ...(o?.onSent === undefined ? {} : { onSent: o.onSent }),
-    idempotent,
-  });
+  // NOTE: assignments, not four conditional spreads: this runs on every status poll; absent options stay absent.
+  const rpcOpts = (o: CallOptions | undefined, idempotent = true): RpcCallOptions => {
+    const out: RpcCallOptions = { idempotent };
+    if (o === undefined) return out;
+    if (o.signal !== undefined) out.signal = o.signal;
+    if (o.endpoint !== undefined) out.endpoint = o.endpoint;
+    if (o.beforeSend !== undefined) out.beforeSend = o.beforeSend;
+    if (o.onSent !== undefined) out.onSent = o.onSent;
+    return out;
+  };
 
   const queryPageByApplyId: IotApi['queryPageByApplyId'] = async (req, o) => {
     const action = 'QueryPageByApplyId';

@@ -69,8 +69,14 @@ export function quoteIntegerFields(text: string, keys: ReadonlySet<string> = LOS
 export function parseJsonLossless(text: string, keys: ReadonlySet<string> = LOSSLESS_INTEGER_KEYS): unknown {
   // NOTE: the hot path (a status poll's answer) has no such key: skip the lexer's pass over every string.
   let mentioned = false;
-  if (keys === LOSSLESS_INTEGER_KEYS) mentioned = DEFAULT_NEEDLES.some((needle) => text.includes(needle));
-  else {
+  if (keys === LOSSLESS_INTEGER_KEYS) {
+    for (const needle of DEFAULT_NEEDLES) {
+      if (text.includes(needle)) {
+        mentioned = true;
+        break;
+      }
+    }
+  } else {
     for (const k of keys) {
       if (text.includes(`"${k}"`)) {
         mentioned = true;

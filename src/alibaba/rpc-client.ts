@@ -42,7 +42,7 @@ import { ApiError, scrubSecrets } from './errors.js';
 import { parseJsonLossless } from './lossless-json.js';
 import { canonicalQuery } from './percent-encode.js';
 import { formatTimestamp, signV1, v1CommonParams } from './sign-v1.js';
-import { EMPTY_SHA256, sha256Hex, signV3, v3Headers } from './sign-v3.js';
+import { EMPTY_SHA256, sha256Hex, signV3Rpc } from './sign-v3.js';
 import { isLoopbackHost } from '../loopback.js';
 import { checkUrl } from '../url-rule.js';
 
@@ -226,34 +226,65 @@ export function buildSignedRequest(input: {
     return { path: `/?${canonicalQuery(query)}`, headers, body, signature };
   }
   const bodySha256 = body === null ? EMPTY_SHA256 : sha256Hex(body);
-  const headers = v3Headers({
+  const query = canonicalQuery(input.params);
+  const token = c.securityToken ? c.securityToken : null;
+  const { signature, authorization } = signV3Rpc({
     host: input.host,
     action: input.action,
     version: input.version,
     date: input.timestamp,
     nonce: input.nonce,
-    bodySha256,
-    securityToken: c.securityToken,
-    accessKeyId: c.accessKeyId,
-  });
-  if (body !== null) headers['content-type'] = FORM_CONTENT_TYPE;
-  const query = canonicalQuery(input.params);
-  const signed = signV3({
-    method: 'POST',
-    path: '/',
-    query: input.params,
     canonicalQueryString: query,
-    headers,
     bodySha256,
+    contentType: body === null ? null : FORM_CONTENT_TYPE,
     accessKeyId: c.accessKeyId,
     accessKeySecret: c.accessKeySecret,
+    securityToken: token,
   });
-  // NOTE: added after signing (unsigned headers), onto the same object: no copy per request.
-  headers.authorization = signed.authorization;
-  headers.accept = 'application/json';
-  headers['user-agent'] = input.userAgent;
-  return { path: query === '' ? '/' : `/?${query}`, headers, body, signature: signed.signature };
+  // NOTE: the headers v3Headers() builds, in its order, then the unsigned ones; one object literal per request.
+  const headers: Record<string, string> =
+    token === null
+      ? {
+          host: input.host,
+          'x-acs-action': input.action,
+          'x-acs-version': input.version,
+          'x-acs-date': input.timestamp,
+          'x-acs-signature-nonce': input.nonce,
+          'x-acs-content-sha256': bodySha256,
+          authorization,
+          accept: 'application/json',
+          'user-agent': input.userAgent,
+        }
+      : {
+          host: input.host,
+          'x-acs-action': input.action,
+          'x-acs-version': input.version,
+          'x-acs-date': input.timestamp,
+          'x-acs-signature-nonce': input.nonce,
+          'x-acs-content-sha256': bodySha256,
+          'x-acs-security-token': token,
+          'x-acs-accesskey-id': c.accessKeyId,
+          authorization,
+          accept: 'application/json',
+          'user-agent': input.userAgent,
+        };
+  if (body !== null) headers['content-type'] = FORM_CONTENT_TYPE;
+  return { path: query === '' ? '/' : `/?${query}`, headers, body, signature };
 }
+
+/**
+ * An endpoint resolved once: `URL.origin` and `URL.host` are getters that build a new string on every read, and the
+ * pool map and the signed `host` header would read them on every attempt.
+ */
+interface Endpoint {
+  origin: string;
+  host: string;
+}
+
+const endpointOf = (url: URL): Endpoint => ({ origin: url.origin, host: url.host });
+
+/** Per-call endpoints (per-batch regions) kept resolved; past this many distinct strings the map starts over. */
+const MAX_ENDPOINTS = 64;
 
 /** The service cannot have acted on the request: safe to resend a non-idempotent call (the table's column). */
 function safeToResend(err: ApiError): boolean {
@@ -262,7 +293,19 @@ function safeToResend(err: ApiError): boolean {
 
 /** Creates the client. Throws a config `DaemonError` when `endpoint` is not acceptable. */
 export function createRpcClient(options: RpcClientOptions): RpcClient {
-  const defaultEndpoint = parseEndpoint(options.endpoint);
+  const defaultEndpoint = endpointOf(parseEndpoint(options.endpoint));
+  const endpoints = new Map<string, Endpoint>();
+  /** The endpoint of a call; an invalid one throws each time (never cached). */
+  const resolveEndpoint = (endpoint: string | undefined): Endpoint => {
+    if (endpoint === undefined) return defaultEndpoint;
+    let e = endpoints.get(endpoint);
+    if (e === undefined) {
+      e = endpointOf(parseEndpoint(endpoint));
+      if (endpoints.size >= MAX_ENDPOINTS) endpoints.clear();
+      endpoints.set(endpoint, e);
+    }
+    return e;
+  };
   const version = options.version ?? IOT_API_VERSION;
   const signatureVersion = options.signatureVersion ?? 'v3';
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
@@ -287,7 +330,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
   const closedError = (): DaemonError =>
     new DaemonError('RPC client is closed', { kind: 'internal', scope: 'process', code: 'ClientClosed' });
 
-  const poolFor = (url: URL): Pool => {
+  const poolFor = (url: Endpoint): Pool => {
     if (closed) throw closedError();
     let pool = pools.get(url.origin);
     if (pool === undefined) {
@@ -307,7 +350,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
   const attemptOnce = async (
     action: ApiAction,
     params: Readonly<Record<string, string>>,
-    url: URL,
+    url: Endpoint,
     attempt: number,
     callOptions: RpcCallOptions,
   ): Promise<RpcResponse> => {
@@ -400,7 +443,7 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
   return {
     async call(action, params, callOptions = {}) {
       if (closed) throw closedError();
-      const url = callOptions.endpoint === undefined ? defaultEndpoint : parseEndpoint(callOptions.endpoint);
+      const url = resolveEndpoint(callOptions.endpoint);
       const signal = callOptions.signal;
       const attempts = Math.max(1, Math.floor(callOptions.maxAttempts ?? maxAttempts));
       const idempotent = callOptions.idempotent ?? true;

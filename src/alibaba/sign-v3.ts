@@ -4,6 +4,7 @@
  */
 import { createHmac, hash } from 'node:crypto';
 
+import { hmacSha256Hex } from './hmac-sha256.js';
 import { canonicalQuery } from './percent-encode.js';
 
 export const ACS3_ALGORITHM = 'ACS3-HMAC-SHA256';
@@ -91,3 +92,61 @@ export function v3Headers(input: {
   }
   return h;
 }
+
+/** What {@link signV3Rpc} signs: the headers of {@link v3Headers}, plus `content-type` when there is a body. */
+export interface V3RpcInput {
+  host: string;
+  action: string;
+  version: string;
+  date: string;
+  nonce: string;
+  /** `canonicalQuery(params)`: the caller builds the URL from it too. */
+  canonicalQueryString: string;
+  /** Hex SHA-256 of the body (`EMPTY_SHA256` for none); also the `x-acs-content-sha256` header. */
+  bodySha256: string;
+  /** The `content-type` header, or null when there is none (no body). */
+  contentType: string | null;
+  accessKeyId: string;
+  accessKeySecret: string;
+  /** STS token: then `x-acs-security-token` and `x-acs-accesskey-id` are signed too (as {@link v3Headers} sets them). */
+  securityToken: string | null;
+}
+
+/**
+ * {@link signV3} of a `POST /` RPC request whose signed headers are exactly those of {@link v3Headers} (plus
+ * `content-type` with a body), the per-request path of rpc-client.ts. Same result as `signV3`, cheaper: the header
+ * names are known, so their sorted order is written out instead of lower-casing, filtering and sorting a header
+ * object per request, and the HMAC reuses the key's pad states (hmac-sha256.ts). Returns the signature and the
+ * Authorization header value.
+ */
+export function signV3Rpc(input: V3RpcInput): { signature: string; authorization: string } {
+  const token = input.securityToken ? input.securityToken : null;
+  // NOTE: in code-point order of the names: content-type < host < x-acs-accesskey-id < x-acs-action
+  // < x-acs-content-sha256 < x-acs-date < x-acs-security-token < x-acs-signature-nonce < x-acs-version.
+  // Values trimmed as signV3 trims them.
+  let headers = input.contentType === null ? '' : `content-type:${input.contentType.trim()}\n`;
+  headers += `host:${input.host.trim()}\n`;
+  if (token !== null) headers += `x-acs-accesskey-id:${input.accessKeyId.trim()}\n`;
+  headers += `x-acs-action:${input.action.trim()}\nx-acs-content-sha256:${input.bodySha256.trim()}\nx-acs-date:${input.date.trim()}\n`;
+  if (token !== null) headers += `x-acs-security-token:${token.trim()}\n`;
+  headers += `x-acs-signature-nonce:${input.nonce.trim()}\nx-acs-version:${input.version.trim()}\n`;
+  const signedHeaders =
+    token === null
+      ? input.contentType === null
+        ? SIGNED_PLAIN
+        : SIGNED_BODY
+      : input.contentType === null
+        ? SIGNED_STS
+        : SIGNED_STS_BODY;
+  const canonicalRequest = `POST\n/\n${input.canonicalQueryString}\n${headers}\n${signedHeaders}\n${input.bodySha256}`;
+  const signature = hmacSha256Hex(input.accessKeySecret, `${ACS3_ALGORITHM}\n${sha256Hex(canonicalRequest)}`);
+  return {
+    signature,
+    authorization: `${ACS3_ALGORITHM} Credential=${input.accessKeyId},SignedHeaders=${signedHeaders},Signature=${signature}`,
+  };
+}
+
+const SIGNED_PLAIN = 'host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version';
+const SIGNED_BODY = `content-type;${SIGNED_PLAIN}`;
+const SIGNED_STS = 'host;x-acs-accesskey-id;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-security-token;x-acs-signature-nonce;x-acs-version';
+const SIGNED_STS_BODY = `content-type;${SIGNED_STS}`;

@@ -14,16 +14,23 @@
  *   true})` as long as `RuntimeOptions.keepAlive` is left unset. Setting it (to anything) makes Tea create a
  *   new Agent per request, and `doRequest` does not forward it anyway, so we leave it unset.
  * - Explicit AccessKey pair in the SDK Config, so its credential chain never runs.
+ * - Our client comes from `dist/` (`code: 'dist'`, the build users run: plain JavaScript, no loader) or from
+ *   `src/` through tsx (`code: 'src'`, which wraps every function in tsx's `__name` helper). The harness itself,
+ *   the SDK and the floor are the same either way.
  */
 import * as IotNs from '@alicloud/iot20180120';
 import * as OpenApiNs from '@alicloud/openapi-client';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 
 import { Pool } from 'undici';
 
-import { createIotApi } from '../../src/alibaba/iot-api.js';
-import { buildSignedRequest, createRpcClient, IOT_API_VERSION } from '../../src/alibaba/rpc-client.js';
+import * as srcIotApi from '../../src/alibaba/iot-api.js';
+import { buildSignedRequest, IOT_API_VERSION } from '../../src/alibaba/rpc-client.js';
+import * as srcRpcClient from '../../src/alibaba/rpc-client.js';
 import { formatTimestamp } from '../../src/alibaba/sign-v1.js';
 import { startSimulatorChild, type SimChildInfo } from './sim-child.js';
 import { percentile } from './stats.js';
@@ -52,6 +59,41 @@ export interface ClientBenchOptions {
   rounds?: number;
   /** Requests of the unmeasured warm-up run of each client. @default 500 */
   warmup?: number;
+  /** Where our client's code comes from: `dist` (built, what users run; needs `npm run build`) or `src` through tsx. @default 'dist' */
+  code?: ClientCode;
+}
+
+/** Where our client's code is loaded from. */
+export type ClientCode = 'src' | 'dist';
+
+/** The two modules our client is made of, from `src/` or `dist/`. */
+interface OurModules {
+  createRpcClient: typeof srcRpcClient.createRpcClient;
+  createIotApi: typeof srcIotApi.createIotApi;
+}
+
+const REPO = resolve(import.meta.dirname, '../..');
+
+/** Loads our client from `dist/`, refusing a build older than its sources (the figure would not be this code's). */
+async function loadOurModules(code: ClientCode): Promise<OurModules> {
+  if (code === 'src') return { createRpcClient: srcRpcClient.createRpcClient, createIotApi: srcIotApi.createIotApi };
+  // NOTE: the modules of one status call; a stale one would measure other code than the sources.
+  const modules = ['alibaba/rpc-client', 'alibaba/iot-api', 'alibaba/sign-v3', 'alibaba/lossless-json', 'alibaba/percent-encode', 'http-exchange'];
+  for (const name of modules) {
+    const distFile = resolve(REPO, `dist/${name}.js`);
+    let distMs: number;
+    try {
+      distMs = statSync(distFile).mtimeMs;
+    } catch {
+      throw new Error(`${distFile} is missing: run \`npm run build\` first (client benchmark with --client-code=dist)`);
+    }
+    if (statSync(resolve(REPO, `src/${name}.ts`)).mtimeMs > distMs) {
+      throw new Error(`src/${name}.ts is newer than dist/${name}.js: run \`npm run build\` first`);
+    }
+  }
+  const rpc = (await import(pathToFileURL(resolve(REPO, 'dist/alibaba/rpc-client.js')).href)) as typeof srcRpcClient;
+  const api = (await import(pathToFileURL(resolve(REPO, 'dist/alibaba/iot-api.js')).href)) as typeof srcIotApi;
+  return { createRpcClient: rpc.createRpcClient, createIotApi: api.createIotApi };
 }
 
 /** Aggregated figures of one client at one concurrency. */
@@ -109,6 +151,8 @@ export interface ClientBenchResult {
   target: { cpuEfficiencyRatio: number; met: boolean };
   /** Issue #14: our CPU per request ≤ 1.2× the transport floor at every concurrency. */
   floorTarget: { floorRatio: number; met: boolean };
+  /** Where our client's code came from. */
+  code: ClientCode;
 }
 
 type Call = () => Promise<void>;
@@ -196,7 +240,7 @@ function aggregate(samples: RunSample[], warm: RunSample): ClientFigures {
   };
 }
 
-function ourClient(info: SimChildInfo): { call: Call; close: () => Promise<void> } {
+function ourClient(info: SimChildInfo, { createRpcClient, createIotApi }: OurModules): { call: Call; close: () => Promise<void> } {
   const rpc = createRpcClient({
     endpoint: info.url,
     credentials: { get: async () => ({ accessKeyId: SIM_AK, accessKeySecret: SIM_SECRET, securityToken: null }) },
@@ -268,9 +312,11 @@ export async function benchClients(options: ClientBenchOptions = {}): Promise<Cl
   const rounds = options.rounds ?? 3;
   const perRun = options.requestsPerRun ?? ((c: number) => (c === 1 ? 2000 : 4000));
   const warmup = options.warmup ?? 500;
+  const code = options.code ?? 'dist';
+  const modules = await loadOurModules(code);
   const sim = await startSimulatorChild();
   subscribe('net.client.socket', onSocket);
-  const ours = ourClient(sim.info);
+  const ours = ourClient(sim.info, modules);
   const sdk = sdkClient(sim.info);
   const floor = floorClient(sim.info);
   const out: ClientBenchLevel[] = [];
@@ -326,5 +372,6 @@ export async function benchClients(options: ClientBenchOptions = {}): Promise<Cl
     target: { cpuEfficiencyRatio: 3, met: minRatio >= 3 },
     maxFloorRatio: maxFloor,
     floorTarget: { floorRatio: 1.2, met: maxFloor <= 1.2 },
+    code,
   };
 }

@@ -15,8 +15,10 @@
  *   --daemon-node-args="--flag …"   real-path: Node options of the daemon child (e.g. V8 flags to compare)
  *   --batches=N      real-path batches [350]       --sizes=A,B     yaml-scale batch counts [100000,20000]
  *   --keep           keep their work directories (configs, logs, state) and print where
+ *   --client-code=dist|src   where the client benchmark loads our client from [dist: the build, as users run it;
+ *                    src: the sources through tsx]
  *
- * real-path, yaml-scale and two-account drive the built CLI: run `npm run build` first.
+ * real-path, yaml-scale and two-account drive the built CLI, and client the built client: run `npm run build` first.
  *
  * Exit code 0 when every benchmark ran (whether or not its targets were met: the JSON and the table say
  * which), 1 when one crashed. Not a vitest test.
@@ -55,6 +57,7 @@ const { values, positionals } = parseArgs({
     batches: { type: 'string' },
     sizes: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    'client-code': { type: 'string', default: 'dist' },
   },
 });
 const smoke = values.smoke ?? false;
@@ -82,12 +85,17 @@ const floorBurst = intArg('floor-burst', values['floor-burst']);
 const rpBatches = intArg('batches', values.batches);
 const sizes = values.sizes?.split(',').map((x) => intArg('sizes', x.trim()) as number);
 const keep = values.keep ?? false;
+const clientCode = values['client-code'];
+if (clientCode !== 'src' && clientCode !== 'dist') {
+  console.error(`--client-code: expected dist or src, got \`${String(clientCode)}\``);
+  process.exit(2);
+}
 
 const f = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : String(n));
 const ok = (met: boolean): string => (met ? 'met' : 'MISSED');
 
 function printClient(r: ClientBenchResult): void {
-  console.log('\n1. Client throughput: QueryBatchRegisterDeviceStatus against the simulator (separate process, QPS limits off)');
+  console.log(`\n1. Client throughput: QueryBatchRegisterDeviceStatus against the simulator (separate process, QPS limits off); our client from ${r.code === 'dist' ? 'dist/ (built)' : 'src/ through tsx'}`);
   const rows: string[][] = [];
   for (const l of r.levels) {
     for (const [name, x] of [
@@ -343,8 +351,8 @@ await step(
   'client',
   () =>
     smoke
-      ? benchClients({ rounds: 1, warmup: 100, requestsPerRun: () => 300 })
-      : benchClients({ rounds: 5, warmup: 500, requestsPerRun: (c) => (c === 1 ? 2000 : 4000) }),
+      ? benchClients({ rounds: 1, warmup: 100, requestsPerRun: () => 300, code: clientCode })
+      : benchClients({ rounds: 5, warmup: 500, requestsPerRun: (c) => (c === 1 ? 2000 : 4000), code: clientCode }),
   printClient,
 );
 await step('policy', () => benchPolicies(smoke ? { batches: 1000 } : { batches: 10_000 }), printPolicy);

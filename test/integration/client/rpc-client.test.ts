@@ -497,6 +497,33 @@ describe('endpoints', () => {
   });
 });
 
+describe('endpoints resolved once per client', () => {
+  it('alternating per-call endpoints each reach their own origin, signed for their own host; an invalid one fails every time', async () => {
+    const other = await startFakeServer();
+    try {
+      client = createRpcClient(testOptions(server.url, { maxAttempts: 1 }));
+      // NOTE: the last override is the same origin spelt differently (a trailing slash): its own cache entry, same pool.
+      const order = [other.url, undefined, other.url, other.url, undefined, `http://127.0.0.1:${other.port}/`, undefined];
+      for (const endpoint of order) await client.call(ACTION, PARAMS, endpoint === undefined ? {} : { endpoint });
+      expect(server.requests).toHaveLength(3);
+      expect(other.requests).toHaveLength(4);
+      for (const r of server.requests) {
+        expect(r.headers.host).toBe(`127.0.0.1:${server.port}`);
+        expect(r.headers.authorization).toBe(sdkV3Authorization(r, AK_ID, AK_SECRET));
+      }
+      expect(other.requests.map((r) => r.headers.host)).toEqual(Array.from({ length: 4 }, () => `127.0.0.1:${other.port}`));
+      for (const r of other.requests) expect(r.headers.authorization).toBe(sdkV3Authorization(r, AK_ID, AK_SECRET));
+      for (let i = 0; i < 2; i += 1) {
+        await expect(client.call(ACTION, PARAMS, { endpoint: 'http://example.com' })).rejects.toMatchObject({ code: 'EndpointInsecure' });
+      }
+      await client.close();
+      client = null;
+    } finally {
+      await other.close();
+    }
+  });
+});
+
 describe('lifecycle', () => {
   it('close() lets a request in flight finish; destroy() fails it; later calls reject', async () => {
     client = createRpcClient(testOptions(server.url, { maxAttempts: 1 }));
