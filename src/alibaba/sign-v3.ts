@@ -4,7 +4,6 @@
  */
 import { createHmac, hash } from 'node:crypto';
 
-import { hmacSha256Hex } from './hmac-sha256.js';
 import { canonicalQuery } from './percent-encode.js';
 
 export const ACS3_ALGORITHM = 'ACS3-HMAC-SHA256';
@@ -116,8 +115,7 @@ export interface V3RpcInput {
  * {@link signV3} of a `POST /` RPC request whose signed headers are exactly those of {@link v3Headers} (plus
  * `content-type` with a body), the per-request path of rpc-client.ts. Same result as `signV3`, cheaper: the header
  * names are known, so their sorted order is written out instead of lower-casing, filtering and sorting a header
- * object per request, and the HMAC reuses the key's pad states (hmac-sha256.ts). Returns the signature and the
- * Authorization header value.
+ * object per request. Returns the signature and the Authorization header value.
  */
 export function signV3Rpc(input: V3RpcInput): { signature: string; authorization: string } {
   const token = input.securityToken ? input.securityToken : null;
@@ -139,7 +137,7 @@ export function signV3Rpc(input: V3RpcInput): { signature: string; authorization
         ? SIGNED_STS
         : SIGNED_STS_BODY;
   const canonicalRequest = `POST\n/\n${input.canonicalQueryString}\n${headers}\n${signedHeaders}\n${input.bodySha256}`;
-  const signature = hmacSha256Hex(input.accessKeySecret, `${ACS3_ALGORITHM}\n${sha256Hex(canonicalRequest)}`);
+  const signature = createHmac('sha256', input.accessKeySecret).update(`${ACS3_ALGORITHM}\n${sha256Hex(canonicalRequest)}`, 'utf8').digest('hex');
   return {
     signature,
     authorization: `${ACS3_ALGORITHM} Credential=${input.accessKeyId},SignedHeaders=${signedHeaders},Signature=${signature}`,
