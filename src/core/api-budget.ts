@@ -64,13 +64,15 @@ export interface BudgetRates {
  * - recovery is two-speed: back to 90 % of the throttled rate within a second (where the limit evidently is),
  *   then a slow additive probe (1 % of the configured rate per second) above it;
  * - with the scheduler's wake-up tick (`tickMs`; `DISPATCH_TICK_MS` in the daemon), the bucket saves up one
- *   tick's tokens and one more (`credit`), so the polls of a tick leave together without lowering the rate, and the
- *   per-window count stays that of `qps`.
+ *   tick's tokens and one more (`credit`) and answers token waits up to the next tick, so the polls of a tick leave
+ *   together; a wait for the per-window guard is answered as it is, so the group that leaves the window is replaced
+ *   at once and the rate stays that of `qps` per window.
  */
 export function budgetOptions(qps: number, tickMs = 0): AdaptiveRateOptions {
   return {
     ratePerSec: qps,
     credit: tickMs > 0 ? Math.ceil((qps * tickMs) / 1000) + 1 : 1,
+    tickMs,
     windowMs: 1040,
     coldStartMargin: true,
     penaltyCooldownMs: 1000,

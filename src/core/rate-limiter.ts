@@ -38,6 +38,12 @@ export interface AdaptiveRateOptions {
    * them together, while any window still holds at most `⌊ratePerSec⌋ + burst − 1` takes. ≥ `burst`. @default `burst`
    */
   credit?: number;
+  /**
+   * A wait for the token schedule is answered up to the next multiple of this many ms (the caller's wake-up tick), so
+   * the tokens of one tick are taken together; a wait for the window guard is answered as it is (sends taken together
+   * leave the window together). Which tokens are free does not change. 0: off. @default 0
+   */
+  tickMs?: number;
   /** Floor of the adaptive rate. @default max(0.2, ratePerSec / 32), never above ratePerSec */
   minRatePerSec?: number;
   /** Additive recovery: rate units regained per second without throttling. @default ratePerSec / 20 */
@@ -87,6 +93,8 @@ export class AdaptiveTokenBucket {
   readonly burst: number;
   /** Tokens the bucket can save up (≥ burst; does not raise the per-window allowance). */
   readonly credit: number;
+  /** Token waits end on multiples of this (0: off). */
+  readonly tickMs: number;
   /** Rate units regained per second without throttling. */
   readonly recoveryPerSec: number;
   /** At most this many takes succeed in any half-open window of {@link windowMs} (so of one second too). */
@@ -144,6 +152,9 @@ export class AdaptiveTokenBucket {
     this.minRate = minRate;
     this.burst = burst;
     this.credit = credit;
+    const tickMs = options.tickMs ?? 0;
+    assertNumber('tickMs', tickMs, tickMs >= 0 && Number.isFinite(tickMs), 'a finite number ≥ 0');
+    this.tickMs = tickMs;
     this.recoveryPerSec = recovery;
     this.cooldownMs = cooldown;
     this.windowMs = windowMs;
@@ -190,7 +201,8 @@ export class AdaptiveTokenBucket {
     // NOTE: float noise in the schedule (tat 2115.0000000001 for a caller back at 2115) is no wait: a caller that
     // slept exactly the answered wait gets its token. The per-window guard below stays exact.
     const rawTokenWait = this.tat - (this.credit - 1) * interval - now;
-    const tokenWait = rawTokenWait > WAIT_EPSILON_MS ? rawTokenWait : 0;
+    let tokenWait = rawTokenWait > WAIT_EPSILON_MS ? rawTokenWait : 0;
+    if (tokenWait > 0 && this.tickMs > 0) tokenWait = Math.ceil((now + tokenWait) / this.tickMs) * this.tickMs - now;
     let windowWait = 0;
     if (this.ringCount === this.maxPerWindow) {
       // NOTE: written as `now − oldest` on purpose: `oldest + windowMs − now` can round to 0 for a gap a hair

@@ -72,6 +72,28 @@ describe('the dispatch tick', () => {
     expect(() => new Scheduler({ ...base, wakeTickMs: Number.POSITIVE_INFINITY })).toThrow(/wakeTickMs/);
   });
 
+  it('a bucket with a tick answers token waits up to the tick and window waits as they are', () => {
+    const b = new AdaptiveTokenBucket({ ratePerSec: 10, credit: 2, tickMs: 100, windowMs: 1000 }, 0);
+    expect([b.tryTake(0), b.tryTake(0)]).toEqual([0, 0]);
+    // The next token is free at 100 ms: on the tick already. At 130 ms the following one (200) is on the tick too.
+    expect(b.peek(0)).toBe(100);
+    expect(b.tryTake(100)).toBe(0);
+    expect(b.peek(130)).toBe(70);
+    const plain = new AdaptiveTokenBucket({ ratePerSec: 10, credit: 2, windowMs: 1000 }, 0);
+    plain.tryTake(0);
+    plain.tryTake(0);
+    plain.tryTake(100);
+    expect(plain.peek(130)).toBe(70);
+    // A token 35 ms away is answered up to the tick: 33.3 ms spacing at 30 a second, asked at 1 ms after a take at 0.
+    const t = new AdaptiveTokenBucket({ ratePerSec: 30, tickMs: 100, windowMs: 1000 }, 0);
+    expect(t.tryTake(0)).toBe(0);
+    expect(t.peek(1)).toBe(99);
+    // The window guard: 30 takes in the first 100 ms of a window of 1000; the wait ends when the first leaves it.
+    const w = new AdaptiveTokenBucket({ ratePerSec: 30, credit: 30, tickMs: 100, windowMs: 1000 }, 0);
+    for (let i = 0; i < 30; i += 1) expect(w.tryTake(5)).toBe(0);
+    expect(w.peek(950)).toBe(55);
+  });
+
   it('a bucket with credit saves up tokens without raising the per-window allowance', () => {
     const b = new AdaptiveTokenBucket({ ratePerSec: 30, credit: 4, windowMs: 1000 }, 0);
     expect(b.maxPerWindow).toBe(30);
@@ -95,7 +117,7 @@ describe('the dispatch tick', () => {
     expect(budgetOptions(30, 100)).toMatchObject({ ratePerSec: 30, windowMs: 1040 });
   });
 
-  it('scheduler and budget together: polls leave in groups on the ticks, at the full rate, ≤ statusQps in every window', async () => {
+  it('scheduler and budget together: polls leave in groups, at the full rate of the budget, ≤ statusQps in every window', async () => {
     const clock = createManualClock(0);
     const budget = createApiBudget({ statusQps: 30, pageQps: 5 }, { clock, tickMs: DISPATCH_TICK_MS });
     const sent: number[] = [];
@@ -119,14 +141,15 @@ describe('the dispatch tick', () => {
     await clock.advance(30_000);
     await s.stop();
     const steady = sent.filter((t) => t >= 5000 && t < 25_000);
-    // Every send is on a tick: one wake-up for the group.
-    expect(steady.every((t) => t % DISPATCH_TICK_MS === 0)).toBe(true);
-    const perTick = new Map<number, number>();
-    for (const t of steady) perTick.set(t, (perTick.get(t) ?? 0) + 1);
-    expect(Math.max(...perTick.values())).toBeGreaterThanOrEqual(2);
+    // The sends leave in groups: about 11 wake-ups a second for 29 sends, not one per send.
+    const perWake = new Map<number, number>();
+    for (const t of steady) perWake.set(t, (perWake.get(t) ?? 0) + 1);
+    expect(perWake.size / 20).toBeLessThanOrEqual(12);
+    const grouped = [...perWake.values()].filter((n) => n >= 2).reduce((a, n) => a + n, 0);
+    expect(grouped / steady.length).toBeGreaterThanOrEqual(0.85);
     // At most 30 in any 1040 ms window (the budget's), so at most 30 in any one second.
     expect(busiest(sent, 1040)).toBeLessThanOrEqual(30);
-    // The rate is the budget's: 30 per 1040 ms, less at most one tick of slack per window.
-    expect(steady.length / 20).toBeGreaterThanOrEqual(27);
+    // The rate is the budget's own, 30 per 1040 ms (28.8 a second): the tick costs none of it.
+    expect(steady.length / 20).toBeGreaterThanOrEqual(28.5);
   });
 });
