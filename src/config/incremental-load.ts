@@ -18,6 +18,7 @@
 import path from 'node:path';
 
 import type { BatchConfig, CompiledConfig } from './types.js';
+import { movedBatch } from './compact-batch.js';
 import { type SourceMap, startEntryCompiler } from './compile.js';
 import { formatPath } from './cross-checks.js';
 import { type FastPosition, fastParseYaml } from './fast-yaml.js';
@@ -242,10 +243,10 @@ export function createIncrementalLoader(options: IncrementalLoaderOptions = {}):
         } else {
           const keptLine = before === undefined ? lines[same!]! : previous!.lines[before]!;
           batch = before === undefined ? batches[same!]! : previous!.batches[before]!;
-          const src = batch.source;
           // The same entry written elsewhere in the file: the same batch at its new position.
-          if (src !== null && keptLine !== entry.line) {
-            batch = Object.freeze({ ...batch, source: Object.freeze({ file: src.file, line: src.line - keptLine + entry.line, col: src.col }) });
+          if (keptLine !== entry.line) {
+            const src = batch.source;
+            if (src !== null) batch = movedBatch(batch, src.line - keptLine + entry.line);
           }
         }
         if (keys.has(batch.key)) return whole(text, file);
