@@ -16,6 +16,7 @@ import { CREDENTIAL_ENV_VARS } from '../alibaba/credentials.js';
 import { batchKey } from '../core/record.js';
 import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
+import { type BatchFields, StringPool, compactBatch, ownString } from './compact-batch.js';
 import { type ConfigPath, type IssueAnchor, type PathIssue, checkRootSections, crossCheck, formatPath } from './cross-checks.js';
 import { parseDuration } from './duration.js';
 import {
@@ -39,6 +40,7 @@ import type {
   CompiledConfig,
   PollingPolicy,
   ProvisionJobConfig,
+  Until,
 } from './types.js';
 
 /** Options of {@link compileConfigObject}. */
@@ -236,6 +238,8 @@ export interface BatchContext {
   account?: string;
   /** Per account name, what its batches inherit instead of the fields above. */
   accounts?: ReadonlyMap<string, AccountDefaults>;
+  /** The shared copies of this load's repeated strings. @default a pool per batch */
+  strings?: StringPool;
 }
 
 /** `alibaba` compiled: the defaults every account inherits. */
@@ -362,35 +366,50 @@ function batchContext(data: RawConfig, alibaba: AlibabaConfig, accounts: readonl
     source,
     account: first.name,
     accounts: byName,
+    strings: new StringPool(),
   };
 }
 
 function compileBatch(b: RawBatch, rawEntry: unknown, index: number, ctx: BatchContext): BatchConfig {
-  const applyId = String(b.applyId);
-  const account = b.account ?? ctx.account ?? DEFAULT_ACCOUNT;
+  // NOTE: every string kept per batch is a copy of its own or one shared copy (compact-batch.ts): strings read
+  // from the file text keep the whole text alive otherwise (issue #14).
+  const pool = ctx.strings ?? new StringPool();
+  const applyId = ownString(String(b.applyId));
+  const account = pool.shared(b.account ?? ctx.account ?? DEFAULT_ACCOUNT);
+  const productKey = pool.shared(b.productKey);
   const inherited = ctx.accounts?.get(account) ?? ctx;
-  const regionId = b.regionId ?? inherited.regionId;
-  const position = ctx.source.position(['batches', index], 'value');
-  return {
+  const regionId = pool.shared(b.regionId ?? inherited.regionId);
+  const fields: BatchFields = {
     account,
     applyId,
-    productKey: b.productKey,
-    key: batchKey(b.productKey, applyId, account),
-    name: b.name ?? null,
-    until: b.until,
+    productKey,
+    key: ownString(batchKey(productKey, applyId, account)),
+    name: b.name === undefined || b.name === null ? null : ownString(b.name),
+    until: pool.shared(b.until) as Until,
     register: b.register,
-    iotInstanceId: b.iotInstanceId ?? inherited.iotInstanceId,
+    iotInstanceId: pool.sharedOrNull(b.iotInstanceId ?? inherited.iotInstanceId),
     regionId,
     // NOTE: a batch in another region talks to that region's public endpoint, even when the account's endpoint
     // overrides the endpoint of its main region (the override is per region by nature).
-    endpoint: regionId === inherited.regionId ? inherited.endpoint : defaultEndpoint(regionId),
+    endpoint: regionId === inherited.regionId ? inherited.endpoint : pool.shared(defaultEndpoint(regionId)),
     // NOTE: zod's output is already a fresh object of our own: no copy (100,000 of them at scale).
-    labels: b.labels === undefined || Object.keys(b.labels).length === 0 ? NO_LABELS : b.labels,
+    labels: b.labels === undefined || Object.keys(b.labels).length === 0 ? NO_LABELS : shareValues(b.labels, pool),
     // NOTE: batches without overrides share one frozen policy (100,000 batches, one object).
     polling: b.polling === undefined || Object.keys(b.polling).length === 0 ? ctx.polling : pollingMs(b.polling, ctx.polling),
     entryHash: hashBatchEntry(rawEntry),
-    source: ctx.source.hasPositions ? { file: ctx.source.displayFile, line: position.line, col: position.col } : null,
   };
+  // NOTE: the batch comes back frozen, so deepFreeze stops at it: its own objects are frozen here.
+  Object.freeze(fields.labels);
+  Object.freeze(fields.polling);
+  if (!ctx.source.hasPositions) return compactBatch(fields, null);
+  const position = ctx.source.position(['batches', index], 'value');
+  return compactBatch(fields, { file: ctx.source.displayFile, line: position.line, col: position.col });
+}
+
+/** `labels` with each value replaced by the pool's copy (label values repeat across batches). */
+function shareValues(labels: Record<string, string>, pool: StringPool): Record<string, string> {
+  for (const k of Object.keys(labels)) labels[k] = pool.shared(labels[k]!);
+  return labels;
 }
 
 function compileProvision(p: RawProvision, index: number, source: SourceMap, cwd: string): ProvisionJobConfig {

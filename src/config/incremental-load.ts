@@ -5,9 +5,9 @@
  *
  * The file is cut into the sections (everything but the top-level `batches` block) and one text per batch entry.
  * Entries are compiled in chunks of {@link ENTRY_CHUNK} with `yieldToLoop` awaited between chunks, and each
- * compiled entry is kept by its exact text: the next load reuses it while the sections did not change, so a
- * reload that adds one batch compiles one entry (plus a new position for entries that moved). Kept per entry: its
- * text (a slice of the file's text) and its frozen BatchConfig; no YAML nodes, no raw values.
+ * compiled entry is kept by its exact text (its sha256): the next load reuses it while the sections did not change,
+ * so a reload that adds one batch compiles one entry (plus a new position for entries that moved). Kept per entry:
+ * the digest of its text and its frozen BatchConfig; no YAML nodes, no raw values, nothing of the file's text.
  *
  * Only valid files in the plain subset take this path. Anything else — a file the layout check or the fast reader
  * does not accept (flow `batches: [...]`, anchors, tabs...), a file with `accounts` (positions of its entries are
@@ -15,9 +15,11 @@
  * problem at file:line:col exactly as before. The result is the one {@link parseConfigText} gives for the same
  * text (test/unit/config/incremental-load.test.ts holds it to that).
  */
+import { hash } from 'node:crypto';
 import path from 'node:path';
 
 import type { BatchConfig, CompiledConfig } from './types.js';
+import { movedBatch, ownString } from './compact-batch.js';
 import { type SourceMap, startEntryCompiler } from './compile.js';
 import { formatPath } from './cross-checks.js';
 import { type FastPosition, fastParseYaml } from './fast-yaml.js';
@@ -148,14 +150,24 @@ export interface IncrementalLoader {
 }
 
 /**
- * The compiled entries of one load, by their text: `byText` gives the index into `batches` and `lines` (the line
- * the text started on when it was compiled). Indexes instead of one `{ batch, line }` object per entry: 4 MB less
- * at 100,000 batches (heap snapshot, issue #14).
+ * The compiled entries of one load, by the digest of their text ({@link entryDigest}): `byText` gives the index
+ * into `batches` and `lines` (the line the text started on when it was compiled). Indexes instead of one
+ * `{ batch, line }` object per entry: 4 MB less at 100,000 batches (heap snapshot, issue #14).
  */
 interface Kept {
   byText: Map<string, number>;
   batches: BatchConfig[];
   lines: Int32Array;
+}
+
+/**
+ * The key of an entry's text in {@link Kept}: its sha256 as a 32-character string (one byte per character). Keys that were the texts
+ * themselves were slices of the file's text, which kept the whole text (7 MB at 100,000 batches) and a slice per
+ * entry alive between loads; a digest is a small string of its own (48 bytes). Equal digests are taken as equal
+ * texts (sha256).
+ */
+function entryDigest(text: string): string {
+  return hash('sha256', text, 'binary');
 }
 
 const setImmediateTurn = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
@@ -183,9 +195,11 @@ export function createIncrementalLoader(options: IncrementalLoaderOptions = {}):
     for (let i = 0; i < layout.entries.length; i += 1) {
       const entry = layout.entries[i]!;
       lines[i] = entry.line;
-      if (!byText.has(entry.text)) byText.set(entry.text, i);
+      const digest = entryDigest(entry.text);
+      if (!byText.has(digest)) byText.set(digest, i);
     }
-    cache = { sections: layout.sections, file, kept: { byText, batches: config.batches, lines } };
+    // NOTE: `sections` is made of slices of the text too: kept as a copy of its own.
+    cache = { sections: ownString(layout.sections), file, kept: { byText, batches: config.batches, lines } };
     return config;
   };
 
@@ -225,8 +239,9 @@ export function createIncrementalLoader(options: IncrementalLoaderOptions = {}):
       for (let i = 0; i < layout.entries.length; i += 1) {
         if (i > 0 && i % ENTRY_CHUNK === 0) await yieldToLoop();
         const entry = layout.entries[i]!;
-        const before = previous?.byText.get(entry.text);
-        const same = before === undefined ? byText.get(entry.text) : undefined;
+        const digest = entryDigest(entry.text);
+        const before = previous?.byText.get(digest);
+        const same = before === undefined ? byText.get(digest) : undefined;
         let batch: BatchConfig;
         if (before === undefined && same === undefined) {
           const one = fastParseYaml(`batches:\n${entry.text}`);
@@ -242,20 +257,20 @@ export function createIncrementalLoader(options: IncrementalLoaderOptions = {}):
         } else {
           const keptLine = before === undefined ? lines[same!]! : previous!.lines[before]!;
           batch = before === undefined ? batches[same!]! : previous!.batches[before]!;
-          const src = batch.source;
           // The same entry written elsewhere in the file: the same batch at its new position.
-          if (src !== null && keptLine !== entry.line) {
-            batch = Object.freeze({ ...batch, source: Object.freeze({ file: src.file, line: src.line - keptLine + entry.line, col: src.col }) });
+          if (keptLine !== entry.line) {
+            const src = batch.source;
+            if (src !== null) batch = movedBatch(batch, src.line - keptLine + entry.line);
           }
         }
         if (keys.has(batch.key)) return whole(text, file);
         keys.add(batch.key);
-        if (!byText.has(entry.text)) byText.set(entry.text, i);
+        if (!byText.has(digest)) byText.set(digest, i);
         lines[i] = entry.line;
         batches[i] = batch;
       }
       const config = compiler.finish(batches);
-      cache = { sections: layout.sections, file, kept: { byText, batches, lines } };
+      cache = { sections: ownString(layout.sections), file, kept: { byText, batches, lines } };
       last = { path: 'incremental', compiled, reused: batches.length - compiled };
       return config;
     },
