@@ -12,7 +12,7 @@
  *   --rounds=N       real-path rounds [3]          --window-ms=N   real-path measured window [30000]
  *   --warmup-ms=N    real-path warm-up after ready [max(90000, batches/statusQps + 8 s)]
  *   --floor-burst=N  real-path: the floor sends its polls N per wake-up [1]
- *   --daemon-node-args="--flag …"   real-path: Node options of the daemon child (e.g. V8 flags to compare)
+ *   --daemon-node-args="--flag …"   real-path, yaml-scale: Node options of the daemon child (e.g. V8 flags to compare)
  *   --batches=N      real-path batches [350]       --sizes=A,B     yaml-scale batch counts [100000,20000]
  *   --keep           keep their work directories (configs, logs, state) and print where
  *   --client-code=dist|src   where the client benchmark loads our client from [dist: the build, as users run it;
@@ -82,6 +82,7 @@ const rounds = intArg('rounds', values.rounds);
 const windowMs = intArg('window-ms', values['window-ms']);
 const warmupMs = intArg('warmup-ms', values['warmup-ms']);
 const floorBurst = intArg('floor-burst', values['floor-burst']);
+const daemonNodeArgs = values['daemon-node-args']?.split(' ').filter((a) => a !== '');
 const rpBatches = intArg('batches', values.batches);
 const sizes = values.sizes?.split(',').map((x) => intArg('sizes', x.trim()) as number);
 const keep = values.keep ?? false;
@@ -377,14 +378,20 @@ await step(
       ...(warmupMs === undefined ? {} : { warmupMs }),
       ...(floorBurst === undefined ? {} : { floorBurst }),
       ...(rpBatches === undefined ? {} : { batches: rpBatches }),
-      ...(values['daemon-node-args'] === undefined ? {} : { daemonNodeArgs: values['daemon-node-args'].split(' ').filter((a) => a !== '') }),
+      ...(daemonNodeArgs === undefined ? {} : { daemonNodeArgs }),
       keep,
     }),
   printRealPath,
 );
 await step(
   'yaml-scale',
-  () => benchYamlScale({ sizes: sizes ?? (smoke ? [2000, 500] : [100_000, 20_000]), settleMs: smoke ? 2000 : 10_000, keep }),
+  () =>
+    benchYamlScale({
+      sizes: sizes ?? (smoke ? [2000, 500] : [100_000, 20_000]),
+      settleMs: smoke ? 2000 : 10_000,
+      keep,
+      ...(daemonNodeArgs === undefined ? {} : { daemonNodeArgs }),
+    }),
   printYamlScale,
 );
 

@@ -50,6 +50,8 @@ export interface YamlScaleOptions {
   phaseTimeoutMs?: number;
   /** Keep the work directory. @default false */
   keep?: boolean;
+  /** Node options of the daemon child (e.g. V8 heap flags to compare). @default none */
+  daemonNodeArgs?: string[];
   log?: (line: string) => void;
 }
 
@@ -233,6 +235,7 @@ async function measureSize(batches: number, sim: SimulatorProcess, work: string,
   const t0 = performance.now();
   const child: ChildHandle = spawnNode(builtCli(), ['run', '--config', config], {
     env: daemonEnv(),
+    nodeArgs: o.daemonNodeArgs,
     stdoutFile: join(dir, 'daemon.log'),
     stderrFile: join(dir, 'daemon.err'),
     cwd: dir,
@@ -345,7 +348,7 @@ async function measureSize(batches: number, sim: SimulatorProcess, work: string,
 /** Runs the yaml-scale benchmark. */
 export async function benchYamlScale(options: YamlScaleOptions = {}): Promise<YamlScaleResult> {
   const sizes = options.sizes ?? [100_000, 20_000];
-  const o = { settleMs: options.settleMs ?? 10_000, phaseTimeoutMs: options.phaseTimeoutMs ?? 300_000 };
+  const o = { settleMs: options.settleMs ?? 10_000, phaseTimeoutMs: options.phaseTimeoutMs ?? 300_000, daemonNodeArgs: options.daemonNodeArgs ?? [] };
   const log = options.log ?? ((l: string) => console.log(l));
   builtCli();
   const work = mkdtempSync(join(tmpdir(), 'ibw-yaml-scale-'));
