@@ -241,33 +241,22 @@ export function buildSignedRequest(input: {
     accessKeySecret: c.accessKeySecret,
     securityToken: token,
   });
-  // NOTE: the headers v3Headers() builds, in its order, then the unsigned ones; one object literal per request.
-  const headers: Record<string, string> =
-    token === null
-      ? {
-          host: input.host,
-          'x-acs-action': input.action,
-          'x-acs-version': input.version,
-          'x-acs-date': input.timestamp,
-          'x-acs-signature-nonce': input.nonce,
-          'x-acs-content-sha256': bodySha256,
-          authorization,
-          accept: 'application/json',
-          'user-agent': input.userAgent,
-        }
-      : {
-          host: input.host,
-          'x-acs-action': input.action,
-          'x-acs-version': input.version,
-          'x-acs-date': input.timestamp,
-          'x-acs-signature-nonce': input.nonce,
-          'x-acs-content-sha256': bodySha256,
-          'x-acs-security-token': token,
-          'x-acs-accesskey-id': c.accessKeyId,
-          authorization,
-          accept: 'application/json',
-          'user-agent': input.userAgent,
-        };
+  // NOTE: the headers v3Headers() builds, in its order, then the unsigned ones.
+  const headers: Record<string, string> = {
+    host: input.host,
+    'x-acs-action': input.action,
+    'x-acs-version': input.version,
+    'x-acs-date': input.timestamp,
+    'x-acs-signature-nonce': input.nonce,
+    'x-acs-content-sha256': bodySha256,
+  };
+  if (token !== null) {
+    headers['x-acs-security-token'] = token;
+    headers['x-acs-accesskey-id'] = c.accessKeyId;
+  }
+  headers.authorization = authorization;
+  headers.accept = 'application/json';
+  headers['user-agent'] = input.userAgent;
   if (body !== null) headers['content-type'] = FORM_CONTENT_TYPE;
   return { path: query === '' ? '/' : `/?${query}`, headers, body, signature };
 }
