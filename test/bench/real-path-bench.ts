@@ -34,6 +34,7 @@ import {
   builtCli,
   countSimulatorRequests,
   freePort,
+  imageNodeOptions,
   httpGet,
   promSum,
   REPO,
@@ -46,6 +47,8 @@ import {
   type ChildHandle,
   type SimulatorProcess,
 } from './cli-child.js';
+import { DISPATCH_TICK_MS } from '../../src/core/scheduler.js';
+
 import { applyIdOf, configPathIn, daemonEnv, writeDaemonConfig, writeScenario } from './config-gen.js';
 import { delta, median, RssSampler, snapshot, type ProcDelta, type ProcSnapshot } from './proc.js';
 
@@ -71,8 +74,13 @@ export interface RealPathOptions {
   /** Also measure the transport floor (floor-loop.ts) each round. @default true */
   floor?: boolean;
   /**
-   * The floor's loops start in groups of this many (FLOOR_BURST), so its polls leave that many per wake-up, like the
-   * daemon's on its tick. @default 1 (one wake-up per poll)
+   * The floor's timing (FLOOR_TICK_MS): every this many ms it sends the polls due by then, as the daemon's dispatch
+   * tick does; 0 = one loop and one wake-up per poll. @default DISPATCH_TICK_MS (100)
+   */
+  floorTickMs?: number;
+  /**
+   * With `floorTickMs` 0: the floor's loops start in groups of this many (FLOOR_BURST), so its polls leave that many
+   * per wake-up. @default 1
    */
   floorBurst?: number;
   /** Idle daemon: warm-up and window. @default 5000 / 20000 */
@@ -80,7 +88,7 @@ export interface RealPathOptions {
   idleWindowMs?: number;
   /** Keep the work directory (configs, logs, state) for inspection. @default false */
   keep?: boolean;
-  /** Extra node flags for the daemon child (e.g. `--cpu-prof`). */
+  /** Node options of the daemon child (e.g. `--cpu-prof`). @default the image's, {@link imageNodeOptions} */
   daemonNodeArgs?: string[];
   /** Progress lines. @default console.log */
   log?: (line: string) => void;
@@ -165,6 +173,8 @@ export interface RealPathResult {
   };
   target: { ratio: number; met: boolean };
   workDir: string | null;
+  /** Node options the daemon child ran with. */
+  daemonNodeArgs: string[];
 }
 
 /**
@@ -283,6 +293,7 @@ async function startFloorLoop(ctx: Ctx, name: string): Promise<Started> {
       FLOOR_BATCHES: JSON.stringify(list),
       FLOOR_INTERVAL_MS: String(ctx.o.intervalMs),
       FLOOR_BURST: String(ctx.o.floorBurst),
+      FLOOR_TICK_MS: String(ctx.o.floorTickMs),
       FLOOR_DIST: resolve(REPO, 'dist'),
       ALIBABA_CLOUD_ACCESS_KEY_ID: SIM_AK,
       ALIBABA_CLOUD_ACCESS_KEY_SECRET: SIM_SECRET,
@@ -441,6 +452,7 @@ export async function benchRealPath(options: RealPathOptions = {}): Promise<Real
     keep: options.keep ?? false,
     floor: options.floor ?? true,
     floorBurst: options.floorBurst ?? 1,
+    floorTickMs: options.floorTickMs ?? DISPATCH_TICK_MS,
   };
   const log = options.log ?? ((l: string) => console.log(l));
   builtCli();
@@ -452,7 +464,7 @@ export async function benchRealPath(options: RealPathOptions = {}): Promise<Real
     args: ['--qps', `${STATUS_ACTION}=0`],
     logFile: join(work, 'simulator.log'),
   });
-  const ctx: Ctx = { sim, work, o, daemonNodeArgs: options.daemonNodeArgs ?? [], sdkScript: transpileSdkLoop(), floorScript: transpileSdkLoop('floor-loop'), log };
+  const ctx: Ctx = { sim, work, o, daemonNodeArgs: options.daemonNodeArgs ?? imageNodeOptions(), sdkScript: transpileSdkLoop(), floorScript: transpileSdkLoop('floor-loop'), log };
   log(`  simulator ${sim.url} (pid ${sim.child.pid}); work dir ${work}`);
   const runs: SideRun[] = [];
   const idle: IdleRun[] = [];
@@ -507,5 +519,6 @@ export async function benchRealPath(options: RealPathOptions = {}): Promise<Real
     },
     target: { ratio: 1 / 3, met: ratio <= 1 / 3 },
     workDir: o.keep ? work : null,
+    daemonNodeArgs: ctx.daemonNodeArgs,
   };
 }
