@@ -533,8 +533,8 @@ describe('Watcher', () => {
     await watcher.start();
     expect(watcher.counts().pending).toBe(12_000);
     expect(publisher.events.filter((e) => e.type === 'batch.added')).toHaveLength(12_000);
-    // 12,000 batches in slices of 5,000: map 2, plan 2, schedule 0 (nothing to resume), removals 3.
-    expect(yields).toBe(7);
+    // 12,000 batches in slices of 2,000: map 5, plan 5, schedule 0 (nothing to resume), removals 6.
+    expect(yields).toBe(16);
     yields = 0;
     const kept = config.batches.slice(0, 6000);
     const stats = await watcher.reload(testConfig({ batches: [...kept, testBatch({ applyId: '999999' })] }));
@@ -566,14 +566,15 @@ describe('Watcher', () => {
       shutdownGraceMs: 100,
       yieldToLoop: () => {
         yields += 1;
-        // SIGTERM arrives while the first slices are being reconciled.
-        if (yields === 3) void watcher.stop().catch(() => undefined);
+        // SIGTERM arrives while the first slices are being reconciled (the map pass yields 5 times, then the
+        // planning pass once after each slice it recorded).
+        if (yields === 6) void watcher.stop().catch(() => undefined);
         return Promise.resolve();
       },
     });
     await expect(watcher.start()).rejects.toMatchObject({ name: 'AbortedError' });
-    // The first slice (5,000 batches) was recorded; the rest waits for the next start.
-    expect(watcher.counts().pending).toBe(5000);
+    // The first slice (2,000 batches) was recorded; the rest waits for the next start.
+    expect(watcher.counts().pending).toBe(2000);
   });
 });
 
