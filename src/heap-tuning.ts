@@ -8,6 +8,9 @@
  * size. A daemon with a few hundred batches has a heap of a few MB, where V8's minimum growing step still applies
  * (one run of the poll benchmark with it was within the range of the runs without it). A `--heap-growing-percent`
  * given to node itself wins.
+ *
+ * NOTE: the young generation's size (`--max-semi-space-size`) is fixed when node starts (setFlagsFromString has no
+ * effect on it), so the container image sets it through NODE_OPTIONS instead (Dockerfile; docs/benchmarks.md §6).
  */
 import { setFlagsFromString } from 'node:v8';
 

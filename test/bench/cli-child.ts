@@ -25,6 +25,17 @@ export function builtCli(): string {
   return cli;
 }
 
+/**
+ * The node options the container image runs the daemon with: `NODE_OPTIONS` of the Dockerfile's `ENV`, split on
+ * spaces ([] when it sets none). The benchmarks start the daemon with them, so they measure what the image runs.
+ */
+export function imageNodeOptions(dockerfile = resolve(REPO, 'Dockerfile')): string[] {
+  const m = /^\s*(?:ENV\s+)?NODE_OPTIONS=("([^"]*)"|[^\s\\]*)/m.exec(readFileSync(dockerfile, 'utf8'));
+  if (m === null) return [];
+  const value = m[2] ?? m[1] ?? '';
+  return value.split(' ').filter((a) => a !== '');
+}
+
 /** A running child process with its stdout split into lines. */
 export interface ChildHandle {
   proc: ChildProcess;

@@ -11,7 +11,8 @@
  * Sizes of the real-path benchmarks (defaults in brackets are the full run's):
  *   --rounds=N       real-path rounds [3]          --window-ms=N   real-path measured window [30000]
  *   --warmup-ms=N    real-path warm-up after ready [max(90000, batches/statusQps + 8 s)]
- *   --floor-burst=N  real-path: the floor sends its polls N per wake-up [1]
+ *   --floor-tick-ms=N real-path: the floor sends the polls due every N ms, like the daemon's tick; 0 = a wake-up per poll [100]
+ *   --floor-burst=N  real-path, with --floor-tick-ms=0: the floor's loops start N at a time [1]
  *   --daemon-node-args="--flag …"   real-path, yaml-scale: Node options of the daemon child (e.g. V8 flags to compare)
  *   --batches=N      real-path batches [350]       --sizes=A,B     yaml-scale batch counts [100000,20000]
  *   --keep           keep their work directories (configs, logs, state) and print where
@@ -54,6 +55,7 @@ const { values, positionals } = parseArgs({
     'daemon-node-args': { type: 'string' },
     'warmup-ms': { type: 'string' },
     'floor-burst': { type: 'string' },
+    'floor-tick-ms': { type: 'string' },
     batches: { type: 'string' },
     sizes: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -82,6 +84,7 @@ const rounds = intArg('rounds', values.rounds);
 const windowMs = intArg('window-ms', values['window-ms']);
 const warmupMs = intArg('warmup-ms', values['warmup-ms']);
 const floorBurst = intArg('floor-burst', values['floor-burst']);
+const floorTickMs = intArg('floor-tick-ms', values['floor-tick-ms']);
 const daemonNodeArgs = values['daemon-node-args']?.split(' ').filter((a) => a !== '');
 const rpBatches = intArg('batches', values.batches);
 const sizes = values.sizes?.split(',').map((x) => intArg('sizes', x.trim()) as number);
@@ -133,7 +136,8 @@ function printRealPath(r: RealPathResult): void {
   const o = r.options;
   console.log(
     `\n5. Real path: built daemon CLI vs an official-SDK loop, ${o.batches} pending batches, ~${f((o.batches * 1000) / o.intervalMs, 1)} polls/s, ` +
-      `simulator in its own process; warm-up ${f(o.warmupMs / 1000, 0)} s, window ${f(o.windowMs / 1000, 0)} s, ${o.rounds} round(s), medians`,
+      `simulator in its own process; warm-up ${f(o.warmupMs / 1000, 0)} s, window ${f(o.windowMs / 1000, 0)} s, ${o.rounds} round(s), medians; ` +
+      `daemon node options: ${r.daemonNodeArgs.join(' ') || 'none'}`,
   );
   const rows = r.runs.map((x) => [
     String(x.round),
@@ -165,9 +169,12 @@ function printRealPath(r: RealPathResult): void {
         ['context switches per poll, daemon / SDK loop', `${f(m.daemonCtxSwitchesPerPoll, 1)} / ${f(m.sdkCtxSwitchesPerPoll, 1)}`],
         ['max RSS MB, daemon / SDK loop', `${f(m.daemonMaxRssMb, 0)} / ${f(m.sdkMaxRssMb, 0)}`],
         ['idle daemon (0 batches): CPU ms per second', f(m.idleCpuMsPerSec, 2)],
-        ['transport floor (bare undici, signed, one timer per poll) CPU ms per poll; ctx sw per poll', `${f(m.floorCpuMsPerPoll, 3)}; ${f(m.floorCtxSwitchesPerPoll, 1)}`],
+        [
+          `transport floor (bare undici dispatch, signed, ${r.options.floorTickMs > 0 ? `the polls due every ${r.options.floorTickMs} ms sent together` : 'one timer per poll'}) CPU ms per poll; ctx sw per poll`,
+          `${f(m.floorCpuMsPerPoll, 3)}; ${f(m.floorCtxSwitchesPerPoll, 1)}`,
+        ],
         ['ratio daemon / floor; SDK loop / floor', `${f(m.daemonFloorRatio, 2)} / ${f(m.sdkFloorRatio, 2)}`],
-        ['ratio floor / SDK loop (the lowest daemon / SDK ratio any client could reach)', f(m.floorSdkRatio, 3)],
+        ['ratio floor / SDK loop (the lowest daemon / SDK ratio a client on undici grouping its polls so could reach)', f(m.floorSdkRatio, 3)],
         ['idle daemon: context switches per second, all threads / main thread', `${f(m.idleCtxSwitchesPerSec, 1)} / ${f(m.idleMainThreadCtxSwitchesPerSec, 1)}`],
       ],
     ),
@@ -176,7 +183,9 @@ function printRealPath(r: RealPathResult): void {
 }
 
 function printYamlScale(r: YamlScaleResult): void {
-  console.log('\n6. Many batches from YAML: the built daemon CLI, simulator in its own process, /healthz and RSS sampled every 100 ms');
+  console.log(
+    `\n6. Many batches from YAML: the built daemon CLI (node options: ${r.daemonNodeArgs.join(' ') || 'none'}), simulator in its own process, /healthz and RSS sampled every 100 ms`,
+  );
   const rows: string[][] = [];
   for (const x of r.runs) {
     const n = x.batches.toLocaleString('en');
@@ -199,8 +208,8 @@ function printYamlScale(r: YamlScaleResult): void {
         `${f(x.reloadAdded.durationMs / 1000, 2)} s / ${f(x.reloadAdded.healthz.maxMs, 0)} ms (${x.reloadAdded.outcome}, ${x.reloadAdded.batchesAfter} batches after)`,
       ],
       [n, '  RSS after / max during', `${f(x.reloadAdded.rssAfterMb, 0)} / ${f(x.reloadAdded.maxRssDuringMb, 0)} MB`],
-      [n, '`status` while running', `${f(x.status.wallMs / 1000, 2)} s (exit ${String(x.status.exitCode)})`],
-      [n, 'SIGTERM → exit', `${f(x.sigterm.exitMs / 1000, 2)} s (code ${String(x.sigterm.exitCode)})`],
+      [n, '`status` while running; the daemon\'s max RSS meanwhile', `${f(x.status.wallMs / 1000, 2)} s (exit ${String(x.status.exitCode)}); ${f(x.status.maxRssDuringMb, 0)} MB`],
+      [n, 'SIGTERM → exit; max RSS meanwhile', `${f(x.sigterm.exitMs / 1000, 2)} s (code ${String(x.sigterm.exitCode)}); ${f(x.sigterm.maxRssDuringMb, 0)} MB`],
       [n, 'max RSS over the run / worst /healthz over the run', `${f(x.maxRssMb, 0)} MB / ${f(x.healthzOverall.maxMs, 0)} ms (${x.healthzOverall.failed} failed)`],
     );
   }
@@ -377,6 +386,7 @@ await step(
       ...(windowMs === undefined ? {} : { windowMs }),
       ...(warmupMs === undefined ? {} : { warmupMs }),
       ...(floorBurst === undefined ? {} : { floorBurst }),
+      ...(floorTickMs === undefined ? {} : { floorTickMs }),
       ...(rpBatches === undefined ? {} : { batches: rpBatches }),
       ...(daemonNodeArgs === undefined ? {} : { daemonNodeArgs }),
       keep,

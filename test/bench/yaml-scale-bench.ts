@@ -22,7 +22,7 @@
  * 1 s), and overall. Every figure of issue #14's table comes out of this file and real-path-bench.ts.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, utimesSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, utimesSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -30,6 +30,7 @@ import { performance } from 'node:perf_hooks';
 import {
   builtCli,
   freePort,
+  imageNodeOptions,
   httpGet,
   promSum,
   sleep,
@@ -50,7 +51,7 @@ export interface YamlScaleOptions {
   phaseTimeoutMs?: number;
   /** Keep the work directory. @default false */
   keep?: boolean;
-  /** Node options of the daemon child (e.g. V8 heap flags to compare). @default none */
+  /** Node options of the daemon child (e.g. V8 heap flags to compare). @default the image's, {@link imageNodeOptions} */
   daemonNodeArgs?: string[];
   log?: (line: string) => void;
 }
@@ -86,8 +87,10 @@ export interface YamlScaleRun {
   healthzStartup: LatencyStats;
   reloadUnchanged: ReloadFigures;
   reloadAdded: ReloadFigures & { batchesAfter: number };
-  status: { wallMs: number; exitCode: number | null; bytes: number };
-  sigterm: { exitMs: number; exitCode: number | null; signal: string | null };
+  /** `maxRssDuringMb`: the daemon's largest RSS sample while the `status` command ran. */
+  status: { wallMs: number; exitCode: number | null; bytes: number; maxRssDuringMb: number };
+  /** `maxRssDuringMb`: the daemon's largest RSS sample from SIGTERM to its exit. */
+  sigterm: { exitMs: number; exitCode: number | null; signal: string | null; maxRssDuringMb: number };
   maxRssMb: number;
   healthzOverall: LatencyStats;
 }
@@ -96,6 +99,8 @@ export interface YamlScaleResult {
   runs: YamlScaleRun[];
   targets: Record<string, { target: string; value: number; met: boolean }>;
   workDir: string | null;
+  /** Node options the daemon child ran with. */
+  daemonNodeArgs: string[];
 }
 
 /** How long to wait for the file watch's reload before sending SIGHUP as well. */
@@ -227,6 +232,11 @@ async function measureSize(batches: number, sim: SimulatorProcess, work: string,
   };
   writeDaemonConfig(config, base);
   const yamlMb = readFileSync(config).length / 1024 ** 2;
+  // NOTE: the file of the second reload (one batch added) is written now, before the daemon starts: generating the
+  // 7 MB text blocks this process (and so the /healthz sampler's reading of an answer) for 140-240 ms at 100,000
+  // batches, which would be charged to the daemon. It lives outside conf/, which the daemon watches.
+  const next = join(dir, 'next-config.yaml');
+  writeDaemonConfig(next, { ...base, batches: batches + 1 });
 
   const validate = await timeValidate(config, dir);
   log(`  ${batches}: validate ${(validate.wallMs / 1000).toFixed(2)} s, max RSS ${validate.maxRssMb.toFixed(0)} MB (exit ${String(validate.exitCode)})`);
@@ -263,10 +273,6 @@ async function measureSize(batches: number, sim: SimulatorProcess, work: string,
     log(`  ${batches}: ready after ${((readyAt - t0) / 1000).toFixed(2)} s, RSS ${rssAtReady.toFixed(0)} MB`);
 
     const reload = async (kind: 'unchanged' | 'added'): Promise<ReloadFigures & { batchesAfter: number }> => {
-      // NOTE: the 7 MB text is generated before the settle wait, outside the window: generating it blocks this
-      // process (and so the /healthz sampler's reading of an answer) for 140-240 ms at 100,000 batches.
-      const next = join(dir, 'next-config.yaml');
-      if (kind === 'added') writeDaemonConfig(next, { ...base, batches: batches + 1 });
       await sleep(o.settleMs);
       const before = await metricsOf(`${url}/metrics`);
       const s0 = performance.now();
@@ -312,16 +318,23 @@ async function measureSize(batches: number, sim: SimulatorProcess, work: string,
     const reloadAdded = await reload('added');
 
     await sleep(1000);
+    const statusAt = performance.now();
     const st = await run(process.execPath, [builtCli(), 'status', '--config', config], daemonEnv({ LOG_LEVEL: 'warn' }), dir);
-    log(`  ${batches}: status ${(st.wallMs / 1000).toFixed(2)} s (exit ${String(st.code)}, ${st.stdout.length} bytes)`);
+    const statusRssMb = rss.maxBetween(statusAt, performance.now());
+    log(`  ${batches}: status ${(st.wallMs / 1000).toFixed(2)} s (exit ${String(st.code)}, ${st.stdout.length} bytes), daemon RSS max ${statusRssMb.toFixed(0)} MB`);
 
     const s0 = performance.now();
     child.proc.kill('SIGTERM');
     const e = await child.exited;
     const exitMs = e.atMs - s0;
-    log(`  ${batches}: SIGTERM → exit in ${(exitMs / 1000).toFixed(2)} s (code ${String(e.code)}, signal ${String(e.signal)})`);
+    log(`  ${batches}: SIGTERM → exit in ${(exitMs / 1000).toFixed(2)} s (code ${String(e.code)}, signal ${String(e.signal)}), RSS max ${rss.maxBetween(s0, e.atMs).toFixed(0)} MB`);
     await health.stop();
     rss.stop();
+    // The timelines, for --keep: where a peak outside the phases above happened.
+    writeFileSync(
+      join(dir, 'timeline.json'),
+      JSON.stringify({ t0, readyAt, rss: rss.samples.map((x) => [Math.round(x.atMs - t0), Math.round(x.rssMb)]), healthz: health.samples.map((x) => [Math.round(x.atMs - t0), Math.round(x.ms), x.ok]) }),
+    );
     return {
       batches,
       yamlMb,
@@ -333,8 +346,8 @@ async function measureSize(batches: number, sim: SimulatorProcess, work: string,
       healthzStartup: health.stats(firstOk, readyAt),
       reloadUnchanged: { ...reloadUnchanged },
       reloadAdded,
-      status: { wallMs: st.wallMs, exitCode: st.code, bytes: st.stdout.length },
-      sigterm: { exitMs, exitCode: e.code, signal: e.signal },
+      status: { wallMs: st.wallMs, exitCode: st.code, bytes: st.stdout.length, maxRssDuringMb: statusRssMb },
+      sigterm: { exitMs, exitCode: e.code, signal: e.signal, maxRssDuringMb: rss.maxBetween(s0, e.atMs) },
       maxRssMb: rss.maxMb,
       healthzOverall: health.stats(firstOk, e.atMs),
     };
@@ -348,7 +361,7 @@ async function measureSize(batches: number, sim: SimulatorProcess, work: string,
 /** Runs the yaml-scale benchmark. */
 export async function benchYamlScale(options: YamlScaleOptions = {}): Promise<YamlScaleResult> {
   const sizes = options.sizes ?? [100_000, 20_000];
-  const o = { settleMs: options.settleMs ?? 10_000, phaseTimeoutMs: options.phaseTimeoutMs ?? 300_000, daemonNodeArgs: options.daemonNodeArgs ?? [] };
+  const o = { settleMs: options.settleMs ?? 10_000, phaseTimeoutMs: options.phaseTimeoutMs ?? 300_000, daemonNodeArgs: options.daemonNodeArgs ?? imageNodeOptions() };
   const log = options.log ?? ((l: string) => console.log(l));
   builtCli();
   const work = mkdtempSync(join(tmpdir(), 'ibw-yaml-scale-'));
@@ -385,5 +398,5 @@ export async function benchYamlScale(options: YamlScaleOptions = {}): Promise<Ya
     targets[`${mid.batches}: worst /healthz during a reload (ms)`] = { target: '≤ 100', value: worst, met: worst <= 100 };
     targets[`${mid.batches}: status (s)`] = { target: '≤ 1', value: mid.status.wallMs / 1000, met: mid.status.wallMs <= 1000 };
   }
-  return { runs, targets, workDir: options.keep ? work : null };
+  return { runs, targets, workDir: options.keep ? work : null, daemonNodeArgs: o.daemonNodeArgs };
 }
