@@ -10,7 +10,8 @@
  *
  * Sizes of the real-path benchmarks (defaults in brackets are the full run's):
  *   --rounds=N       real-path rounds [3]          --window-ms=N   real-path measured window [30000]
- *   --warmup-ms=N    real-path warm-up after ready [max(90000, batches/statusQps + 8 s)]
+ *   --warmup-ms=N    real-path warm-up after ready [max(90000, batches/statusQps + 8 s)]; V8 is still compiling
+ *                    every side's hot path at 90 s, 240000 measures after it has finished (docs/benchmarks.md §5)
  *   --floor-tick-ms=N real-path: the floor sends the polls due every N ms, like the daemon's tick; 0 = a wake-up per poll [100]
  *   --floor-burst=N  real-path, with --floor-tick-ms=0: the floor's loops start N at a time [1]
  *   --daemon-node-args="--flag …"   real-path, yaml-scale: Node options of the daemon child (e.g. V8 flags to compare)
