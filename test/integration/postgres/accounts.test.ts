@@ -86,4 +86,35 @@ describe('openStateBackend with accounts', () => {
       await second.stop();
     }
   }, 30_000);
+
+  it('a running daemon whose standby account cannot load its state at takeover ends as fatal, naming the row', async () => {
+    const env = { IBW_DATABASE_URL: testDatabaseUrl() };
+    const credentials = { get: () => Promise.resolve({ accessKeyId: 'id', accessKeySecret: 'secret', securityToken: null }) };
+    const quiet = createLogger({ level: 'silent' });
+    const owner = new Daemon({ config: { ...configOf(['fleet-w']), http: { listen: null } }, logger: quiet, env, credentials, housekeeping: false });
+    await owner.start();
+    const both = new Daemon({ config: { ...configOf(['fleet-v', 'fleet-w']), http: { listen: null } }, logger: quiet, env, credentials, housekeeping: false });
+    try {
+      await both.start();
+      expect(both.state).toBe('running');
+      expect(both.runtimes.map((r) => r.state)).toEqual(['running', 'standby']);
+      // A row of fleet-w's journal that is no record, past anything its owner writes: only a load reads it.
+      await sql(`INSERT INTO "${schema}".journal (account, seq, rec) VALUES ('fleet-w', 999999999, '{"bogus":true}')`);
+      await owner.stop();
+      const ended = await Promise.race([both.done(), new Promise<null>((r) => setTimeout(() => r(null), 15_000))]);
+      expect(ended?.reason).toBe('fatal');
+      expect(ended?.error?.code).toBe('LedgerCorrupt');
+      expect(ended?.error?.message).toContain('account=fleet-w seq=999999999');
+      await both.stop();
+      const lease = await sql<{ owner: string | null; free: boolean }>(
+        `SELECT owner, expires_at <= clock_timestamp() AS free FROM "${schema}".leases WHERE account = 'fleet-w'`,
+      );
+      expect(lease[0]!.owner).toBeNull();
+      expect(lease[0]!.free).toBe(true);
+    } finally {
+      await sql(`DELETE FROM "${schema}".journal WHERE account = 'fleet-w' AND seq = 999999999`);
+      await owner.stop();
+      await both.stop();
+    }
+  }, 30_000);
 });

@@ -2,7 +2,7 @@
  * Two daemons on one PostgreSQL schema (DESIGN.md §12): the first owns the account and settles its batches, the
  * second is a connected standby (ready, no API calls); when the owner stops (SIGTERM releases its lease), the standby
  * takes the account over and resumes the batches from the database; a replica whose lease cannot be confirmed makes
- * no API calls.
+ * no API calls; a standby whose takeover cannot load the state fails its start and leaves the lease free.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -112,6 +112,42 @@ describe('postgres backend: one owner, a ready standby, takeover on stop', () =>
     const lease = await sql<{ epoch: string }>(`SELECT epoch FROM "${schema}".leases`);
     expect(Number(lease[0]!.epoch)).toBe(2);
     await b.stop();
+  });
+
+  it('a standby whose takeover cannot load the state fails its start, names the row, and leaves the lease free', async () => {
+    const env = { IBW_DATABASE_URL: testDatabaseUrl() };
+    const linesB: string[] = [];
+    const a = new Daemon({ config: config('e'), logger: quietLogger([]), env, credentials, housekeeping: false });
+    await a.start();
+    const b = new Daemon({ config: config('f'), logger: quietLogger(linesB), env, credentials, housekeeping: false });
+    const bStarted = b.start();
+    const outcome = bStarted.then(
+      () => null,
+      (err: unknown) => err,
+    );
+    await until(() => b.isReady(), 10_000);
+    // A journal row no record can be read from, far past the owner's own sequence numbers: the owner never reads
+    // it back, the standby's load at takeover does.
+    await sql(`INSERT INTO "${schema}".journal (account, seq, rec) VALUES ('default', 999999999, '{"bogus":true}')`);
+    try {
+      await a.stop();
+      const err = (await outcome) as { code?: string; message?: string } | null;
+      expect(err?.code).toBe('LedgerCorrupt');
+      expect(err?.message).toContain('seq=999999999');
+      expect(b.state).toBe('stopped');
+      expect(b.isReady()).toBe(false);
+      expect(linesB.some((l) => l.includes('took over the account'))).toBe(false);
+      // Whatever B got of the lease it gave up: nobody owns the account, and a third replica takes it at once.
+      const lease = await sql<{ owner: string | null; free: boolean }>(`SELECT owner, expires_at <= clock_timestamp() AS free FROM "${schema}".leases`);
+      expect(lease[0]!.owner).toBeNull();
+      expect(lease[0]!.free).toBe(true);
+    } finally {
+      await sql(`DELETE FROM "${schema}".journal WHERE seq = 999999999`);
+    }
+    const c = new Daemon({ config: config('g'), logger: quietLogger([]), env, credentials, housekeeping: false });
+    await c.start();
+    expect(c.state).toBe('running');
+    await c.stop();
   });
 
   it('a standby stopped while it waits exits cleanly without ever owning the account', async () => {
