@@ -30,12 +30,14 @@ import { performance } from 'node:perf_hooks';
 
 import ts from 'typescript';
 
+import { DISPATCH_TICK_MS } from '../../src/core/scheduler.js';
+
 import {
   builtCli,
   countSimulatorRequests,
   freePort,
-  imageNodeOptions,
   httpGet,
+  imageNodeOptions,
   promSum,
   REPO,
   SIM_AK,
@@ -47,8 +49,6 @@ import {
   type ChildHandle,
   type SimulatorProcess,
 } from './cli-child.js';
-import { DISPATCH_TICK_MS } from '../../src/core/scheduler.js';
-
 import { applyIdOf, configPathIn, daemonEnv, writeDaemonConfig, writeScenario } from './config-gen.js';
 import { delta, median, RssSampler, snapshot, type ProcDelta, type ProcSnapshot } from './proc.js';
 

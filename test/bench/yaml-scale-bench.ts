@@ -30,8 +30,8 @@ import { performance } from 'node:perf_hooks';
 import {
   builtCli,
   freePort,
-  imageNodeOptions,
   httpGet,
+  imageNodeOptions,
   promSum,
   sleep,
   spawnNode,
@@ -328,9 +328,9 @@ async function measureSize(batches: number, sim: SimulatorProcess, work: string,
     child.proc.kill('SIGTERM');
     const e = await child.exited;
     const exitMs = e.atMs - s0;
-    log(
-      `  ${batches}: SIGTERM → exit in ${(exitMs / 1000).toFixed(2)} s (code ${String(e.code)}, signal ${String(e.signal)}), RSS max ${Math.max(rssBeforeSigterm, rss.maxBetween(s0, e.atMs) || 0).toFixed(0)} MB`,
-    );
+    // NOTE: the sample taken just before the signal counts, so a quick exit that no sample caught is not NaN.
+    const sigtermRssMb = Math.max(rssBeforeSigterm, rss.maxBetween(s0, e.atMs) || 0);
+    log(`  ${batches}: SIGTERM → exit in ${(exitMs / 1000).toFixed(2)} s (code ${String(e.code)}, signal ${String(e.signal)}), RSS max ${sigtermRssMb.toFixed(0)} MB`);
     await health.stop();
     rss.stop();
     // The timelines, for --keep: where a peak outside the phases above happened.
@@ -350,8 +350,7 @@ async function measureSize(batches: number, sim: SimulatorProcess, work: string,
       reloadUnchanged: { ...reloadUnchanged },
       reloadAdded,
       status: { wallMs: st.wallMs, exitCode: st.code, bytes: st.stdout.length, maxRssDuringMb: statusRssMb },
-      // NOTE: the sample taken just before the signal counts, so a quick exit that no sample caught is not NaN.
-      sigterm: { exitMs, exitCode: e.code, signal: e.signal, maxRssDuringMb: Math.max(rssBeforeSigterm, rss.maxBetween(s0, e.atMs) || 0) },
+      sigterm: { exitMs, exitCode: e.code, signal: e.signal, maxRssDuringMb: sigtermRssMb },
       maxRssMb: rss.maxMb,
       healthzOverall: health.stats(firstOk, e.atMs),
     };

@@ -13,8 +13,10 @@ import { imageNodeOptions } from '../../bench/cli-child.js';
 const dir = mkdtempSync(path.join(tmpdir(), 'ibw-dockerfile-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+let files = 0;
 function dockerfile(text: string): string {
-  const file = path.join(dir, `Dockerfile-${Math.random().toString(36).slice(2)}`);
+  files += 1;
+  const file = path.join(dir, `Dockerfile-${files}`);
   writeFileSync(file, text);
   return file;
 }
