@@ -645,11 +645,12 @@ export class AccountRuntime {
     // Provisioning (DESIGN.md §13): the chunks' ApplyIds are batches of this watcher from its first reconcile on.
     let provisioner: DaemonProvisioner | null = null;
     let watched = view;
-    if (o.provision !== false && config.state.backend !== 'postgres') {
+    if (o.provision !== false) {
       provisioner = createDaemonProvisioner({
         config,
         account: this.name,
         stateDir: view.state.dir,
+        ...(backend?.jobs ? { jobs: backend.jobs } : {}),
         submitApi: this.#submitApi,
         budget: this.#budget,
         store,

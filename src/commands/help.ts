@@ -17,7 +17,7 @@ Commands:
   provision --product-key PK (--devices FILE | --count N) [--chunk-size N] [--until created|checked]
        [--name NAME] [--config FILE] [--endpoint URL]
                                             submit a fleet in chunks and watch it; report JSON on stdout
-  results [--account A] [--product-key PK] [--apply-id ID] [--format json|csv] [--config FILE]
+  results [--account A] [--product-key PK] [--apply-id ID | --provision NAME] [--format json|csv] [--config FILE]
                                             stored results (with device secrets) from either backend
   migrate --from-file DIR [--account A] [--config FILE]
                                             move a file ledger into PostgreSQL (state.postgres)
@@ -82,6 +82,7 @@ the results table of the postgres backend.
 ${CONFIG}      --account NAME     only this account (the file backend has only \`default\`)
       --product-key PK   only this ProductKey
       --apply-id ID      only this ApplyId
+      --provision NAME   the provisioning job NAME instead: json its report, csv its factory CSV
       --format json|csv  json (default): the result objects; csv: ProductKey,DeviceName,DeviceSecret,IotId
 ${HELP}`,
   migrate: `Usage: iot-batch-watcher migrate --from-file DIR [options]

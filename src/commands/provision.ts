@@ -23,6 +23,7 @@ import { createApiBudget } from '../core/api-budget.js';
 import { Daemon } from '../daemon.js';
 import { DaemonError } from '../errors.js';
 import { createMemoryLedger } from '../ledger/memory-ledger.js';
+import { accountStateDir } from '../ledger/open-state.js';
 import { createChunkSubmitter } from '../provision/chunk-submitter.js';
 import { createDaemonChunkWatcher } from '../provision/daemon-chunk-watcher.js';
 import { readDeviceFile } from '../provision/device-file-reader.js';
@@ -145,22 +146,44 @@ async function resolveCommand(args: string[], io: ProvisionIo): Promise<number> 
   if (opts['apply-id'] !== undefined && !APPLY_ID_PATTERN.test(opts['apply-id'])) problems.push('--apply-id: expected a string of digits without leading zeros');
   if (problems.length > 0) throw new ProvisionFlagsError(problems);
   const base = (await io.loadBase(opts.config)) ?? compileConfigObject({ alibaba: { regionId: 'cn-shanghai' } }, { cwd: io.cwd });
-  const store = createFileJobStore(base.state.dir);
   const name = opts.name ?? '';
-  const state = await store.load(name);
   const index = Number(opts.chunk);
-  const rec = state?.chunks.find((c) => c.index === index);
-  if (state === null || rec === undefined) {
-    io.stderr.write(`provision resolve: no chunk ${index} of job "${name}" in ${base.state.dir}\n`);
-    return 2;
-  }
-  if (rec.state !== 'submission_unknown') {
-    io.stderr.write(`provision resolve: chunk ${index} of "${name}" is ${rec.state}, not submission_unknown: nothing to resolve\n`);
-    return 2;
-  }
   const resolution = opts['apply-id'] !== undefined ? { applyId: opts['apply-id'] } : ({ notSubmitted: true } as const);
-  const step = resolveUnknown(rec, resolution, io.clock.now());
-  await store.save(withChunk(state, step.rec));
+  // The account whose job it is: the file's entry of that name says, else the first account (`default`).
+  const account = base.provision?.find((j) => j.name === name)?.account ?? base.accounts[0]?.name ?? 'default';
+  // What the change found; set by `resolve`, which the database's update may run inside its transaction.
+  const found: { problem: string | null } = { problem: null };
+  const resolve = (state: JobState | null): JobState | null => {
+    const rec = state?.chunks.find((c) => c.index === index);
+    if (state === null || rec === undefined) {
+      found.problem = `no chunk ${index} of job "${name}"`;
+      return null;
+    }
+    if (rec.state !== 'submission_unknown') {
+      found.problem = `chunk ${index} of "${name}" is ${rec.state}, not submission_unknown: nothing to resolve`;
+      return null;
+    }
+    return withChunk(state, resolveUnknown(rec, resolution, io.clock.now()).rec);
+  };
+  // PostgreSQL: the daemon's jobs are rows of provision_jobs (changed in one transaction holding the row); a job
+  // that is not there is one of the foreground command, whose state is a file of state.dir.
+  let where = path.join(accountStateDir(base.state.dir, account), 'provision');
+  let inDatabase = false;
+  if (base.state.backend === 'postgres') {
+    const { updateJobInDatabase } = await import('../ledger/postgres-status.js');
+    const row = await updateJobInDatabase(base, io.env, account, name, (state) => (state === null ? null : resolve(state)));
+    inDatabase = row.exists;
+    if (row.exists) where = row.location;
+  }
+  if (!inDatabase) {
+    const store = createFileJobStore(accountStateDir(base.state.dir, account));
+    const next = resolve(await store.load(name));
+    if (next !== null) await store.save(next);
+  }
+  if (found.problem !== null) {
+    io.stderr.write(`provision resolve: ${found.problem} (${where})\n`);
+    return 2;
+  }
   io.stdout.write(
     `chunk ${index} of "${name}": ${'applyId' in resolution ? `ApplyId ${resolution.applyId} adopted; the next provision run watches it` : 'marked not submitted; the next provision run submits it'}\n`,
   );

@@ -1,17 +1,23 @@
 /**
- * `iot-batch-watcher results [--config FILE] [--account A] [--product-key PK] [--apply-id ID] [--format json|csv]`
- * (DESIGN.md §12): prints stored results from either backend. File backend: the result files
+ * `iot-batch-watcher results [--config FILE] [--account A] [--product-key PK] [--apply-id ID | --provision NAME]
+ * [--format json|csv]` (DESIGN.md §12): prints stored results from either backend. File backend: the result files
  * `<resultsDir>/<productKey>/<applyId>.json` (account `default`); postgres: the `results` table.
  *
  * JSON: an array of `{account, ...result}`. CSV: `ProductKey,DeviceName,DeviceSecret,IotId`, one row per
  * device (RFC 4180 quoting). The output carries device secrets on purpose (that is what it is for); nothing is
  * logged.
+ *
+ * `--provision NAME` prints a provisioning job's outcome from its stored state (DESIGN.md §13) instead: the job
+ * files of each account's state directory, or the `provision_jobs` rows on postgres. JSON: an array with the job's
+ * report (the `provision-<name>.json` shape) for each account that has a job of that name; CSV: the factory CSV
+ * (every created device once, with its DeviceSecret).
  */
 import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { resolveConfigPath } from '../config/load.js';
+import { PROVISION_NAME_PATTERN } from '../config/schema.js';
 import type { CompiledConfig } from '../config/types.js';
 import type { BatchResult } from '../core/ports.js';
 import { DaemonError } from '../errors.js';
@@ -20,6 +26,10 @@ import { connectPostgres, databaseError, quoteSchema } from '../ledger/postgres-
 import type { StoredResult, ResultFilter } from '../ledger/postgres-results.js';
 import { readPostgresResults } from '../ledger/postgres-results.js';
 import { DEFAULT_STATE_POSTGRES, postgresConnectSettings } from '../ledger/open-state.js';
+import { createFileJobStore } from '../provision/file-job-store.js';
+import { type JobState, jobView, storedJobSpec } from '../provision/job-state.js';
+import { buildProvisionReport, FACTORY_CSV_HEADER, type ProvisionReport, toFactoryCsv } from '../provision/provision-report.js';
+import { accountLedgerDirs } from './status-rows.js';
 
 /** What a command needs of the outside world (main.ts passes its Io and its config loader). */
 export interface CommandIo {
@@ -104,6 +114,43 @@ export async function readResults(config: CompiledConfig, env: CommandIo['env'],
   }
 }
 
+/** The stored state of job `name` of every account that has one (all accounts, or `account`). */
+export async function readJobStates(config: CompiledConfig, env: CommandIo['env'], name: string, account?: string): Promise<{ account: string; state: JobState }[]> {
+  if ((config.state.backend ?? 'file') === 'postgres') {
+    const { readPostgresJobs } = await import('../ledger/postgres-status.js');
+    return readPostgresJobs(config, env, { name, ...(account === undefined ? {} : { accounts: new Set([account]) }) });
+  }
+  const out: { account: string; state: JobState }[] = [];
+  for (const dir of await accountLedgerDirs(config.state.dir)) {
+    const owner = dir === config.state.dir ? DEFAULT_ACCOUNT : basename(dir);
+    if (account !== undefined && owner !== account) continue;
+    const state = await createFileJobStore(dir).load(name);
+    if (state !== null) out.push({ account: owner, state });
+  }
+  return out;
+}
+
+/** The report of a stored job (its `account` is the account it is stored under; null for `default`). */
+function storedReport(account: string, state: JobState): ProvisionReport {
+  const owner = account === DEFAULT_ACCOUNT ? null : account;
+  return { ...buildProvisionReport(jobView(state, storedJobSpec(state, owner))), account: owner };
+}
+
+/** `results --provision NAME`: the job's report(s) or its factory CSV. */
+async function printJob(config: CompiledConfig, io: CommandIo, name: string, filter: ResultFilter, format: 'json' | 'csv'): Promise<number> {
+  const stored = (await readJobStates(config, io.env, name, filter.account)).filter((j) => filter.productKey === undefined || j.state.productKey === filter.productKey);
+  const reports = stored.map((j) => storedReport(j.account, j.state));
+  if (format === 'csv') {
+    // One header, then each report's rows (toFactoryCsv starts each with the header line).
+    const rows = reports.map((r) => toFactoryCsv(r).slice(`${FACTORY_CSV_HEADER}\r\n`.length)).join('');
+    io.stdout.write(`${FACTORY_CSV_HEADER}\r\n${rows}`);
+  } else {
+    io.stdout.write(`${JSON.stringify(reports, null, 2)}\n`);
+  }
+  if (reports.length === 0) io.stderr.write(`no provisioning job named ${JSON.stringify(name)}\n`);
+  return 0;
+}
+
 /** Runs `results`; resolves with the exit code. */
 export async function resultsCommand(args: string[], io: CommandIo): Promise<number> {
   let opts;
@@ -117,6 +164,7 @@ export async function resultsCommand(args: string[], io: CommandIo): Promise<num
         account: { type: 'string' },
         'product-key': { type: 'string' },
         'apply-id': { type: 'string' },
+        provision: { type: 'string' },
         format: { type: 'string', default: 'json' },
       },
     }).values;
@@ -131,6 +179,11 @@ export async function resultsCommand(args: string[], io: CommandIo): Promise<num
     ...(opts['product-key'] === undefined ? {} : { productKey: opts['product-key'] }),
     ...(opts['apply-id'] === undefined ? {} : { applyId: opts['apply-id'] }),
   };
+  if (opts.provision !== undefined) {
+    if (opts['apply-id'] !== undefined) throw new CommandUsageError('--apply-id and --provision: give one of them');
+    if (!PROVISION_NAME_PATTERN.test(opts.provision)) throw new CommandUsageError(`--provision: expected a job name (${PROVISION_NAME_PATTERN.source}), got ${JSON.stringify(opts.provision)}`);
+    return printJob(config, io, opts.provision, filter, format);
+  }
   const results = await readResults(config, io.env, filter);
   if (format === 'csv') io.stdout.write(resultsCsv(results));
   else io.stdout.write(`${JSON.stringify(results.map((r) => ({ account: r.account, ...r.result })), null, 2)}\n`);

@@ -14,6 +14,7 @@ import { formatStatusView } from '../ops/status-view.js';
 import { parseOptions, UsageError } from './args.js';
 import { accountLedgerDirs, filterRows, readStatusRows, type StatusCommandIo, type StatusFilter } from './status-rows.js';
 import { formatJobRows, readJobStatusRows } from '../provision/job-status.js';
+import { type ProvisionStatusRow, provisionStatusRow } from '../provision/job-state.js';
 
 export type { StatusCommandIo, StatusFilter };
 
@@ -67,8 +68,16 @@ export async function statusCommand(args: string[], io: StatusCommandIo, deps: S
     io.stderr.write(`no ledger yet in ${config.state.dir} (the daemon has not run with this configuration)\n`);
   }
   // Provisioning jobs (DESIGN.md §13): `--jobs` prints one row per job instead; the plain table ends with them.
-  const jobRows: Awaited<ReturnType<typeof readJobStatusRows>> = [];
-  for (const dir of await accountLedgerDirs(config.state.dir)) jobRows.push(...(await readJobStatusRows(dir)).filter((r) => filter.jobs === null || filter.jobs.has(r.job)));
+  // On PostgreSQL they are the `provision_jobs` rows (read-only, like the batches), else the job files of each
+  // account's state directory.
+  const storedJobs: ProvisionStatusRow[] = [];
+  if (onPostgres) {
+    const stored = await (await import('../ledger/postgres-status.js')).readPostgresJobs(config, io.env, { accounts: filter.accounts, skipUnreadable: opts.jobs !== true });
+    storedJobs.push(...stored.map((j) => provisionStatusRow(j.state)));
+  } else {
+    for (const dir of await accountLedgerDirs(config.state.dir)) storedJobs.push(...(await readJobStatusRows(dir)));
+  }
+  const jobRows = storedJobs.filter((r) => filter.jobs === null || filter.jobs.has(r.job));
   if (opts.jobs) {
     io.stdout.write(opts.json ? `${JSON.stringify(jobRows, null, 2)}\n` : formatJobRows(jobRows));
     return 0;

@@ -16,6 +16,7 @@ import type { CompiledConfig } from '../config/types.js';
 import type { Clock } from '../core/clock.js';
 import type { LedgerStore, ResultWriter } from '../core/ports.js';
 import { DaemonError } from '../errors.js';
+import type { ListableJobStore } from '../provision/daemon-provisioner.js';
 import { createResultWriter } from '../sinks/result-writer.js';
 import { openFileLedger } from './file-ledger.js';
 import type { PgSsl } from './postgres-connection.js';
@@ -23,6 +24,7 @@ import { connectionStringFromEnv, pgSslOptions, withoutUrlSsl } from './postgres
 import type { LeaseChange } from './postgres-lease.js';
 import type { PostgresLedger } from './postgres-ledger.js';
 import { openPostgresLedger } from './postgres-ledger.js';
+import { createPostgresJobStore } from './postgres-jobs.js';
 import { createPostgresResultStore } from './postgres-results.js';
 
 /** `state.postgres` with its defaults, for hand-built configs that leave it out. */
@@ -46,6 +48,11 @@ export interface StateBackend {
   results: ResultWriter;
   /** The postgres ledger (lease, trust window), or null for the file backend. */
   postgres: PostgresLedger | null;
+  /**
+   * The store of provisioning job state (DESIGN.md §13) on the postgres backend: the account's `provision_jobs`
+   * rows, fenced like the ledger. Absent on the file backend, whose jobs live in the account's state directory.
+   */
+  jobs?: ListableJobStore;
 }
 
 /** Dependencies of {@link openStateBackend}. */
@@ -147,5 +154,5 @@ export async function openStateBackend(config: CompiledConfig, deps: OpenStateDe
     ...(deps.onLeaseLost ? { onLeaseLost: deps.onLeaseLost } : {}),
   });
   const results = createPostgresResultStore(ledger.handle, { includeSecrets: config.devices.includeSecrets, files });
-  return { backend: 'postgres', ledger, results, postgres: ledger };
+  return { backend: 'postgres', ledger, results, postgres: ledger, jobs: createPostgresJobStore(ledger.handle) };
 }

@@ -92,6 +92,23 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 3,
+    name: 'provisioning job state',
+    statements: (s) => [
+      // The durable state of each provisioning job of an account (DESIGN.md §13; src/provision/job-state.ts):
+      // its chunks with their submission intents and ApplyIds, its created devices with their DeviceSecrets (grant
+      // SELECT on it as sparingly as on results), the facts announced. Written by the account's owner only,
+      // fenced by its lease, so a replica that takes the account over resumes every job where it was.
+      `CREATE TABLE IF NOT EXISTS ${s}.provision_jobs (
+        account text NOT NULL,
+        name text NOT NULL,
+        state json NOT NULL,
+        saved_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (account, name)
+      )`,
+    ],
+  },
 ];
 
 /** The newest schema version this code knows. */

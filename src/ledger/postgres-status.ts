@@ -17,10 +17,12 @@ import type pg from 'pg';
 import type { CompiledConfig } from '../config/types.js';
 import type { Clock } from '../core/clock.js';
 import type { BatchRecord } from '../core/record.js';
+import type { JobState } from '../provision/job-state.js';
 import { toStatusRows } from '../core/status-row.js';
 import { DaemonError } from '../errors.js';
 import type { ViewRow } from '../ops/status-view.js';
 import { createPool, databaseError, quoteSchema, redactor, secretsOf } from './postgres-connection.js';
+import { jobLocation, type StoredJob, readPostgresJobStates, updatePostgresJobState } from './postgres-jobs.js';
 import { loadLedgerState } from './postgres-load.js';
 import { SCHEMA_VERSION } from './postgres-migrations.js';
 import { DEFAULT_STATE_POSTGRES, postgresConnectSettings } from './open-state.js';
@@ -210,5 +212,101 @@ export class CachedStatusRows {
         this.#reading = null;
       });
     return this.#reading;
+  }
+}
+
+/**
+ * The provisioning jobs stored in `config`'s schema (`status --jobs`, `results --provision`; DESIGN.md §12/§13):
+ * every account's, or those of `accounts`, and only the job `name` when given. Read-only like the status rows,
+ * through a pool of its own that is closed before this resolves.
+ */
+export async function readPostgresJobs(
+  config: CompiledConfig,
+  env: Readonly<Record<string, string | undefined>>,
+  options: PostgresStatusOptions & {
+    name?: string;
+    /**
+     * No rows (rather than an error) when the role may not read `provision_jobs`: the plain `status` table, whose
+     * documented grants are those of the ledger tables alone (the rows hold DeviceSecrets).
+     */
+    skipUnreadable?: boolean;
+  } = {},
+): Promise<StoredJob[]> {
+  const source = await openStatusSource(config, env, options.connectTimeoutMs);
+  try {
+    let client: pg.PoolClient;
+    try {
+      client = await source.pool.connect();
+    } catch (err) {
+      throw databaseError('connect', err, source.redact);
+    }
+    try {
+      await client.query('BEGIN READ ONLY');
+      if (options.skipUnreadable === true) {
+        const { rows } = await client.query<{ readable: boolean | null }>(
+          "SELECT CASE WHEN to_regclass($1) IS NULL THEN NULL ELSE has_table_privilege(to_regclass($1), 'SELECT') END AS readable",
+          [`${source.quoted}.provision_jobs`],
+        );
+        if (rows[0]?.readable === false) {
+          await client.query('COMMIT');
+          return [];
+        }
+      }
+      const jobs = await readPostgresJobStates(client, source.quoted, options.name === undefined ? {} : { name: options.name });
+      await client.query('COMMIT');
+      const accounts = options.accounts ?? null;
+      return accounts === null ? jobs : jobs.filter((j) => accounts.has(j.account));
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (err instanceof DaemonError) throw err;
+      throw databaseError(`read the provisioning jobs of schema ${source.schema}`, err, source.redact);
+    } finally {
+      client.release();
+    }
+  } finally {
+    await source.pool.end().catch(() => undefined);
+  }
+}
+
+/**
+ * `provision resolve` on PostgreSQL: applies `change` to the stored state of job `name` of `account` (one
+ * transaction holding its row; not fenced, it is the operator's answer and the owner reads it at its next reload).
+ * `exists`: the job has a row; `location`: where, for messages.
+ */
+export async function updateJobInDatabase(
+  config: CompiledConfig,
+  env: Readonly<Record<string, string | undefined>>,
+  account: string,
+  name: string,
+  change: (state: JobState | null) => JobState | null,
+): Promise<{ exists: boolean; location: string }> {
+  const pgConfig = config.state.postgres ?? DEFAULT_STATE_POSTGRES;
+  const quoted = quoteSchema(pgConfig.schema);
+  const settings = await postgresConnectSettings(config, env);
+  const redact = redactor(secretsOf(settings.connectionString, env));
+  const pool = await createPool({ ...settings, poolSize: 1, connectTimeoutMs: 5000 }, redact);
+  pool.on('error', () => undefined);
+  try {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (err) {
+      throw databaseError('connect', err, redact);
+    }
+    try {
+      let exists = false;
+      await updatePostgresJobState(client, quoted, account, name, (state) => {
+        exists = state !== null;
+        return change(state);
+      });
+      return { exists, location: jobLocation(quoted, account, name) };
+    } catch (err) {
+      if (err instanceof DaemonError) throw err;
+      throw databaseError(`update provisioning job ${name}`, err, redact);
+    } finally {
+      client.release();
+    }
+  } finally {
+    await pool.end().catch(() => undefined);
   }
 }

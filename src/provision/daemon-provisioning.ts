@@ -2,9 +2,9 @@
  * Builds the {@link DaemonProvisioner} of one account from the pieces a daemon (or an account runtime) owns, and
  * says which configurations it cannot run. Kept apart from the daemon so the daemon's hunk stays small.
  *
- * Backends: on the file backend a job's state lives in the account's state directory (`<dir>/provision/`). On
- * PostgreSQL it would live on one pod's disk, and a replica taking the account over could submit a count chunk
- * again: provision entries are refused there (a config error naming the entry), see docs/provisioning.md.
+ * Backends: on the file backend a job's state lives in the account's state directory (`<dir>/provision/`); on
+ * PostgreSQL in the account's `provision_jobs` rows (src/ledger/postgres-jobs.ts), fenced by its lease, so a replica
+ * that takes the account over resumes the jobs from their last saved intents (docs/provisioning.md).
  */
 
 import type { AlibabaIotApi } from '../alibaba/iot-api.js';
@@ -16,34 +16,22 @@ import type { StateStore } from '../core/state-store.js';
 import type { ConfigIssue } from '../errors.js';
 import type { Logger } from '../ops/logger.js';
 import { createChunkSubmitter } from './chunk-submitter.js';
-import { DaemonProvisioner } from './daemon-provisioner.js';
+import { DaemonProvisioner, type ListableJobStore } from './daemon-provisioner.js';
 import { readDeviceFile } from './device-file-reader.js';
 import { createFileJobStore } from './file-job-store.js';
 import { writeProvisionOutputs } from './provision-output-writer.js';
 
 /**
- * Why the daemon cannot run the configuration's `provision` entries (empty: it can): the PostgreSQL backend, or
- * device results without their secrets (the factory CSV needs them).
+ * Why the daemon cannot run the configuration's `provision` entries (empty: it can): device results without their
+ * secrets (the factory CSV needs them).
  */
 export function provisionConfigIssues(config: CompiledConfig): ConfigIssue[] {
   const jobs = config.provision ?? [];
   if (jobs.length === 0) return [];
   const first = jobs[0]!;
   const at = first.position ?? { file: config.file ?? '(config)', line: 0, col: 0 };
-  const issues: ConfigIssue[] = [];
-  if (config.state.backend === 'postgres') {
-    issues.push({
-      ...at,
-      path: 'provision',
-      message:
-        'provision entries need state.backend: file (their job state must not live on one replica\'s disk, or a count chunk could be submitted twice after a failover); ' +
-        'run them with a file state directory, or with `iot-batch-watcher provision`',
-    });
-  }
-  if (!config.devices.fetch || !config.devices.includeSecrets) {
-    issues.push({ ...at, path: 'provision', message: 'provision entries need devices.fetch: true and devices.includeSecrets: true (the factory CSV holds each DeviceSecret)' });
-  }
-  return issues;
+  if (config.devices.fetch && config.devices.includeSecrets) return [];
+  return [{ ...at, path: 'provision', message: 'provision entries need devices.fetch: true and devices.includeSecrets: true (the factory CSV holds each DeviceSecret)' }];
 }
 
 /** What the daemon hands over. */
@@ -51,8 +39,10 @@ export interface DaemonProvisioningDeps {
   config: CompiledConfig;
   /** The account (its name) the daemon runs. */
   account: string;
-  /** The account's state directory (`state.dir` for `default`). */
+  /** The account's state directory (`state.dir` for `default`): the job store of the file backend. */
   stateDir: string;
+  /** The backend's job store when it has one (PostgreSQL); else the job files below {@link stateDir}. */
+  jobs?: ListableJobStore;
   /** An API client whose submissions are sent once (maxAttempts 1): the runs retry under the budget themselves. */
   submitApi: AlibabaIotApi;
   budget: ApiBudget;
@@ -70,7 +60,7 @@ export function createDaemonProvisioner(deps: DaemonProvisioningDeps): DaemonPro
   const resultsDir = deps.config.output.resultsDir;
   return new DaemonProvisioner({
     account: deps.account,
-    store: createFileJobStore(deps.stateDir),
+    store: deps.jobs ?? createFileJobStore(deps.stateDir),
     submitter: createChunkSubmitter(deps.submitApi),
     budget: deps.budget,
     results: deps.results,

@@ -110,6 +110,25 @@ export function isJobSettled(state: JobState): boolean {
   return state.chunks.every((c) => SETTLED_CHUNK_STATES.has(c.state));
 }
 
+/**
+ * The settings of a stored job for its report when no run has them at hand (`results --provision`): the ones the
+ * daemon stored with it, else (a job of the foreground `provision` command, which stores none) what its chunks
+ * show: the product, the kind, the largest chunk, `checked` when a chunk settled as checked, no labels.
+ */
+export function storedJobSpec(state: JobState, account: string | null): JobSpec {
+  if (state.spec !== undefined) return state.spec;
+  const requested = state.chunks.reduce((n, c) => n + c.requested, 0);
+  return {
+    name: state.name,
+    productKey: state.productKey,
+    account,
+    source: state.kind === 'count' ? { kind: 'count', count: requested } : { kind: 'devices', file: '(not stored with the job)' },
+    chunkSize: Math.max(1, ...state.chunks.map((c) => c.requested)),
+    until: state.chunks.some((c) => c.state === 'checked') ? 'checked' : 'created',
+    labels: {},
+  };
+}
+
 /** The job as the report builder takes it. */
 export function jobView(state: JobState, spec: JobSpec): ProvisionJobView {
   return {

@@ -206,6 +206,18 @@ describe('the daemon runs provision entries', () => {
     const table = runCli(['status', '--config', config], SIM_ENV, dir);
     expect((await table.exited).code).toBe(0);
     expect(table.stdout.join('\n')).toMatch(/fleet +a1SimFleet +4\/4 +2503\/2503 +0/);
+
+    // results --provision: the job's factory CSV and report from its stored state, as the files have them.
+    const csvOut = runCli(['results', '--config', config, '--provision', 'fleet', '--format', 'csv'], SIM_ENV, dir);
+    expect((await csvOut.exited).code, csvOut.stderr.join('')).toBe(0);
+    expect(`${csvOut.stdout.join('\n')}\n`).toBe(await readFile(join(dir, 'results', PK, 'provision-fleet.csv'), 'utf8'));
+    const jsonOut = runCli(['results', '--config', config, '--provision', 'fleet'], SIM_ENV, dir);
+    expect((await jsonOut.exited).code, jsonOut.stderr.join('')).toBe(0);
+    expect(JSON.parse(jsonOut.stdout.join('\n'))).toEqual([await readJson<Report>(reportFile)]);
+    const none = runCli(['results', '--config', config, '--provision', 'nope'], SIM_ENV, dir);
+    expect((await none.exited).code).toBe(0);
+    expect(none.stdout.join('\n').trim()).toBe('[]');
+    expect(none.stderr.join('')).toContain('no provisioning job named "nope"');
   }, 240_000);
 
   it('parks a count chunk killed on the wire and never sends it again; one killed before sending is sent once', async () => {

@@ -63,7 +63,7 @@ describe('least grants', () => {
     );
   }
 
-  const TABLES = ['batches', 'journal', 'leases', 'migrations', 'outbox', 'replicas', 'results', 'snapshots'];
+  const TABLES = ['batches', 'journal', 'leases', 'migrations', 'outbox', 'provision_jobs', 'replicas', 'results', 'snapshots'];
 
   it('CREATE on the database: the schema and its tables are created at first start, owned by the role', async () => {
     await openAppendClose('creator');

@@ -1,7 +1,7 @@
 /**
  * The daemon refuses `provision` entries it cannot run safely, at start, with a config error naming the entry
- * (file:line:col and the key): on the PostgreSQL backend (the job state would live on one replica's disk), and
- * without device secrets (the factory CSV needs them). Nothing is opened before: no database, no API.
+ * (file:line:col and the key): without device secrets (the factory CSV needs them). Nothing is opened before: no
+ * database, no API. (On PostgreSQL they run: test/integration/postgres/provision.test.ts.)
  */
 
 import { describe, expect, it } from 'vitest';
@@ -27,13 +27,6 @@ async function startError(lines: string[]): Promise<unknown> {
 }
 
 describe('provision entries the daemon refuses', () => {
-  it('on the PostgreSQL backend', async () => {
-    const err = await startError([...base, 'state: { backend: postgres }', ...job]);
-    expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).issues).toEqual([expect.objectContaining({ file: 'w.yaml', line: 5, col: 5, path: 'provision' })]);
-    expect((err as ConfigError).message).toContain('provision entries need state.backend: file');
-  });
-
   it('without device secrets in the results', async () => {
     const err = await startError([...base, 'devices: { includeSecrets: false }', ...job]);
     expect(err).toBeInstanceOf(ConfigError);
