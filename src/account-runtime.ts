@@ -38,13 +38,13 @@ import type { StatusRow } from './core/status-row.js';
 import { type RunResult, Watcher } from './core/watcher.js';
 import { AbortedError, DaemonError, coerceError } from './errors.js';
 import { accountStateDir, openStateBackend, type StateBackend } from './ledger/open-state.js';
-import { CachedStatusRows, readPostgresStatusRows } from './ledger/postgres-status.js';
+import { CachedStatusRows, readPostgresJobs, readPostgresStatusRows } from './ledger/postgres-status.js';
 import type { LeaseChange } from './ledger/postgres-lease.js';
 import type { Logger } from './ops/logger.js';
 import type { Metrics } from './ops/metrics.js';
 import type { DaemonProvisioner } from './provision/daemon-provisioner.js';
 import { createDaemonProvisioner } from './provision/daemon-provisioning.js';
-import type { ProvisionStatusRow } from './provision/job-state.js';
+import { type ProvisionStatusRow, provisionStatusRow } from './provision/job-state.js';
 import { Outbox } from './sinks/outbox.js';
 import { createResultWriter } from './sinks/result-writer.js';
 
@@ -187,6 +187,8 @@ export class AccountRuntime {
   #drainWaiters: (() => void)[] = [];
   /** A standby's rows of its account, read from the database (postgres backend). */
   #standbyRows: CachedStatusRows | null = null;
+  /** A standby's provisioning jobs of its account, read from the database the same way. */
+  #standbyJobs: CachedStatusRows<ProvisionStatusRow> | null = null;
 
   constructor(options: AccountRuntimeOptions) {
     this.#o = options;
@@ -383,8 +385,21 @@ export class AccountRuntime {
     if (after.batches !== before) await this.#reloadWatcher(owned.watcher, after);
   }
 
-  /** A row per provisioning job of this account (chunks settled / total, devices created / requested). */
+  /**
+   * A row per provisioning job of this account (chunks settled / total, devices created / requested). A standby on
+   * PostgreSQL shows them as the database holds them, read like {@link list}'s rows.
+   */
   jobs(): ProvisionStatusRow[] {
+    if (this.#state === 'standby' && this.#config.state.backend === 'postgres' && !this.#o.ledger) {
+      this.#standbyJobs ??= new CachedStatusRows({
+        read: async () => (await readPostgresJobs(this.#config, this.#o.env, { accounts: new Set([this.name]) })).map((j) => provisionStatusRow(j.state)),
+        clock: this.#o.clock,
+        maxAgeMs: STANDBY_ROWS_MAX_AGE_MS,
+        onError: (err) => this.#log.warn({ err }, 'standby: cannot read the account\'s provisioning jobs from the database (/v1/jobs shows the last ones read)'),
+      });
+      const rows = this.#standbyJobs.rows();
+      if (rows !== null) return rows;
+    }
     return this.#shown()?.provisioner?.rows() ?? [];
   }
 

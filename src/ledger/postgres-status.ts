@@ -158,9 +158,9 @@ export async function readPostgresStatusRows(
 }
 
 /** Options of {@link CachedStatusRows}. */
-export interface CachedStatusRowsOptions {
+export interface CachedStatusRowsOptions<T = ViewRow> {
   /** Reads the rows (e.g. {@link readPostgresStatusRows} for one account). */
-  read: () => Promise<ViewRow[]>;
+  read: () => Promise<T[]>;
   clock: Pick<Clock, 'now'>;
   /** A read starts at most this often, successful or not. */
   maxAgeMs: number;
@@ -171,21 +171,22 @@ export interface CachedStatusRowsOptions {
 /**
  * The rows of an account this replica does not own (a standby's `/v1/batches`), read from the database in the
  * background: {@link rows} answers at once with the last rows read and starts a new read when they are older
- * than `maxAgeMs`, so requests never wait on the database and never read it more often than that.
+ * than `maxAgeMs`, so requests never wait on the database and never read it more often than that. The same for
+ * its provisioning jobs (`/v1/jobs`).
  */
-export class CachedStatusRows {
-  readonly #o: CachedStatusRowsOptions;
-  #rows: ViewRow[] | null = null;
+export class CachedStatusRows<T = ViewRow> {
+  readonly #o: CachedStatusRowsOptions<T>;
+  #rows: T[] | null = null;
   #startedAt = Number.NEGATIVE_INFINITY;
   #reading: Promise<void> | null = null;
   #failing = false;
 
-  constructor(options: CachedStatusRowsOptions) {
+  constructor(options: CachedStatusRowsOptions<T>) {
     this.#o = options;
   }
 
   /** The last rows read (null until a read succeeded); starts a read when they are stale. */
-  rows(): ViewRow[] | null {
+  rows(): T[] | null {
     void this.refresh();
     return this.#rows;
   }

@@ -1,7 +1,8 @@
 /**
  * `/v1/batches` on a standby (DESIGN.md §12: "`status`, `/v1/batches` and `/metrics` work on every replica"): a
- * replica that does not own an account shows that account's batches as the database holds them, read in the
- * background at most every 2 s (CachedStatusRows), without touching the owner's lease.
+ * replica that does not own an account shows that account's batches (and `/v1/jobs` its provisioning jobs) as the
+ * database holds them, read in the background at most every 2 s (CachedStatusRows), without touching the owner's
+ * lease.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,10 +16,14 @@ import { batchKey, type BatchRecord } from '../../../src/core/record.js';
 import type { StatusRow } from '../../../src/core/status-row.js';
 import { Daemon } from '../../../src/daemon.js';
 import { openPostgresLedger, type PostgresLedger } from '../../../src/ledger/postgres-ledger.js';
+import { createPostgresJobStore } from '../../../src/ledger/postgres-jobs.js';
 import { CachedStatusRows } from '../../../src/ledger/postgres-status.js';
 import { createLogger } from '../../../src/ops/logger.js';
+import { type JobSpec, type ProvisionStatusRow, reconcileJob } from '../../../src/provision/job-state.js';
 import { dropSchema, sql, testDatabaseUrl, uniqueSchema } from '../../helpers/postgres.js';
 import { batchRec, makeBatch } from '../../unit/ledger/helpers.js';
+
+const JOB: JobSpec = { name: 'line-4', productKey: 'a1P', account: 'fleet-x', source: { kind: 'count', count: 5 }, chunkSize: 3, until: 'created', labels: {} };
 
 function batchOf(account: string, n: number, over: Partial<BatchRecord> = {}): BatchRecord {
   const rec = makeBatch(n, over);
@@ -138,6 +143,14 @@ describe('/v1/batches on a standby (postgres)', () => {
         ['1000002', 'pending'],
         ['1000003', 'settled'],
       ]);
+
+      // Its provisioning jobs too (`/v1/jobs`), read from the database the same way (the owner saved one).
+      await createPostgresJobStore(owner.handle).save(reconcileJob(null, JOB, null, 0).state);
+      const jobs = await until(
+        async () => (await (await fetch(`${daemon.httpUrl!}/v1/jobs`)).json()) as ProvisionStatusRow[],
+        (rows) => rows.length === 1,
+      );
+      expect(jobs).toEqual([{ job: 'line-4', productKey: 'a1P', chunksSettled: 0, chunksTotal: 2, devicesCreated: 0, devicesRequested: 5, parked: 0 }]);
 
       // The owner is undisturbed: same lease row, its fenced appends go on.
       expect(await sql(`SELECT owner, epoch, expires_at, renewed_at FROM "${schema}".leases WHERE account = 'fleet-x'`)).toEqual(leaseBefore);
