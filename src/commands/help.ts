@@ -87,7 +87,8 @@ ${CONFIG}      --account NAME     only this account (the file backend has only \
 ${HELP}`,
   migrate: `Usage: iot-batch-watcher migrate --from-file DIR [options]
 
-Moves a file ledger (state.dir of the file backend) into PostgreSQL (state.postgres of the configuration).
+Moves a file ledger (state.dir of the file backend), with its provisioning jobs, into PostgreSQL
+(state.postgres of the configuration).
 Idempotent; refuses while a daemon holds DIR or owns the account.
 
 ${CONFIG}      --from-file DIR    the file ledger's directory (required)

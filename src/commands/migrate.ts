@@ -8,6 +8,10 @@
  * - Idempotent: into an empty account it writes the whole state as the compacted snapshot, in one transaction;
  *   when the account already holds exactly that state it changes nothing and says so; when it holds something
  *   else it refuses (`LedgerNotEmpty`) and changes nothing.
+ * - The provisioning jobs of DIR (`DIR/provision/*.json`, DESIGN.md §13) move with it, into `provision_jobs`:
+ *   without them a job would start over on PostgreSQL and submit its chunks again. A job the account already holds
+ *   with the same state is left alone; one it holds with another state is refused like a different ledger, before
+ *   anything is written.
  * - The file ledger is only read, never changed.
  */
 import { readFile, stat } from 'node:fs/promises';
@@ -20,7 +24,11 @@ import { DaemonError } from '../errors.js';
 import { LOCK_FILE } from '../ledger/journal-format.js';
 import { readLedgerReadOnly } from '../ledger/read-ledger.js';
 import { DEFAULT_ACCOUNT, openPostgresLedger } from '../ledger/postgres-ledger.js';
+import { createPostgresJobStore } from '../ledger/postgres-jobs.js';
 import { DEFAULT_STATE_POSTGRES, postgresConnectSettings } from '../ledger/open-state.js';
+import type { ListableJobStore } from '../provision/daemon-provisioner.js';
+import { createFileJobStore } from '../provision/file-job-store.js';
+import type { JobState } from '../provision/job-state.js';
 import type { CommandIo } from './results.js';
 import { CommandUsageError } from './results.js';
 
@@ -59,6 +67,20 @@ export async function ledgerDirHolder(dir: string, now: number): Promise<string 
 /** A comparable image of a state: records in Map order, as JSON. */
 function image(state: LedgerSnapshot): string {
   return JSON.stringify({ batches: [...state.batches.values()], outbox: [...state.outbox.values()] });
+}
+
+/** The jobs of `from` that `into` lacks, how many it holds already as they are, and those it holds otherwise. */
+async function planJobs(from: ListableJobStore, into: ListableJobStore): Promise<{ missing: JobState[]; same: number; differing: string[] }> {
+  const plan = { missing: [] as JobState[], same: 0, differing: [] as string[] };
+  for (const name of (await from.list()).sort()) {
+    const state = await from.load(name);
+    if (state === null) continue;
+    const held = await into.load(name);
+    if (held === null) plan.missing.push(state);
+    else if (JSON.stringify(held) === JSON.stringify(state)) plan.same += 1;
+    else plan.differing.push(name);
+  }
+  return plan;
 }
 
 /** Runs `migrate`; resolves with the exit code. */
@@ -107,13 +129,32 @@ export async function migrateCommand(args: string[], io: CommandIo & { now: () =
   });
   try {
     const where = `schema ${pgConfig.schema}, account ${account}`;
+    const jobs = createPostgresJobStore(ledger.handle);
+    const plan = await planJobs(createFileJobStore(dir), jobs);
+    if (plan.differing.length > 0) {
+      throw new DaemonError(
+        `${where} already holds provisioning jobs ${plan.differing.map((n) => JSON.stringify(n)).join(', ')} with another state than ${dir}: nothing changed`,
+        { kind: 'store', scope: 'process', code: 'LedgerNotEmpty' },
+      );
+    }
+    const importJobs = async (): Promise<string> => {
+      for (const state of plan.missing) await jobs.save(state);
+      return plan.missing.length > 0 ? ` and ${plan.missing.length} provisioning job${plan.missing.length === 1 ? '' : 's'}` : '';
+    };
     if (await ledger.isEmpty()) {
       await ledger.importState(state);
-      io.stdout.write(`migrated ${state.batches.size} batches and ${state.outbox.size} undelivered events from ${dir} into ${where}\n`);
+      const moved = await importJobs();
+      io.stdout.write(`migrated ${state.batches.size} batches and ${state.outbox.size} undelivered events${moved} from ${dir} into ${where}\n`);
       return 0;
     }
     if (image(await ledger.load()) === image(state)) {
-      io.stdout.write(`already migrated: ${where} holds the same ${state.batches.size} batches and ${state.outbox.size} events; nothing changed\n`);
+      // The ledger came over before (a run cut off after it may have left jobs behind: they come now).
+      const moved = await importJobs();
+      io.stdout.write(
+        moved === ''
+          ? `already migrated: ${where} holds the same ${state.batches.size} batches and ${state.outbox.size} events; nothing changed\n`
+          : `already migrated: ${where} holds the same ${state.batches.size} batches and ${state.outbox.size} events; moved${moved.replace(/^ and/, '')}\n`,
+      );
       return 0;
     }
     throw new DaemonError(

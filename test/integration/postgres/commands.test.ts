@@ -12,6 +12,8 @@ import type { BatchResult } from '../../../src/core/ports.js';
 import { openFileLedger } from '../../../src/ledger/file-ledger.js';
 import { openPostgresLedger } from '../../../src/ledger/postgres-ledger.js';
 import { createPostgresResultStore } from '../../../src/ledger/postgres-results.js';
+import { createFileJobStore } from '../../../src/provision/file-job-store.js';
+import { reconcileJob } from '../../../src/provision/job-state.js';
 import { createResultWriter } from '../../../src/sinks/result-writer.js';
 import { runCli } from '../../helpers/child.js';
 import { dropSchema, sql, testDatabaseUrl, uniqueSchema } from '../../helpers/postgres.js';
@@ -151,6 +153,9 @@ describe('results and migrate commands', () => {
     await file.append([{ t: 'forget', key: batches[3]!.key }, batchRec(makeBatch(5, { polls: 500 })), eventRec('e1'), eventRec('e2')]);
     await file.append([{ t: 'ack', id: 'e1', sink: 'log' }]);
     const expected = plain(await file.load());
+    // A provisioning job of that state directory: its state moves too (else it would start over and submit again).
+    const job = reconcileJob(null, { name: 'line-4', productKey: 'a1P', account: null, source: { kind: 'count', count: 5 }, chunkSize: 3, until: 'created', labels: {} }, null, 0).state;
+    await createFileJobStore(stateDir).save(job);
 
     // While the file ledger is open, its LOCK names this (live) process: refused, nothing written.
     const held = await exitOf(['migrate', '--from-file', stateDir, '--config', configFile()], env, dir);
@@ -161,10 +166,19 @@ describe('results and migrate commands', () => {
 
     const first = await exitOf(['migrate', '--from-file', stateDir, '--config', configFile()], env, dir);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout).toContain('migrated 29 batches and 2 undelivered events');
+    expect(first.stdout).toContain('migrated 29 batches and 2 undelivered events and 1 provisioning job');
+    const jobRows = await sql<{ account: string; name: string; state: unknown }>(`SELECT account, name, state FROM "${schema}".provision_jobs`);
+    expect(jobRows).toEqual([{ account: 'default', name: 'line-4', state: job }]);
     const second = await exitOf(['migrate', '--from-file', stateDir, '--config', configFile()], env, dir);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toContain('already migrated');
+    expect(second.stdout).toContain('nothing changed');
+    // A run cut off after the ledger came over left its jobs behind: the next run moves them.
+    await sql(`DELETE FROM "${schema}".provision_jobs`);
+    const third = await exitOf(['migrate', '--from-file', stateDir, '--config', configFile()], env, dir);
+    expect(third.code, third.stderr).toBe(0);
+    expect(third.stdout).toMatch(/already migrated: .* moved 1 provisioning job/);
+    expect(await sql(`SELECT name FROM "${schema}".provision_jobs`)).toEqual([{ name: 'line-4' }]);
 
     const ledger = await openPostgresLedger({ connectionString: testDatabaseUrl(), schema, leaseMs: 5000 });
     expect(plain(await ledger.load())).toEqual(expected);
@@ -179,6 +193,11 @@ describe('results and migrate commands', () => {
     const different = await exitOf(['migrate', '--from-file', stateDir, '--config', configFile()], env, dir);
     expect(different.code).toBe(1);
     expect(different.stderr).toContain('already holds a different ledger');
+    // A job the database holds with another state is refused too, before anything is written.
+    await sql(`UPDATE "${schema}".provision_jobs SET state = $1::json`, [JSON.stringify({ ...job, rejected: [{ deviceName: 'x', line: 1, code: 'invalid_name', reason: 'r' }] })]);
+    const otherJob = await exitOf(['migrate', '--from-file', stateDir, '--config', configFile()], env, dir);
+    expect(otherJob.code).toBe(1);
+    expect(otherJob.stderr).toContain('already holds provisioning jobs "line-4" with another state');
     const again = await openPostgresLedger({ connectionString: testDatabaseUrl(), schema, leaseMs: 5000 });
     expect((await again.load()).batches.size).toBe(30);
     await again.close();
