@@ -558,7 +558,14 @@ export class AccountRuntime {
       await backend?.ledger.close().catch(() => undefined);
       throw new AbortedError('stopped during start');
     }
-    await this.#run(backend);
+    try {
+      await this.#run(backend);
+    } catch (err) {
+      // A start that failed before it owned what it built (e.g. a provisioning job it must not run): close the
+      // backend here, or its lease would stay held (and renewed) by a runtime that does nothing.
+      if (this.#owned?.backend !== backend) await backend?.ledger.close().catch(() => undefined);
+      throw err;
+    }
   }
 
   /**

@@ -376,6 +376,9 @@ export class Daemon {
   async #startRuntimes(runtimes: readonly AccountRuntime[]): Promise<void> {
     const starts = runtimes.map((r) => r.start());
     const all = Promise.all(starts);
+    // NOTE: a start that fails before every account is placed is handled through `starts` below; `all` would
+    // otherwise reject unobserved (an unhandled rejection beside the start's own error).
+    void all.catch(() => undefined);
     try {
       // NOTE: with several replicas (§12) some accounts stand by here for good: the start waits until every account
       // runs or stands by, and at least one runs (a replica that owns nothing stays a starting standby, as before).

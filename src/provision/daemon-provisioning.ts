@@ -7,13 +7,15 @@
  * that takes the account over resumes the jobs from their last saved intents (docs/provisioning.md).
  */
 
+import path from 'node:path';
+
 import type { AlibabaIotApi } from '../alibaba/iot-api.js';
 import type { CompiledConfig } from '../config/types.js';
 import type { ApiBudget } from '../core/api-budget.js';
 import type { Clock } from '../core/clock.js';
 import type { EventPublisher, ResultWriter } from '../core/ports.js';
 import type { StateStore } from '../core/state-store.js';
-import type { ConfigIssue } from '../errors.js';
+import { type ConfigIssue, DaemonError } from '../errors.js';
 import type { Logger } from '../ops/logger.js';
 import { createChunkSubmitter } from './chunk-submitter.js';
 import { DaemonProvisioner, type ListableJobStore } from './daemon-provisioner.js';
@@ -55,12 +57,36 @@ export interface DaemonProvisioningDeps {
   log: Logger;
 }
 
+/**
+ * The backend's job store, refusing a job that it does not hold but the state directory does: a file deployment
+ * switched to PostgreSQL without `migrate --from-file`. Run from nothing, that job would plan and submit every
+ * chunk again (a count job would create its devices twice), so its load fails with what to do instead.
+ */
+function refusingUnmigrated(jobs: ListableJobStore, stateDir: string): ListableJobStore {
+  const files = createFileJobStore(stateDir);
+  return {
+    list: () => jobs.list(),
+    save: (state) => jobs.save(state),
+    async load(name) {
+      const held = await jobs.load(name);
+      if (held !== null) return held;
+      const left = await files.load(name).catch(() => null);
+      if (left === null) return null;
+      throw new DaemonError(
+        `provisioning job "${name}" has its state in ${path.join(stateDir, 'provision', `${name}.json`)} but not in the database: ` +
+          `move it with \`iot-batch-watcher migrate --from-file ${stateDir}\` (started over here, it would submit its chunks again)`,
+        { kind: 'config', scope: 'process', code: 'JobNotMigrated' },
+      );
+    },
+  };
+}
+
 /** The provisioner of one account. */
 export function createDaemonProvisioner(deps: DaemonProvisioningDeps): DaemonProvisioner {
   const resultsDir = deps.config.output.resultsDir;
   return new DaemonProvisioner({
     account: deps.account,
-    store: deps.jobs ?? createFileJobStore(deps.stateDir),
+    store: deps.jobs ? refusingUnmigrated(deps.jobs, deps.stateDir) : createFileJobStore(deps.stateDir),
     submitter: createChunkSubmitter(deps.submitApi),
     budget: deps.budget,
     results: deps.results,

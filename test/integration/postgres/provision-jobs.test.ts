@@ -4,8 +4,17 @@
  * version is refused rather than misread, the readers of the commands read without a lease and find nothing in a
  * schema never migrated, and `provision resolve`'s update changes the row in one transaction.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+
+import { compileConfigObject } from '../../../src/config/compile.js';
+import { Daemon } from '../../../src/daemon.js';
+import { createLogger } from '../../../src/ops/logger.js';
+import { createFileJobStore } from '../../../src/provision/file-job-store.js';
 
 import { createPostgresJobStore, readPostgresJobStates, updatePostgresJobState } from '../../../src/ledger/postgres-jobs.js';
 import { openPostgresLedger } from '../../../src/ledger/postgres-ledger.js';
@@ -114,5 +123,39 @@ describe('postgres job store', () => {
     );
     expect(next?.chunks[0]?.applyId).toBe('4242');
     expect((await store.load('line-4'))?.chunks[0]).toMatchObject({ applyId: '4242', state: next?.chunks[0]?.state });
+  });
+});
+
+describe('a file deployment switched to PostgreSQL without migrate', () => {
+  it('refuses the job whose state is still in state.dir (it would submit its chunks again), naming what to run', async () => {
+    const schema = uniqueSchema('ibw_jobs');
+    cleanups.push(() => dropSchema(schema));
+    const dir = await mkdtemp(join(tmpdir(), 'ibw-jobs-unmigrated-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const stateDir = join(dir, 'state');
+    await createFileJobStore(stateDir).save(withChunk(planned(), startSubmission(planned().chunks[0]!, 2000).rec));
+    const config = compileConfigObject(
+      {
+        alibaba: { regionId: 'cn-shanghai', endpoint: 'http://127.0.0.1:9' },
+        state: { backend: 'postgres', dir: stateDir, postgres: { schema } },
+        output: { resultsDir: join(dir, 'results') },
+        http: { listen: 'off' },
+        provision: [{ name: 'line-4', productKey: 'a1P', count: 5, chunkSize: 3 }],
+      },
+      { cwd: dir },
+    );
+    const credentials = { get: () => Promise.resolve({ accessKeyId: 'id', accessKeySecret: 'secret', securityToken: null }) };
+    const daemon = new Daemon({ config, logger: createLogger({ level: 'silent' }), env: { IBW_DATABASE_URL: testDatabaseUrl() }, credentials, http: false, housekeeping: false });
+    const err = await daemon.start().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await daemon.stop();
+    expect(err).toMatchObject({ code: 'JobNotMigrated' });
+    expect((err as Error).message).toContain(`provisioning job "line-4" has its state in ${join(stateDir, 'provision', 'line-4.json')} but not in the database`);
+    expect((err as Error).message).toContain(`iot-batch-watcher migrate --from-file ${stateDir}`);
+    // Nothing was written for the job, and the lease was given back.
+    expect(await sql(`SELECT name FROM "${schema}".provision_jobs`)).toEqual([]);
+    expect(await sql(`SELECT owner FROM "${schema}".leases`)).toEqual([{ owner: null }]);
   });
 });
