@@ -7,6 +7,10 @@
  * process), and the database is restarted once. Then: 0 batches lost, 0 registrations twice, every event delivered (the events files
  * of all replicas together, and the webhook), the status calls summed over the replicas never above the budget in
  * any second, and polling resumed within lease + 5 s after each kill.
+ *
+ * Beside the batches, two provisioning jobs of the same account (DESIGN.md §13) run through it all, their state in
+ * the database: a names job (every name created exactly once, the job complete) and a count job (no chunk sent
+ * twice: the simulator holds at most one batch per chunk, and every chunk ends created or parked as unknown).
  */
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -33,6 +37,14 @@ const SEED = 20_261_201;
 const WEBHOOK_SECRET = 'pg-chaos-webhook-secret-7a3c';
 const SCHEMA = 'ibw_chaos';
 const PRODUCT = 'a1SimProduct1';
+/** The provisioning jobs' products: one per job, so the simulator's batches of each are that job's submissions. */
+const NAMES_PRODUCT = 'a1SimChaosNames';
+const COUNT_PRODUCT = 'a1SimChaosCount';
+const NAMES = Array.from({ length: profile(60, 200) }, (_, i) => `chaos-prov-${String(i).padStart(4, '0')}`);
+// Small chunks, so the submissions (5 a second, the account's default submitQps) span the first kills.
+const NAMES_CHUNK = 2;
+const COUNT = profile(24, 60);
+const COUNT_CHUNK = 1;
 
 type Kind = 'custom' | 'register' | 'partial' | 'check_failed' | 'random';
 
@@ -90,6 +102,13 @@ async function need<T>(check: () => Promise<T | null> | T | null, timeoutMs: num
   return waitUntil(check, timeoutMs, what, intervalMs);
 }
 
+/** What the test reads of a job's stored state (src/provision/job-state.ts). */
+interface StoredJobState {
+  name: string;
+  chunks: { index: number; state: string; applyId: string | null }[];
+}
+const PROVISION_SETTLED = new Set(['checked', 'created', 'partial', 'failed', 'submission_unknown']);
+
 interface Replica {
   slot: number;
   child: Child;
@@ -128,10 +147,14 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
       faults: { rates: { serverError: 0.05, throttle: 0.05, slow: 0.03, slowMs: 500, reset: 0.01 }, seed: SEED + 1 },
     });
     for (const p of plans) sim.control.addBatch(p.sim);
+    sim.control.addProduct(NAMES_PRODUCT);
+    sim.control.addProduct(COUNT_PRODUCT);
     hook = await startWebhookReceiver({ secret: WEBHOOK_SECRET, failRate: 0.05, seed: SEED + 2 });
     dir = await tempDir('pg-replicas');
     const configFile = (slot: number): string => join(dir, `watcher-${slot}.yaml`);
     const eventsFile = (slot: number): string => join(dir, `events-${slot}.jsonl`);
+    const namesFile = join(dir, 'chaos-line.txt');
+    await writeFile(namesFile, `${NAMES.join('\n')}\n`);
     for (let slot = 0; slot < REPLICAS; slot += 1) {
       await writeFile(
         configFile(slot),
@@ -145,6 +168,9 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
           `  eventsFile: "${eventsFile(slot)}"`,
           `  webhook: { url: "${hook.url}", secretEnv: IBW_WEBHOOK_SECRET, timeout: 2s }`,
           'http: { listen: "off" }',
+          'provision:',
+          `  - { name: chaos-line, productKey: ${NAMES_PRODUCT}, devices: "${namesFile}", chunkSize: ${NAMES_CHUNK} }`,
+          `  - { name: chaos-count, productKey: ${COUNT_PRODUCT}, count: ${COUNT}, chunkSize: ${COUNT_CHUNK} }`,
           'batches:',
           ...plans.map((p) => p.yaml),
           '',
@@ -168,6 +194,9 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
         await client.end();
       }
     };
+    /** The provisioning jobs' states as the database holds them. */
+    const jobStates = async (): Promise<StoredJobState[]> =>
+      (await q<{ state: StoredJobState }>(`SELECT state FROM ${SCHEMA}.provision_jobs WHERE account = 'default' ORDER BY name`).catch(() => [])).map((r) => r.state);
     /** The owning replica, as the lease row says (owner ids are `<host>:<pid>:<random>`). */
     const owner = async (): Promise<{ replica: Replica; epoch: number } | null> => {
       const rows = await q<{ owner: string | null; epoch: string; live: boolean }>(
@@ -273,7 +302,8 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
     await waitUntil(
       () => {
         topUp();
-        return new Set(hook!.deliveries.filter((d) => d.answered === 200 && d.type === 'batch.settled').map((d) => d.applyId)).size === BATCHES;
+        const settled = new Set(hook!.deliveries.filter((d) => d.answered === 200 && d.type === 'batch.settled').map((d) => d.applyId));
+        return plans.every((p) => settled.has(p.applyId));
       },
       SETTLE_TIMEOUT_MS,
       'a batch.settled event for every batch at the webhook',
@@ -284,10 +314,17 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
       await waitUntil(
         async () => {
           const snap = await reader.load();
-          return snap.batches.size === BATCHES && [...snap.batches.values()].every((b) => b.state === 'settled') && snap.outbox.size === 0;
+          const jobs = await jobStates();
+          return (
+            plans.every((p) => snap.batches.has(`${PRODUCT}/${p.applyId}`)) &&
+            [...snap.batches.values()].every((b) => b.state === 'settled') &&
+            jobs.length === 2 &&
+            jobs.every((j) => j.chunks.every((c) => PROVISION_SETTLED.has(c.state))) &&
+            snap.outbox.size === 0
+          );
         },
         120_000,
-        'every batch settled and every event delivered, in the database',
+        'every batch and provisioning chunk settled and every event delivered, in the database',
         1000,
       );
     } finally {
@@ -343,6 +380,28 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
     const missingInFiles = [...all].filter((id) => !fileIds.has(id));
     const missingAtHook = [...all].filter((id) => !hookAcks.has(id));
 
+    // ---- provisioning: every name created once and the names job complete; no count chunk sent twice ----
+    const jobs = new Map((await jobStates()).map((j) => [j.name, j]));
+    const namesJob = jobs.get('chaos-line');
+    const countJob = jobs.get('chaos-count');
+    const createdNames = sim.control.devices(NAMES_PRODUCT).map((d) => d.deviceName);
+    const namesTwice = NAMES.filter((n) => createdNames.filter((x) => x === n).length !== 1);
+    const namesRegisteredTwice = sim.control.batches().filter((b) => b.productKey === NAMES_PRODUCT && sim!.control.registrations(b.applyId) > 1).map((b) => b.applyId);
+    const countBatches = sim.control.batches().filter((b) => b.productKey === COUNT_PRODUCT);
+    const countChunks = Math.ceil(COUNT / COUNT_CHUNK);
+    const countApplyIds = (countJob?.chunks ?? []).map((c) => c.applyId).filter((a): a is string => a !== null);
+    const submissions = sim.control.requestLog().filter((e) => e.action === 'BatchCheckDeviceNames' || e.action === 'BatchRegisterDevice');
+    const lastSubmissionAt = Math.max(0, ...submissions.map((e) => e.at));
+    const killsDuringProvisioning = failovers.filter((f) => f.killedAt < lastSubmissionAt).length;
+    const provisionProblems = [
+      ...(namesJob?.chunks.length === Math.ceil(NAMES.length / NAMES_CHUNK) && namesJob.chunks.every((c) => c.state === 'created') ? [] : ['chaos-line: not every chunk created']),
+      ...namesTwice.map((n) => `${n}: created ${createdNames.filter((x) => x === n).length} times`),
+      ...namesRegisteredTwice.map((a) => `names ApplyId ${a} registered twice`),
+      ...(countJob?.chunks.length === countChunks && countJob.chunks.every((c) => c.state === 'created' || c.state === 'submission_unknown') ? [] : ['chaos-count: a chunk neither created nor parked']),
+      ...(countBatches.length <= countChunks ? [] : [`chaos-count: ${countBatches.length} batches in the simulator for ${countChunks} chunks (a chunk sent twice)`]),
+      ...(new Set(countApplyIds).size === countApplyIds.length && countApplyIds.every((a) => countBatches.some((b) => b.applyId === a)) ? [] : ['chaos-count: a chunk ApplyId twice or unknown to the simulator']),
+    ];
+
     // ---- the status QPS summed over the replicas (one simulator sees them all) ----
     const log = sim.control.requestLog();
     const statusTimes = log.filter((e) => e.action === 'QueryBatchRegisterDeviceStatus').map((e) => e.at);
@@ -366,6 +425,17 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
       eventsFileLines: [...fileIds.values()].reduce((a, b) => a + b, 0),
       eventsFileTornLines: tornLines,
       webhookAcked: [...hookAcks.values()].reduce((a, b) => a + b, 0),
+      provision: {
+        names: NAMES.length,
+        namesCreated: createdNames.length,
+        countChunks,
+        countChunksCreated: countJob?.chunks.filter((c) => c.state === 'created').length ?? 0,
+        countChunksParked: countJob?.chunks.filter((c) => c.state === 'submission_unknown').length ?? 0,
+        countBatchesInSimulator: countBatches.length,
+        submissions: submissions.length,
+        killsDuringProvisioning,
+        problems: provisionProblems.length,
+      },
       missingInEventsFiles: missingInFiles.length,
       missingAtWebhook: missingAtHook.length,
       statusQpsConfigured: STATUS_QPS,
@@ -377,9 +447,11 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
     expect(wrong, wrong.slice(0, 10).join('\n')).toEqual([]);
     expect(wrongResults, `wrong rows in the results table: ${wrongResults.slice(0, 10).join(', ')}`).toEqual([]);
     expect(registrationProblems, registrationProblems.slice(0, 10).join('\n')).toEqual([]);
+    expect(provisionProblems, provisionProblems.slice(0, 10).join('\n')).toEqual([]);
+    expect(killsDuringProvisioning, 'owners killed while the provisioning jobs were still submitting').toBeGreaterThanOrEqual(1);
     expect(missingInFiles, `events missing from every events file: ${missingInFiles.slice(0, 5).join(', ')}`).toEqual([]);
     expect(missingAtHook, `events never acknowledged by the webhook: ${missingAtHook.slice(0, 5).join(', ')}`).toEqual([]);
-    expect(settledInFiles.size).toBe(BATCHES);
+    expect(plans.filter((p) => !settledInFiles.has(p.applyId)).map((p) => p.applyId)).toEqual([]);
     expect(busiest.max, `status requests in the busiest second (from ${busiest.at})`).toBeLessThanOrEqual(STATUS_QPS);
     expect(failovers).toHaveLength(KILLS);
     for (const f of failovers) expect(f.pollingResumedMs, JSON.stringify(f)).toBeLessThanOrEqual(LEASE_MS + 5000);
