@@ -114,11 +114,16 @@ export async function readResults(config: CompiledConfig, env: CommandIo['env'],
   }
 }
 
-/** The stored state of job `name` of every account that has one (all accounts, or `account`). */
+/**
+ * The stored state of job `name` of every account that has one (all accounts, or `account`): the database's rows on
+ * PostgreSQL, else (and there when it has none) the job files of each account's state directory.
+ */
 export async function readJobStates(config: CompiledConfig, env: CommandIo['env'], name: string, account?: string): Promise<{ account: string; state: JobState }[]> {
   if ((config.state.backend ?? 'file') === 'postgres') {
     const { readPostgresJobs } = await import('../ledger/postgres-status.js');
-    return readPostgresJobs(config, env, { name, ...(account === undefined ? {} : { accounts: new Set([account]) }) });
+    const stored = await readPostgresJobs(config, env, { name, ...(account === undefined ? {} : { accounts: new Set([account]) }) });
+    // NOTE: none in the database: a job of the foreground `provision` command, whose state is a file of state.dir.
+    if (stored.length > 0) return stored;
   }
   const out: { account: string; state: JobState }[] = [];
   for (const dir of await accountLedgerDirs(config.state.dir)) {

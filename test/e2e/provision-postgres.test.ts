@@ -13,6 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { createFileJobStore } from '../../src/provision/file-job-store.js';
+import { reconcileJob } from '../../src/provision/job-state.js';
 import { type SimulatorHandle, startSimulator } from '../../src/simulator/server.js';
 import { type Child, runCli, SIM_ENV } from '../helpers/child.js';
 import { dropSchema, sql, testDatabaseUrl, uniqueSchema } from '../helpers/postgres.js';
@@ -177,5 +179,12 @@ describe('provisioning with replicas on PostgreSQL', () => {
     expect(registers()).toHaveLength(1);
     b.proc.kill('SIGTERM');
     expect((await b.exited).code).toBe(0);
+
+    // A job of the foreground command has no row: results --provision finds its file in state.dir.
+    const foreground = reconcileJob(null, { name: 'by-hand', productKey: PK, account: null, source: { kind: 'count', count: 2 }, chunkSize: 2, until: 'created', labels: {} }, null, 0).state;
+    await createFileJobStore(join(dir, 'state-a')).save(foreground);
+    const byHand = await run(['results', '--config', configA, '--provision', 'by-hand'], env, dir);
+    expect(byHand.code, byHand.stderr).toBe(0);
+    expect(JSON.parse(byHand.stdout)).toMatchObject([{ job: 'by-hand', outcome: 'running', summary: { devices: { requested: 2, created: 0 } } }]);
   }, 180_000);
 });
