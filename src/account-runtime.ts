@@ -43,6 +43,7 @@ import type { LeaseChange } from './ledger/postgres-lease.js';
 import type { Logger } from './ops/logger.js';
 import type { Metrics } from './ops/metrics.js';
 import type { DaemonProvisioner } from './provision/daemon-provisioner.js';
+import { LEASE_UNCONFIRMED } from './provision/chunk-submitter.js';
 import { createDaemonProvisioner } from './provision/daemon-provisioning.js';
 import { type ProvisionStatusRow, provisionStatusRow } from './provision/job-state.js';
 import { Outbox } from './sinks/outbox.js';
@@ -187,6 +188,8 @@ export class AccountRuntime {
   #drainWaiters: (() => void)[] = [];
   /** A standby's rows of its account, read from the database (postgres backend). */
   #standbyRows: CachedStatusRows | null = null;
+  /** The lease check of every API call (null: go on; an error: the lease cannot be trusted now). */
+  readonly #gate: () => DaemonError | null;
   /** A standby's provisioning jobs of its account, read from the database the same way. */
   #standbyJobs: CachedStatusRows<ProvisionStatusRow> | null = null;
 
@@ -203,9 +206,10 @@ export class AccountRuntime {
         ? new DaemonError(`the lease of account "${this.name}" could not be confirmed (PostgreSQL unreachable?); no API calls until it is`, {
             kind: 'store',
             scope: 'attempt',
-            code: 'LeaseUnconfirmed',
+            code: LEASE_UNCONFIRMED,
           })
         : null;
+    this.#gate = gate;
     this.#budget = createApiBudget(this.#rates(), { clock: options.clock, log: this.#log.child({ component: 'budget' }), gate, tickMs: this.#tickMs() });
     const { rpcs, apis, submitApi } = this.#createApis(credentials);
     this.#rpcs = rpcs;
@@ -674,6 +678,12 @@ export class AccountRuntime {
         stateDir: view.state.dir,
         ...(backend?.jobs ? { jobs: backend.jobs } : {}),
         submitApi: this.#submitApi,
+        // NOTE: checked again right before sending: the intent's fenced save may have waited on the database, or
+        // the process may have been paused, since the budget's gate let the submission's token go.
+        beforeSend: () => {
+          const refused = this.#gate();
+          return refused === null ? Promise.resolve() : Promise.reject(refused);
+        },
         budget: this.#budget,
         store,
         outbox,

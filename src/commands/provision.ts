@@ -167,18 +167,29 @@ async function resolveCommand(args: string[], io: ProvisionIo): Promise<number> 
   };
   // PostgreSQL: the daemon's jobs are rows of provision_jobs (changed in one transaction holding the row); a job
   // that is not there is one of the foreground command, whose state is a file of state.dir.
-  let where = path.join(accountStateDir(base.state.dir, account), 'provision');
-  let inDatabase = false;
+  const searched: string[] = [];
+  let where: string | null = null;
   if (base.state.backend === 'postgres') {
     const { updateJobInDatabase } = await import('../ledger/postgres-status.js');
     const row = await updateJobInDatabase(base, io.env, account, name, (state) => (state === null ? null : resolve(state)));
-    inDatabase = row.exists;
     if (row.exists) where = row.location;
+    else searched.push(row.location);
   }
-  if (!inDatabase) {
-    const store = createFileJobStore(accountStateDir(base.state.dir, account));
-    const next = resolve(await store.load(name));
-    if (next !== null) await store.save(next);
+  if (where === null) {
+    // The daemon keeps a job in its account's directory, the foreground command in state.dir itself.
+    const dirs = [...new Set([accountStateDir(base.state.dir, account), base.state.dir])];
+    let hit: { dir: string; state: JobState } | null = null;
+    for (const dir of dirs) {
+      const state = await createFileJobStore(dir).load(name);
+      if (state !== null) {
+        hit = { dir, state };
+        break;
+      }
+    }
+    searched.push(...dirs.map((d) => path.join(d, 'provision')));
+    where = hit === null ? searched.join(', ') : path.join(hit.dir, 'provision');
+    const next = resolve(hit?.state ?? null);
+    if (hit !== null && next !== null) await createFileJobStore(hit.dir).save(next);
   }
   if (found.problem !== null) {
     io.stderr.write(`provision resolve: ${found.problem} (${where})\n`);

@@ -70,12 +70,15 @@ export async function statusCommand(args: string[], io: StatusCommandIo, deps: S
   // Provisioning jobs (DESIGN.md §13): `--jobs` prints one row per job instead; the plain table ends with them.
   // On PostgreSQL they are the `provision_jobs` rows (read-only, like the batches), else the job files of each
   // account's state directory.
+  // (On PostgreSQL, also the jobs of the foreground `provision` command, which keeps its state in state.dir.)
   const storedJobs: ProvisionStatusRow[] = [];
   if (onPostgres) {
     const stored = await (await import('../ledger/postgres-status.js')).readPostgresJobs(config, io.env, { accounts: filter.accounts, skipUnreadable: opts.jobs !== true });
     storedJobs.push(...stored.map((j) => provisionStatusRow(j.state)));
-  } else {
-    for (const dir of await accountLedgerDirs(config.state.dir)) storedJobs.push(...(await readJobStatusRows(dir)));
+  }
+  const inDatabase = new Set(storedJobs.map((r) => r.job));
+  for (const dir of onPostgres ? [config.state.dir] : await accountLedgerDirs(config.state.dir)) {
+    storedJobs.push(...(await readJobStatusRows(dir)).filter((r) => !inDatabase.has(r.job)));
   }
   const jobRows = storedJobs.filter((r) => filter.jobs === null || filter.jobs.has(r.job));
   if (opts.jobs) {

@@ -17,18 +17,34 @@ export function toSubmitFailure(err: unknown): SubmitFailure {
     return { code: err.code, message: err.message, notProcessed: err.notProcessed, answered: err.source === 'business', scope: err.scope };
   }
   if (err instanceof DaemonError) {
-    // NOTE: our own refusals before sending (bad count, too many names) never left the process.
-    const local = err.kind === 'invalid-request' || err.kind === 'config';
+    // NOTE: our own refusals before sending (bad count, too many names) never left the process; nor did a
+    // submission that the lease check right before sending stopped (`LeaseUnconfirmed`, postgres backend).
+    const local = err.kind === 'invalid-request' || err.kind === 'config' || err.code === LEASE_UNCONFIRMED;
     return { code: err.code, message: err.message, notProcessed: local, answered: false, scope: err.scope };
   }
   return { code: 'SubmitFailed', message: err instanceof Error ? err.message : String(err), notProcessed: false, answered: false, scope: 'attempt' };
 }
 
-/** Creates the submitter. `iotInstanceId` undefined: the API's default. */
-export function createChunkSubmitter(api: AlibabaIotApi, options: { iotInstanceId?: string | null } = {}): ChunkSubmitter {
+/** The code of the error a lease check refuses a send with (the account runtime's gate). */
+export const LEASE_UNCONFIRMED = 'LeaseUnconfirmed';
+
+/** Options of {@link createChunkSubmitter}. */
+export interface ChunkSubmitterOptions {
+  /** undefined: the API's default. */
+  iotInstanceId?: string | null;
+  /**
+   * Runs right before the signed request goes out; throwing stops it unsent. The daemon checks there that it can
+   * still trust its lease of the account (postgres backend), so a replica that lost the account (paused past its
+   * lease after recording the intent) does not send a submission the new owner has already parked.
+   */
+  beforeSend?: () => Promise<void>;
+}
+
+/** Creates the submitter. */
+export function createChunkSubmitter(api: AlibabaIotApi, options: ChunkSubmitterOptions = {}): ChunkSubmitter {
   return {
     async submit(rec, spec, signal): Promise<SubmitAnswer> {
-      const call = signal === undefined ? {} : { signal };
+      const call = { ...(signal === undefined ? {} : { signal }), ...(options.beforeSend === undefined ? {} : { beforeSend: options.beforeSend }) };
       const instance = options.iotInstanceId === undefined ? {} : { iotInstanceId: options.iotInstanceId };
       try {
         if (rec.kind === 'count') {

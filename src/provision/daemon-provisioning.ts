@@ -47,6 +47,8 @@ export interface DaemonProvisioningDeps {
   jobs?: ListableJobStore;
   /** An API client whose submissions are sent once (maxAttempts 1): the runs retry under the budget themselves. */
   submitApi: AlibabaIotApi;
+  /** Runs right before each submission is sent; throws to keep it unsent (the lease check on PostgreSQL). */
+  beforeSend?: () => Promise<void>;
   budget: ApiBudget;
   store: StateStore;
   outbox: EventPublisher;
@@ -87,7 +89,7 @@ export function createDaemonProvisioner(deps: DaemonProvisioningDeps): DaemonPro
   return new DaemonProvisioner({
     account: deps.account,
     store: deps.jobs ? refusingUnmigrated(deps.jobs, deps.stateDir) : createFileJobStore(deps.stateDir),
-    submitter: createChunkSubmitter(deps.submitApi),
+    submitter: createChunkSubmitter(deps.submitApi, deps.beforeSend ? { beforeSend: deps.beforeSend } : {}),
     budget: deps.budget,
     results: deps.results,
     writeOutputs: async (report) => {

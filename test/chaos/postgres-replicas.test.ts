@@ -105,7 +105,7 @@ async function need<T>(check: () => Promise<T | null> | T | null, timeoutMs: num
 /** What the test reads of a job's stored state (src/provision/job-state.ts). */
 interface StoredJobState {
   name: string;
-  chunks: { index: number; state: string; applyId: string | null }[];
+  chunks: { index: number; state: string; applyId: string | null; intentAt: number | null }[];
 }
 const PROVISION_SETTLED = new Set(['checked', 'created', 'partial', 'failed', 'submission_unknown']);
 
@@ -390,6 +390,19 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
     const countBatches = sim.control.batches().filter((b) => b.productKey === COUNT_PRODUCT);
     const countChunks = Math.ceil(COUNT / COUNT_CHUNK);
     const countApplyIds = (countJob?.chunks ?? []).map((c) => c.applyId).filter((a): a is string => a !== null);
+    // Each simulator batch of the count job is one send. It is either the ApplyId a created chunk recorded, or the
+    // send of a parked chunk that was on the wire (it arrived within moments of that chunk's last intent). Matched
+    // one to one, a chunk sent twice leaves a batch over: its earlier send matches neither.
+    const parkedIntents = (countJob?.chunks ?? []).filter((c) => c.state === 'submission_unknown' && c.intentAt !== null).map((c) => c.intentAt!);
+    const unmatchedSends = countBatches
+      .filter((b) => !countApplyIds.includes(b.applyId))
+      .filter((b) => {
+        const i = parkedIntents.findIndex((at) => b.startedAt >= at - 50 && b.startedAt <= at + 1500);
+        if (i === -1) return true;
+        parkedIntents.splice(i, 1);
+        return false;
+      })
+      .map((b) => b.applyId);
     const submissions = sim.control.requestLog().filter((e) => e.action === 'BatchCheckDeviceNames' || e.action === 'BatchRegisterDevice');
     const lastSubmissionAt = Math.max(0, ...submissions.map((e) => e.at));
     const killsDuringProvisioning = failovers.filter((f) => f.killedAt < lastSubmissionAt).length;
@@ -399,6 +412,7 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
       ...namesRegisteredTwice.map((a) => `names ApplyId ${a} registered twice`),
       ...(countJob?.chunks.length === countChunks && countJob.chunks.every((c) => c.state === 'created' || c.state === 'submission_unknown') ? [] : ['chaos-count: a chunk neither created nor parked']),
       ...(countBatches.length <= countChunks ? [] : [`chaos-count: ${countBatches.length} batches in the simulator for ${countChunks} chunks (a chunk sent twice)`]),
+      ...unmatchedSends.map((a) => `chaos-count: simulator batch ${a} is no chunk's ApplyId and no parked chunk's send (a chunk sent twice)`),
       ...(new Set(countApplyIds).size === countApplyIds.length && countApplyIds.every((a) => countBatches.some((b) => b.applyId === a)) ? [] : ['chaos-count: a chunk ApplyId twice or unknown to the simulator']),
     ];
 
@@ -432,6 +446,7 @@ describe(`chaos on PostgreSQL: ${BATCHES} batches, ${REPLICAS} replicas, ${KILLS
         countChunksCreated: countJob?.chunks.filter((c) => c.state === 'created').length ?? 0,
         countChunksParked: countJob?.chunks.filter((c) => c.state === 'submission_unknown').length ?? 0,
         countBatchesInSimulator: countBatches.length,
+        countSendsUnmatched: unmatchedSends.length,
         submissions: submissions.length,
         killsDuringProvisioning,
         problems: provisionProblems.length,

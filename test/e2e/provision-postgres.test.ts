@@ -110,7 +110,7 @@ describe('provisioning with replicas on PostgreSQL', () => {
     children.push(b);
     await b.waitFor(/standing by: another replica owns the account/, 30_000);
     await until('the count chunk on the wire', async () => ((await chunks('spare'))?.[0]?.state === 'submitting' ? true : null), 30_000);
-    await sleep(300);
+    await sleep(1000); // the request reaches the simulator at once; its answer is held 3 s
     a.proc.kill('SIGKILL');
     const killedAt = Date.now();
     expect((await a.exited).signal).toBe('SIGKILL');
@@ -186,5 +186,11 @@ describe('provisioning with replicas on PostgreSQL', () => {
     const byHand = await run(['results', '--config', configA, '--provision', 'by-hand'], env, dir);
     expect(byHand.code, byHand.stderr).toBe(0);
     expect(JSON.parse(byHand.stdout)).toMatchObject([{ job: 'by-hand', outcome: 'running', summary: { devices: { requested: 2, created: 0 } } }]);
+    // status --jobs lists it beside the database's jobs, and resolve finds it there too.
+    const withFile = await run(['status', '--config', configA, '--jobs', '--json'], env, dir);
+    expect((JSON.parse(withFile.stdout) as { job: string }[]).map((r) => r.job)).toEqual(['line', 'spare', 'by-hand']);
+    const notParked = await run(['provision', 'resolve', '--config', configA, '--name', 'by-hand', '--chunk', '0', '--not-submitted'], env, dir);
+    expect(notParked.code).toBe(2);
+    expect(notParked.stderr).toContain(`chunk 0 of "by-hand" is planned, not submission_unknown: nothing to resolve (${join(dir, 'state-a', 'provision')})`);
   }, 180_000);
 });

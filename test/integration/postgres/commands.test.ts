@@ -179,6 +179,14 @@ describe('results and migrate commands', () => {
     expect(third.code, third.stderr).toBe(0);
     expect(third.stdout).toMatch(/already migrated: .* moved 1 provisioning job/);
     expect(await sql(`SELECT name FROM "${schema}".provision_jobs`)).toEqual([{ name: 'line-4' }]);
+    // The same ledger but the job held with another state: refused before anything is written.
+    const otherState = { ...job, rejected: [{ deviceName: 'y', line: 2, code: 'invalid_name', reason: 'r' }] };
+    await sql(`UPDATE "${schema}".provision_jobs SET state = $1::json`, [JSON.stringify(otherState)]);
+    const sameLedgerOtherJob = await exitOf(['migrate', '--from-file', stateDir, '--config', configFile()], env, dir);
+    expect(sameLedgerOtherJob.code).toBe(1);
+    expect(sameLedgerOtherJob.stderr).toContain('already holds provisioning jobs "line-4" with another state');
+    expect((await sql<{ state: unknown }>(`SELECT state FROM "${schema}".provision_jobs`)).map((r) => r.state)).toEqual([otherState]);
+    await sql(`UPDATE "${schema}".provision_jobs SET state = $1::json`, [JSON.stringify(job)]);
 
     const ledger = await openPostgresLedger({ connectionString: testDatabaseUrl(), schema, leaseMs: 5000 });
     expect(plain(await ledger.load())).toEqual(expected);
