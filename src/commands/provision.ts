@@ -322,6 +322,8 @@ export async function provisionCommand(args: string[], io: ProvisionIo): Promise
       await writeProvisionOutputs(base.output.resultsDir, report);
     },
     emit: (type, fields) => log.info({ event: { type, ...fields } }, type),
+    onSaveRetry: ({ chunk, applyId, delayMs, error }) =>
+      log.warn({ job: spec.name, chunk, applyId, retryInMs: delayMs, err: error }, 'cannot save the answer of a submission; retrying (the ApplyId is in this line)'),
     onProgress: (state) => {
       const line = progressLine(state);
       if (line === lastLine) return;

@@ -248,6 +248,8 @@ export class DaemonProvisioner {
         clock: this.#o.clock,
         writeOutputs: (report) => this.#o.writeOutputs(report),
         emit: (type, fields, fact) => this.#o.publish(this.#event(spec, type, fields, fact)),
+        onSaveRetry: ({ chunk, applyId, delayMs, error }) =>
+          this.#o.log.warn({ job: spec.name, chunk, applyId, retryInMs: delayMs, err: coerceError(error) }, 'cannot save the answer of a submission; retrying (the ApplyId is in this line)'),
       });
       job.runner = runner;
       // A job removed from the file (or not in it) never submits: it watches what it submitted.

@@ -78,7 +78,25 @@ export interface ProvisionRunnerOptions {
   emit(type: 'provision.chunk_submitted' | 'provision.chunk_parked' | 'provision.settled', fields: Record<string, unknown>, fact: string): unknown;
   /** Progress after every change (the CLI's progress line). */
   onProgress?(state: JobState): void;
+  /**
+   * A save of a submission's answer failed and is retried in `delayMs` (the store is down for a moment). `applyId`
+   * is the answer's, so an operator can adopt it should the process die before the save succeeds.
+   */
+  onSaveRetry?(info: { chunk: number; applyId: string | null; delayMs: number; error: unknown }): void;
   retry?: RetryPolicy;
+}
+
+/** Delays of the retried save of a submission's answer: 1 s doubling to 30 s. */
+const ANSWER_SAVE_RETRY: RetryPolicy = { initialDelayMs: 1000, maxDelayMs: 30_000 };
+
+/** Store errors that end a save for good: another process owns the state now (retrying cannot help). */
+const OWNERSHIP_LOST = new Set(['LeaseLost', 'LeaseNotHeld', 'LedgerLocked']);
+
+/** Whether a failed save may succeed later: a store error (database or disk) other than a lost ownership. */
+function retryableSave(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const { kind, code } = err as { kind?: unknown; code?: unknown };
+  return kind === 'store' && !(typeof code === 'string' && OWNERSHIP_LOST.has(code));
 }
 
 /** The fatal end of a job: retrying cannot help (credentials, signature). */
@@ -191,7 +209,19 @@ export class ProvisionRunner {
     const step = answer.ok
       ? submissionAccepted(intent.rec, { applyId: answer.applyId, refused: answer.refused }, this.#o.spec.until)
       : submissionFailed(intent.rec, answer.failure, now, this.#o.retry ?? DEFAULT_SUBMIT_RETRY);
-    await this.#perform(step.rec, step.effects, signal);
+    // NOTE: until it is durable the answer lives only here. A save that fails for a moment (the database restarting,
+    // a full disk) is retried rather than ending the run: the chunk would stay `submitting`, and a count chunk would
+    // be parked at the next run although its ApplyId was known. Not past a lost ownership, nor past stop().
+    for (let delayMs = ANSWER_SAVE_RETRY.initialDelayMs; ; delayMs = Math.min(delayMs * 2, ANSWER_SAVE_RETRY.maxDelayMs)) {
+      try {
+        await this.#perform(step.rec, step.effects, signal);
+        return;
+      } catch (err) {
+        if (!retryableSave(err) || signal?.aborted === true) throw err;
+        this.#o.onSaveRetry?.({ chunk: index, applyId: answer.ok ? answer.applyId : null, delayMs, error: err });
+        await this.#o.clock.sleep(delayMs, signal);
+      }
+    }
   }
 
   /**

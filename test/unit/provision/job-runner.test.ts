@@ -93,7 +93,85 @@ function runner(o: { spec: JobSpec; devices: DeviceList | null; store: JobStore;
   return { r, events, outputs, acquired };
 }
 
+/** A store whose saves fail with `error` while `failing()` says so (after the intent: the answer's save). */
+function flakyStore(error: () => Error, failing: (state: JobState) => boolean): JobStore & { saved: JobState[]; refused: number } {
+  const inner = memoryStore();
+  const store = {
+    saved: inner.saved,
+    refused: 0,
+    load: inner.load,
+    save: (state: JobState) => {
+      if (failing(state)) {
+        store.refused += 1;
+        return Promise.reject(error());
+      }
+      return inner.save(state);
+    },
+  };
+  return store;
+}
+
+const storeError = (code: string): Error => Object.assign(new Error(`store: ${code}`), { kind: 'store', scope: 'attempt', code });
+
 describe('ProvisionRunner', () => {
+  it('retries the save of an answer while the store is down, then goes on with the chunk (a count chunk is not parked)', async () => {
+    let down = 3;
+    const store = flakyStore(
+      () => storeError('DatabaseUnreachable'),
+      (state) => state.chunks.some((c) => c.applyId !== null && c.state === 'watching') && down-- > 0,
+    );
+    const fake = fakeAlibaba(store);
+    const clock = instantClock();
+    const retries: { chunk: number; applyId: string | null; delayMs: number }[] = [];
+    const r = new ProvisionRunner({
+      spec: spec({ source: { kind: 'count', count: 2 }, chunkSize: 2 }),
+      devices: null,
+      store,
+      submitter: fake.submitter,
+      watcher: fake.watcher,
+      budget: { acquire: () => Promise.resolve() },
+      clock,
+      writeOutputs: () => Promise.resolve(),
+      emit: () => undefined,
+      onSaveRetry: ({ chunk, applyId, delayMs }) => retries.push({ chunk, applyId, delayMs }),
+    });
+    const report = await r.run();
+    expect(store.refused).toBe(3);
+    expect(retries).toEqual([
+      { chunk: 0, applyId: '101', delayMs: 1000 },
+      { chunk: 0, applyId: '101', delayMs: 2000 },
+      { chunk: 0, applyId: '101', delayMs: 4000 },
+    ]);
+    expect(fake.sent).toHaveLength(1);
+    expect(report).toMatchObject({ outcome: 'complete', summary: { devices: { created: 2 } } });
+    expect(report.chunks.map((c) => [c.state, c.applyId])).toEqual([['created', '101']]);
+  });
+
+  it('does not retry a save refused because another process owns the state now', async () => {
+    const store = flakyStore(
+      () => storeError('LeaseLost'),
+      (state) => state.chunks.some((c) => c.applyId !== null),
+    );
+    const fake = fakeAlibaba(store);
+    const retries: unknown[] = [];
+    const r = new ProvisionRunner({
+      spec: spec({ source: { kind: 'count', count: 2 }, chunkSize: 2 }),
+      devices: null,
+      store,
+      submitter: fake.submitter,
+      watcher: fake.watcher,
+      budget: { acquire: () => Promise.resolve() },
+      clock: instantClock(),
+      writeOutputs: () => Promise.resolve(),
+      emit: () => undefined,
+      onSaveRetry: (info) => retries.push(info),
+    });
+    await expect(r.run()).rejects.toMatchObject({ code: 'LeaseLost' });
+    expect(store.refused).toBe(1);
+    expect(retries).toEqual([]);
+    expect(fake.sent).toHaveLength(1);
+  });
+
   it('submits each chunk once with its intent durable first, watches with register, and reports every device once', async () => {
     const store = memoryStore();
     const fake = fakeAlibaba(store);
