@@ -253,9 +253,14 @@ export async function readPostgresJobs(
           return [];
         }
       }
-      const jobs = await readPostgresJobStates(client, source.quoted, options.name === undefined ? {} : { name: options.name });
-      await client.query('COMMIT');
+      // One account (a standby's /v1/jobs, `status --account A`): only its rows leave the database.
       const accounts = options.accounts ?? null;
+      const only = accounts !== null && accounts.size === 1 ? [...accounts][0]! : undefined;
+      const jobs = await readPostgresJobStates(client, source.quoted, {
+        ...(options.name === undefined ? {} : { name: options.name }),
+        ...(only === undefined ? {} : { account: only }),
+      });
+      await client.query('COMMIT');
       return accounts === null ? jobs : jobs.filter((j) => accounts.has(j.account));
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);

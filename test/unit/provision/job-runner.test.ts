@@ -99,7 +99,7 @@ function flakyStore(error: () => Error, failing: (state: JobState) => boolean): 
   const store = {
     saved: inner.saved,
     refused: 0,
-    load: inner.load,
+    load: (name: string) => inner.load(name),
     save: (state: JobState) => {
       if (failing(state)) {
         store.refused += 1;
