@@ -201,7 +201,7 @@ export class AccountRuntime {
     const credentials = options.credentials ?? accountCredentials(options.account, options.config, options.env);
     // NOTE: on the postgres backend no call runs while this replica cannot confirm it owns the account (its lease
     // was last renewed too long ago): it must not act on ownership another replica may take over (DESIGN.md §12).
-    const gate = (): DaemonError | null =>
+    this.#gate = (): DaemonError | null =>
       this.#owner && !this.#owner.leaseTrusted()
         ? new DaemonError(`the lease of account "${this.name}" could not be confirmed (PostgreSQL unreachable?); no API calls until it is`, {
             kind: 'store',
@@ -209,8 +209,7 @@ export class AccountRuntime {
             code: LEASE_UNCONFIRMED,
           })
         : null;
-    this.#gate = gate;
-    this.#budget = createApiBudget(this.#rates(), { clock: options.clock, log: this.#log.child({ component: 'budget' }), gate, tickMs: this.#tickMs() });
+    this.#budget = createApiBudget(this.#rates(), { clock: options.clock, log: this.#log.child({ component: 'budget' }), gate: this.#gate, tickMs: this.#tickMs() });
     const { rpcs, apis, submitApi } = this.#createApis(credentials);
     this.#rpcs = rpcs;
     this.#apis = apis;

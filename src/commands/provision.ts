@@ -23,7 +23,9 @@ import { createApiBudget } from '../core/api-budget.js';
 import { Daemon } from '../daemon.js';
 import { DaemonError } from '../errors.js';
 import { createMemoryLedger } from '../ledger/memory-ledger.js';
-import { accountStateDir } from '../ledger/open-state.js';
+import { accountStateDir, DEFAULT_STATE_POSTGRES, postgresConnectSettings } from '../ledger/open-state.js';
+import { connectPostgres, databaseError, quoteSchema } from '../ledger/postgres-connection.js';
+import { jobLocation, updatePostgresJobState } from '../ledger/postgres-jobs.js';
 import { createChunkSubmitter } from '../provision/chunk-submitter.js';
 import { createDaemonChunkWatcher } from '../provision/daemon-chunk-watcher.js';
 import { readDeviceFile } from '../provision/device-file-reader.js';
@@ -170,7 +172,6 @@ async function resolveCommand(args: string[], io: ProvisionIo): Promise<number> 
   const searched: string[] = [];
   let where: string | null = null;
   if (base.state.backend === 'postgres') {
-    const { updateJobInDatabase } = await import('../ledger/postgres-status.js');
     const row = await updateJobInDatabase(base, io.env, account, name, (state) => (state === null ? null : resolve(state)));
     if (row.exists) where = row.location;
     else searched.push(row.location);
@@ -199,6 +200,36 @@ async function resolveCommand(args: string[], io: ProvisionIo): Promise<number> 
     `chunk ${index} of "${name}": ${'applyId' in resolution ? `ApplyId ${resolution.applyId} adopted; the next provision run watches it` : 'marked not submitted; the next provision run submits it'}\n`,
   );
   return 0;
+}
+
+/**
+ * `provision resolve` on PostgreSQL: applies `change` to the stored state of job `name` of `account` in one
+ * transaction holding its row (not fenced: it is the operator's answer, and the owner reads it at its next reload).
+ * `exists`: the job has a row; `location`: where, for messages.
+ */
+async function updateJobInDatabase(
+  config: CompiledConfig,
+  env: ProvisionIo['env'],
+  account: string,
+  name: string,
+  change: (state: JobState | null) => JobState | null,
+): Promise<{ exists: boolean; location: string }> {
+  const quoted = quoteSchema((config.state.postgres ?? DEFAULT_STATE_POSTGRES).schema);
+  const settings = await postgresConnectSettings(config, env);
+  const { client, redact } = await connectPostgres(settings.connectionString, env, settings.ssl);
+  try {
+    let exists = false;
+    await updatePostgresJobState(client, quoted, account, name, (state) => {
+      exists = state !== null;
+      return change(state);
+    });
+    return { exists, location: jobLocation(quoted, account, name) };
+  } catch (err) {
+    if (err instanceof DaemonError) throw err;
+    throw databaseError(`update provisioning job ${name}`, err, redact);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 /** Runs the command (or `provision resolve`); resolves with the exit code. */

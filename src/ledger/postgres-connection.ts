@@ -204,7 +204,7 @@ export async function createPool(settings: PoolSettings, redact: (text: string) 
 }
 
 /**
- * A single connection for the read-only commands (`results`), with the same redaction. The caller ends it.
+ * A single connection for the commands (`results`, `provision resolve`), with the same redaction. The caller ends it.
  */
 export async function connectPostgres(
   connectionString: string | undefined,

@@ -17,12 +17,11 @@ import type pg from 'pg';
 import type { CompiledConfig } from '../config/types.js';
 import type { Clock } from '../core/clock.js';
 import type { BatchRecord } from '../core/record.js';
-import type { JobState } from '../provision/job-state.js';
 import { toStatusRows } from '../core/status-row.js';
 import { DaemonError } from '../errors.js';
 import type { ViewRow } from '../ops/status-view.js';
 import { createPool, databaseError, quoteSchema, redactor, secretsOf } from './postgres-connection.js';
-import { jobLocation, type StoredJob, readPostgresJobStates, updatePostgresJobState } from './postgres-jobs.js';
+import { type StoredJob, readPostgresJobStates } from './postgres-jobs.js';
 import { loadLedgerState } from './postgres-load.js';
 import { SCHEMA_VERSION } from './postgres-migrations.js';
 import { DEFAULT_STATE_POSTGRES, postgresConnectSettings } from './open-state.js';
@@ -271,48 +270,5 @@ export async function readPostgresJobs(
     }
   } finally {
     await source.pool.end().catch(() => undefined);
-  }
-}
-
-/**
- * `provision resolve` on PostgreSQL: applies `change` to the stored state of job `name` of `account` (one
- * transaction holding its row; not fenced, it is the operator's answer and the owner reads it at its next reload).
- * `exists`: the job has a row; `location`: where, for messages.
- */
-export async function updateJobInDatabase(
-  config: CompiledConfig,
-  env: Readonly<Record<string, string | undefined>>,
-  account: string,
-  name: string,
-  change: (state: JobState | null) => JobState | null,
-): Promise<{ exists: boolean; location: string }> {
-  const pgConfig = config.state.postgres ?? DEFAULT_STATE_POSTGRES;
-  const quoted = quoteSchema(pgConfig.schema);
-  const settings = await postgresConnectSettings(config, env);
-  const redact = redactor(secretsOf(settings.connectionString, env));
-  const pool = await createPool({ ...settings, poolSize: 1, connectTimeoutMs: 5000 }, redact);
-  pool.on('error', () => undefined);
-  try {
-    let client: pg.PoolClient;
-    try {
-      client = await pool.connect();
-    } catch (err) {
-      throw databaseError('connect', err, redact);
-    }
-    try {
-      let exists = false;
-      await updatePostgresJobState(client, quoted, account, name, (state) => {
-        exists = state !== null;
-        return change(state);
-      });
-      return { exists, location: jobLocation(quoted, account, name) };
-    } catch (err) {
-      if (err instanceof DaemonError) throw err;
-      throw databaseError(`update provisioning job ${name}`, err, redact);
-    } finally {
-      client.release();
-    }
-  } finally {
-    await pool.end().catch(() => undefined);
   }
 }

@@ -18,6 +18,7 @@ import { reconcileJob } from '../../src/provision/job-state.js';
 import { type SimulatorHandle, startSimulator } from '../../src/simulator/server.js';
 import { type Child, runCli, SIM_ENV } from '../helpers/child.js';
 import { dropSchema, sql, testDatabaseUrl, uniqueSchema } from '../helpers/postgres.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const PK = 'a1SimPgFleet';
 const LEASE_MS = 3000;
@@ -29,15 +30,8 @@ interface StoredChunk {
   reason: string | null;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+/** {@link waitUntil} polling every 50 ms, `what` first. */
+const until = <T,>(what: string, probe: () => Promise<T>, timeoutMs = 60_000): Promise<NonNullable<T>> => waitUntil(probe, timeoutMs, what, 50);
 
 async function run(args: string[], env: Record<string, string>, cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const c = runCli(args, env, cwd);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { Clock } from '../../../src/core/clock.js';
 import { TASK_RUNNING_CODE, type ChunkBatchOutcome } from '../../../src/provision/chunk-transitions.js';
 import type { DeviceList } from '../../../src/provision/device-list.js';
-import { type ChunkSubmitter, type ChunkWatcher, type JobStore, type SubmitAnswer, ProvisionRunner } from '../../../src/provision/job-runner.js';
+import { type ChunkSubmitter, type ChunkWatcher, type JobStore, ProvisionRunner, type ProvisionRunnerOptions, type SubmitAnswer } from '../../../src/provision/job-runner.js';
 import type { JobSpec, JobState } from '../../../src/provision/job-state.js';
 
 /** A clock whose sleeps pass at once, moving time forward. */
@@ -75,7 +75,14 @@ function fakeAlibaba(store: { saved: JobState[] }, answers: SubmitAnswer[] = [])
   return { submitter, watcher, sent, watched };
 }
 
-function runner(o: { spec: JobSpec; devices: DeviceList | null; store: JobStore; fake: ReturnType<typeof fakeAlibaba>; clock?: Clock }) {
+function runner(o: {
+  spec: JobSpec;
+  devices: DeviceList | null;
+  store: JobStore;
+  fake: ReturnType<typeof fakeAlibaba>;
+  clock?: Clock;
+  onSaveRetry?: ProvisionRunnerOptions['onSaveRetry'];
+}) {
   const events: { type: string; fields: Record<string, unknown> }[] = [];
   const outputs: unknown[] = [];
   const acquired: string[] = [];
@@ -89,6 +96,7 @@ function runner(o: { spec: JobSpec; devices: DeviceList | null; store: JobStore;
     clock: o.clock ?? instantClock(),
     writeOutputs: (report) => (outputs.push(report), Promise.resolve()),
     emit: (type, fields) => events.push({ type, fields }),
+    ...(o.onSaveRetry === undefined ? {} : { onSaveRetry: o.onSaveRetry }),
   });
   return { r, events, outputs, acquired };
 }
@@ -121,18 +129,12 @@ describe('ProvisionRunner', () => {
       (state) => state.chunks.some((c) => c.applyId !== null && c.state === 'watching') && down-- > 0,
     );
     const fake = fakeAlibaba(store);
-    const clock = instantClock();
     const retries: { chunk: number; applyId: string | null; delayMs: number }[] = [];
-    const r = new ProvisionRunner({
+    const { r } = runner({
       spec: spec({ source: { kind: 'count', count: 2 }, chunkSize: 2 }),
       devices: null,
       store,
-      submitter: fake.submitter,
-      watcher: fake.watcher,
-      budget: { acquire: () => Promise.resolve() },
-      clock,
-      writeOutputs: () => Promise.resolve(),
-      emit: () => undefined,
+      fake,
       onSaveRetry: ({ chunk, applyId, delayMs }) => retries.push({ chunk, applyId, delayMs }),
     });
     const report = await r.run();
@@ -154,18 +156,7 @@ describe('ProvisionRunner', () => {
     );
     const fake = fakeAlibaba(store);
     const retries: unknown[] = [];
-    const r = new ProvisionRunner({
-      spec: spec({ source: { kind: 'count', count: 2 }, chunkSize: 2 }),
-      devices: null,
-      store,
-      submitter: fake.submitter,
-      watcher: fake.watcher,
-      budget: { acquire: () => Promise.resolve() },
-      clock: instantClock(),
-      writeOutputs: () => Promise.resolve(),
-      emit: () => undefined,
-      onSaveRetry: (info) => retries.push(info),
-    });
+    const { r } = runner({ spec: spec({ source: { kind: 'count', count: 2 }, chunkSize: 2 }), devices: null, store, fake, onSaveRetry: (info) => retries.push(info) });
     await expect(r.run()).rejects.toMatchObject({ code: 'LeaseLost' });
     expect(store.refused).toBe(1);
     expect(retries).toEqual([]);
