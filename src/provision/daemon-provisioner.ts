@@ -17,12 +17,14 @@
  * - Events: `provision.*` events go through `publish` (durable in the account's ledger, then the outbox).
  */
 
+import { setMaxListeners } from 'node:events';
+
 import { compileSingleBatch } from '../config/compile.js';
 import type { BatchConfig, CompiledConfig, ProvisionJobConfig } from '../config/types.js';
 import type { Clock } from '../core/clock.js';
 import type { BatchResult, ResultWriter } from '../core/ports.js';
 import { batchKey, DEFAULT_ACCOUNT } from '../core/record.js';
-import { coerceError } from '../errors.js';
+import { coerceError, DaemonError } from '../errors.js';
 import type { WatcherEvent } from '../events.js';
 import type { Logger } from '../ops/logger.js';
 import { toChunkOutcome } from './daemon-chunk-watcher.js';
@@ -74,12 +76,26 @@ interface Job {
   state: JobState | null;
 }
 
-/** A chunk result on its way to a run: the write resolves once its outcome is in the durable job state. */
+/**
+ * A chunk result on its way to a run: the write resolves once its outcome is in the durable job state, and fails
+ * when no run took it (the run ended first, or the daemon stops), so the watcher does not record the batch settled
+ * and writes the result again later: a batch never settles while its chunk still waits for it.
+ */
 interface Handoff {
   job: string;
   applyId: string;
   result: BatchResult | null;
   ack: () => void;
+  fail: (error: Error) => void;
+}
+
+/** Why a chunk's result could not be handed to its job now (the watcher retries the write). */
+function notTaken(job: string, why: string): DaemonError {
+  return new DaemonError(`provisioning job "${job}" did not take a chunk's result (${why}); it is written again`, {
+    kind: 'store',
+    scope: 'attempt',
+    code: 'ChunkResultNotTaken',
+  });
 }
 
 /** The job spec of a configuration entry. */
@@ -227,6 +243,12 @@ export class DaemonProvisioner {
   #run(job: Job, known: DeviceList | null = null): void {
     if (this.#stopped || job.running !== null) return;
     const spec = job.spec;
+    // NOTE: the run's own signal, aborted when it ends: a run that ended on an error must not leave watches behind
+    // (a later chunk result would wake one, and it would save the ended run's stale state over the next run's).
+    const runAbort = new AbortController();
+    setMaxListeners(0, runAbort.signal); // one listener per chunk being watched
+    const onStop = (): void => runAbort.abort(this.#abort.signal.reason);
+    this.#abort.signal.addEventListener('abort', onStop, { once: true });
     job.running = (async () => {
       let devices = known;
       if (devices === null && spec.source.kind === 'devices' && job.configured) {
@@ -254,16 +276,18 @@ export class DaemonProvisioner {
       job.runner = runner;
       // A job removed from the file (or not in it) never submits: it watches what it submitted.
       if (!job.configured) void runner.drain();
-      const report = await runner.run(this.#abort.signal);
+      const report = await runner.run(runAbort.signal);
       if (report.settled) this.#o.log.info({ job: spec.name, outcome: report.outcome, ...report.summary.devices }, 'provisioning job settled');
     })()
       .catch((err: unknown) => {
-        if (!this.#stopped) this.#o.log.error({ job: spec.name, err: coerceError(err) }, 'provisioning job stopped; it resumes at the next reload or restart');
+        if (!this.#stopped) this.#o.log.error({ job: spec.name, err: coerceError(err) }, 'provisioning job stopped; it resumes at its next chunk result, reload or restart');
       })
       .finally(() => {
+        this.#abort.signal.removeEventListener('abort', onStop);
+        runAbort.abort(new Error('the provisioning run ended'));
         job.running = null;
         job.runner = null;
-        for (const [key, h] of this.#handoffs) if (h.job === spec.name) this.#release(key);
+        for (const [key, h] of this.#handoffs) if (h.job === spec.name) this.#fail(key, notTaken(spec.name, 'its run ended first'));
         if (job.nextSpec !== null && job.configured && !this.#stopped) {
           job.spec = job.nextSpec;
           job.nextSpec = null;
@@ -292,6 +316,12 @@ export class DaemonProvisioner {
     const h = this.#handoffs.get(key);
     this.#handoffs.delete(key);
     h?.ack();
+  }
+
+  #fail(key: string, error: Error): void {
+    const h = this.#handoffs.get(key);
+    this.#handoffs.delete(key);
+    h?.fail(error);
   }
 
   /** Compiles and registers a chunk's batch; returns its key. */
@@ -327,7 +357,9 @@ export class DaemonProvisioner {
         const key = this.#register(req.spec, req.chunk, req.applyId, req.register || req.until === 'checked' ? 'names' : 'count');
         const arrived = this.#handoffs.get(key)?.result ?? null;
         if (arrived !== null) return toChunkOutcome(arrived);
+        let waiter: ((result: BatchResult) => void) | null = null;
         const settled = new Promise<BatchResult>((resolve, reject) => {
+          waiter = resolve;
           this.#waiters.set(key, resolve);
           signal?.addEventListener('abort', () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted')), { once: true });
         });
@@ -341,7 +373,8 @@ export class DaemonProvisioner {
         try {
           return toChunkOutcome(await settled);
         } finally {
-          this.#waiters.delete(key);
+          // Only its own: a watch of an ended run may end after the next run's watch of the chunk began.
+          if (this.#waiters.get(key) === waiter) this.#waiters.delete(key);
         }
       },
     };
@@ -355,9 +388,15 @@ export class DaemonProvisioner {
       const chunk = this.#batches.get(key);
       const job = chunk === undefined ? undefined : this.#jobs.get(chunk.job);
       const waiting = job?.state?.chunks.some((c) => c.state === 'watching' && c.applyId === result.applyId) === true;
-      // NOTE: before start() the runs have not begun: they will, and take the result then.
-      if (chunk === undefined || job === undefined || (job.running === null && this.#started) || !waiting || this.#stopped) return written;
-      const acked = new Promise<void>((ack) => this.#handoffs.set(key, { job: chunk.job, applyId: result.applyId, result, ack }));
+      if (chunk === undefined || job === undefined || !waiting) return written;
+      if (this.#stopped) throw notTaken(chunk.job, 'the daemon is stopping');
+      // NOTE: before start() the runs have not begun: they will, and take the result then. A run that ended on an
+      // error (the store down for a moment) is resumed for it now, rather than at the next reload.
+      if (job.running === null && this.#started) {
+        this.#o.log.info({ job: chunk.job, applyId: result.applyId }, 'resuming the provisioning job: a chunk result arrived');
+        this.#run(job);
+      }
+      const acked = new Promise<void>((ack, fail) => this.#handoffs.set(key, { job: chunk.job, applyId: result.applyId, result, ack, fail }));
       this.#waiters.get(key)?.(result);
       await acked;
       return written;
@@ -410,7 +449,7 @@ export class DaemonProvisioner {
     this.#stopped = true;
     await Promise.all([...this.#jobs.values()].map((j) => j.runner?.drain() ?? Promise.resolve()));
     this.#abort.abort(new Error('the daemon is stopping'));
-    for (const key of [...this.#handoffs.keys()]) this.#release(key);
+    for (const key of [...this.#handoffs.keys()]) this.#fail(key, notTaken(this.#handoffs.get(key)!.job, 'the daemon is stopping'));
     await Promise.all([...this.#jobs.values()].map((j) => j.running ?? Promise.resolve()));
   }
 }

@@ -19,16 +19,21 @@ import type { JobState } from '../../../src/provision/job-state.js';
 
 const PK = 'a1Prov';
 
-function memoryStore(): ListableJobStore & { states: Map<string, JobState>; gate: Promise<void> | null } {
+function memoryStore(): ListableJobStore & { states: Map<string, JobState>; gate: Promise<void> | null; failNext: Error | null } {
   const states = new Map<string, JobState>();
   const store = {
     states,
     /** While set, a save waits for it (a slow disk). */
     gate: null as Promise<void> | null,
+    /** The next save fails with it (the database gone for a moment). */
+    failNext: null as Error | null,
     list: () => Promise.resolve([...states.keys()]),
     load: (name: string) => Promise.resolve(states.has(name) ? structuredClone(states.get(name)!) : null),
     save: async (state: JobState) => {
       await store.gate;
+      const failure = store.failNext;
+      store.failNext = null;
+      if (failure !== null) throw failure;
       states.set(state.name, structuredClone(state));
     },
   };
@@ -173,6 +178,42 @@ describe('DaemonProvisioner', () => {
     await h.prov.results.write(result('503', ['dddd']));
     await until('settled again', () => h.events.filter((e) => e.type === 'provision.settled').length === 2);
     await h.prov.stop();
+  });
+
+  it('a result its job cannot take is refused (the batch must not settle); the ended run leaves no watch behind; the job resumes for the next result', async () => {
+    const files = new Map([['/f.txt', ['aaaa', 'bbbb', 'cccc', 'dddd']]]);
+    const h = harness(files);
+    const c = config([{ name: 'job', devices: '/f.txt', chunkSize: 2 }]);
+    h.setConfig(c);
+    await h.prov.prepare(c);
+    h.prov.start();
+    await until('two chunks watched', () => h.watched.size === 2);
+
+    // The save of chunk 0's outcome fails: the run ends on that error, and the write is refused, not resolved.
+    h.store.failNext = Object.assign(new Error('database gone'), { kind: 'store', scope: 'attempt', code: 'ECONNREFUSED' });
+    await expect(h.prov.results.write(result('501', ['aaaa', 'bbbb']))).rejects.toMatchObject({ code: 'ChunkResultNotTaken' });
+    expect(h.store.states.get('job')?.chunks.map((c) => c.state)).toEqual(['watching', 'watching']);
+
+    // The next chunk result resumes the job at once (not at the next reload); the refused one, written again, lands.
+    await h.prov.results.write(result('502', ['cccc', 'dddd']));
+    expect(h.store.states.get('job')?.chunks.map((c) => c.state)).toEqual(['watching', 'created']);
+    await h.prov.results.write(result('501', ['aaaa', 'bbbb']));
+    await until('settled', () => h.events.some((e) => e.type === 'provision.settled'));
+    expect(h.store.states.get('job')?.chunks.map((c) => c.state)).toEqual(['created', 'created']);
+    expect(h.sent).toHaveLength(2);
+    await h.prov.stop();
+  });
+
+  it('a chunk result that arrives while the daemon stops is refused, so its batch is fetched again at the next start', async () => {
+    const h = harness(new Map([['/f.txt', ['aaaa']]]));
+    const c = config([{ name: 'job', devices: '/f.txt' }]);
+    h.setConfig(c);
+    await h.prov.prepare(c);
+    h.prov.start();
+    await until('the chunk watched', () => h.watched.size === 1);
+    await h.prov.stop();
+    await expect(h.prov.results.write(result('501', ['aaaa']))).rejects.toMatchObject({ code: 'ChunkResultNotTaken' });
+    expect(h.store.states.get('job')?.chunks[0]?.state).toBe('watching');
   });
 
   it('a result that is not awaited by a run passes straight through', async () => {
